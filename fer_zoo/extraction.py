@@ -1,0 +1,211 @@
+"""The extraction run: clips -> frames -> extractor -> shards -> packed store, through ``Trainer.predict``.
+
+One path for every scale: on this laptop it is one process whose DataLoader workers decode (and, for CPU-bound
+extractors such as MediaPipe, also extract, which makes them a process pool); on GPUs or nodes the same code runs
+under DDP, each rank writing its own shards. Decoding overlaps with the model because it happens in the workers.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.frames import ClipReadError, read_frames
+from datamodules.records import ClipRecord
+from extractors import Extractor, get_extractor
+from extractors.weights import WeightsUnavailableError
+from fer_zoo.store import ClipResult, ShardWriter, done_clip_ids, pack, store_key, store_path
+
+
+@dataclass
+class ExtractorSpec:
+    """An extractor by registry name and config; ``fallback`` (same shape) is used only when the requested
+    pretrained weights cannot be had here, and the store then says so (it is named after what really ran)."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    fallback: dict[str, Any] | None = None
+
+
+def build_extractor(spec: ExtractorSpec, log: Any = print) -> tuple[Extractor, dict[str, Any]]:
+    """Build the extractor, falling back loudly when weights are unavailable; returns it and a note for the meta."""
+    try:
+        return get_extractor(spec.name, **spec.config), {}
+    except WeightsUnavailableError as err:
+        if not spec.fallback:
+            raise
+        fb = ExtractorSpec(spec.fallback["name"], dict(spec.fallback.get("config", {})))
+        log(f"WARNING: {err}\n  -> falling back to `{fb.name}` as configured; the store records this.")
+        ext, _ = build_extractor(fb, log)
+        return ext, {"requested": {"name": spec.name, "config": spec.config}, "fallback_reason": str(err)}
+
+
+@dataclass
+class ClipItem:
+    """What a loader worker hands to the model: preprocessed frames, finished features, or an error."""
+
+    clip_id: str
+    pre: Any = None
+    result: ClipResult | None = None
+    frame_indices: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+
+
+class ClipFrames(Dataset):
+    """Decodes clips in loader workers; CPU-bound extractors also run here (one instance per worker process)."""
+
+    def __init__(self, clips: list[ClipRecord], extractor: Extractor, frame_cap: int | None) -> None:
+        self.clips, self.extractor, self.frame_cap = clips, extractor, frame_cap
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> ClipItem:
+        clip = self.clips[i]
+        try:
+            frames = read_frames(clip.path, self.frame_cap)
+        except ClipReadError as err:
+            return ClipItem(clip.clip_id, result=ClipResult.failed(clip.clip_id, err.reason))
+        if self.extractor.runs_in_workers:
+            feats, valid = self.extractor.extract(frames.rgb)
+            res = ClipResult(clip.clip_id, feats, valid, frames.indices, frames.timestamps)
+            return ClipItem(clip.clip_id, result=res)
+        return ClipItem(clip.clip_id, self.extractor.preprocess(frames.rgb), None, frames.indices, frames.timestamps)
+
+
+def _one(batch: list[ClipItem]) -> ClipItem:
+    return batch[0]
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # each worker is one core's worth of decoding; oversubscription only slows it
+    torch.set_num_threads(1)
+
+
+class ExtractionModule(L.LightningModule):
+    """Holds the extractor so Lightning places its network on the right device; one clip per predict step."""
+
+    def __init__(self, extractor: Extractor) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.net = getattr(extractor, "model", None)  # registered as a submodule when the extractor is a network
+
+    def predict_step(self, item: ClipItem, batch_idx: int) -> ClipResult:
+        if item.result is not None:
+            return item.result
+        feats, valid = self.extractor.forward(item.pre)
+        return ClipResult(item.clip_id, feats, valid, item.frame_indices, item.timestamps)
+
+
+class StoreWriter(BasePredictionWriter):
+    """Writes each finished clip into this rank's shards (atomic); predictions are never held in memory."""
+
+    def __init__(self, path: Path, request: dict[str, Any], flush_every: int) -> None:
+        super().__init__(write_interval="batch")
+        self.path, self.request, self.flush_every = path, request, flush_every
+        self.writer: ShardWriter | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.writer = ShardWriter(self.path, self.request, rank=trainer.global_rank, flush_every=self.flush_every)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,  # noqa: ANN001
+                           dataloader_idx) -> None:  # noqa: ANN001
+        assert self.writer is not None
+        self.writer.add(prediction)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        assert self.writer is not None
+        self.writer.flush()
+
+
+class ClipProgressBar(TQDMProgressBar):
+    """Lightning's bar, counting clips (one per step), so it reads clips/s with an ETA."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    @property
+    def predict_description(self) -> str:
+        return self.label
+
+    def init_predict_tqdm(self):  # noqa: ANN201
+        bar = super().init_predict_tqdm()
+        bar.unit = "clip"
+        return bar
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "mediapipe", "numpy", "opencv-contrib-python", "av", "openpifpaf"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class StoreSummary:
+    modality: str
+    path: Path
+    clips: int
+    skipped: int
+    ok: int
+    failed: dict[str, str]
+    valid_frames: float
+
+
+def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Path, modality: str,
+                     spec: ExtractorSpec, frame_cap: int | None = None, trainer_kwargs: dict[str, Any] | None = None,
+                     num_workers: int = 2, flush_every: int = 16, log: Any = print) -> StoreSummary:
+    """Extract one modality over ``clips`` into its store (skipping finished clips) and pack it."""
+    extractor, fallback_note = build_extractor(spec, log)
+    key = store_key(extractor.config_hash, frame_cap)
+    path = store_path(store_root, modality, extractor.name, key)
+    request = {"modality": modality, "extractor": extractor.name, "version": extractor.version,
+               "config": extractor.config, "frame_cap": frame_cap, "source": source.name}
+    done = done_clip_ids(path) if path.exists() else set()
+    order = [c.clip_id for c in clips]
+    todo = [c for c in clips if c.clip_id not in done]
+    log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done")
+    kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
+              "enable_model_summary": False, **(trainer_kwargs or {})}
+    trainer = L.Trainer(callbacks=[StoreWriter(path, request, flush_every), ClipProgressBar(f"extract {modality}")],
+                        **kwargs)
+    if todo:
+        loader = DataLoader(ClipFrames(todo, extractor, frame_cap), batch_size=1, collate_fn=_one,
+                            num_workers=num_workers, worker_init_fn=_worker_init if num_workers else None)
+        trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
+    elif not (path / "meta.json").exists():
+        ShardWriter(path, request)  # nothing to extract but never packed: make sure the request is on disk
+    trainer.strategy.barrier()
+    if trainer.is_global_zero and (todo or not (path / "meta.json").exists()):
+        meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,
+                "source": {"name": source.name, "num_clips": len(order)}, "libraries": library_versions(),
+                **extractor.describe(), **fallback_note}
+        pack(path, order, meta)
+    trainer.strategy.barrier()
+    return summarize(modality, path, skipped=len(order) - len(todo))
+
+
+def summarize(modality: str, path: Path, skipped: int) -> StoreSummary:
+    import pandas as pd
+
+    idx = pd.read_parquet(path / "index.parquet", columns=["clip_id", "length", "valid_count", "status", "reason"])
+    failed = dict(zip(idx.clip_id[idx.status == "failed"], idx.reason[idx.status == "failed"]))
+    total = int(idx.length.sum())
+    return StoreSummary(modality, path, len(idx), skipped, int((idx.status == "ok").sum()), failed,
+                        float(idx.valid_count.sum() / total) if total else 0.0)

@@ -1,0 +1,301 @@
+"""The feature store: packed float16 features + validity mask, memory-mapped, with a parquet index.
+
+Layout of one store (one dataset x one extractor configuration)::
+
+    <root>/<modality>/<extractor>-<hash>/
+        request.json     what was asked for (written first; a different request never reuses the folder)
+        shards/          finished clips while extracting, one atomic .npz per flush and rank
+        features.npy     float16 [total_frames, D]   \
+        valid.npy        bool    [total_frames]       > written by `pack`, each via a temporary name + rename
+        index.parquet    one row per clip            /
+        meta.json        written last: its presence is what makes the store trusted
+
+A kill at any moment loses at most the clips in flight: shards are renamed into place only when complete, the
+packed files likewise, and a reader refuses a folder without ``meta.json``. Packing follows the source's clip order,
+so the packed bytes do not depend on how the work was split over shards, ranks or reruns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+STORE_FORMAT = 1
+FEATURE_DTYPE = np.float16
+
+
+class StoreError(RuntimeError):
+    """A store is missing, incomplete, or does not match what was asked for."""
+
+
+@dataclass
+class ClipResult:
+    """What extraction produced for one clip (features ``None`` when it failed)."""
+
+    clip_id: str
+    features: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    frame_indices: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+    status: str = "ok"
+    reason: str = ""
+
+    @classmethod
+    def failed(cls, clip_id: str, reason: str) -> "ClipResult":
+        return cls(clip_id=clip_id, status="failed", reason=reason)
+
+
+def store_key(extractor_hash: str, frame_cap: int | None) -> str:
+    """Hash of the extractor config plus the frame cap: everything that changes the stored numbers."""
+    blob = json.dumps({"extractor": extractor_hash, "frame_cap": frame_cap, "format": STORE_FORMAT})
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def store_path(root: str | Path, modality: str, extractor_name: str, key: str) -> Path:
+    return Path(root) / modality / f"{extractor_name}-{key}"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_json(path: Path, obj: dict[str, Any]) -> None:
+    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+class ShardWriter:
+    """Collects finished clips and writes them as atomic shards; knows which clips are already done."""
+
+    def __init__(self, path: str | Path, request: dict[str, Any], rank: int = 0, flush_every: int = 32,
+                 flush_seconds: float = 30.0) -> None:
+        self.path = Path(path)
+        self.shard_dir = self.path / "shards"
+        self.rank = rank
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._pending: list[ClipResult] = []
+        self._last_flush = time.monotonic()
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        check_request(self.path, request, create=True)
+        existing = sorted(self.shard_dir.glob(f"shard-r{rank:03d}-*.npz"))
+        self._seq = 1 + max((int(p.stem.split("-")[-1]) for p in existing), default=-1)
+
+    def add(self, result: ClipResult) -> None:
+        self._pending.append(result)
+        if len(self._pending) >= self.flush_every or time.monotonic() - self._last_flush > self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        out = self.shard_dir / f"shard-r{self.rank:03d}-{self._seq:06d}.npz"
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.savez(f, **_results_to_arrays(self._pending))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+        self._seq += 1
+        self._pending = []
+        self._last_flush = time.monotonic()
+
+
+def check_request(path: Path, request: dict[str, Any], create: bool = False) -> None:
+    """Refuse a folder that was made for a different request (a hash collision or a hand-edited folder)."""
+    req_file = path / "request.json"
+    canon = json.loads(json.dumps(request, sort_keys=True, default=str))
+    if req_file.exists():
+        have = json.loads(req_file.read_text())
+        if have != canon:
+            raise StoreError(
+                f"{path} was built for a different extractor configuration; refusing to mix.\n"
+                f"  stored:    {json.dumps(have, sort_keys=True)}\n  requested: {json.dumps(canon, sort_keys=True)}\n"
+                "Move or delete that folder, or use another store root."
+            )
+    elif create:
+        path.mkdir(parents=True, exist_ok=True)
+        _atomic_json(req_file, canon)
+
+
+def _results_to_arrays(results: list[ClipResult]) -> dict[str, np.ndarray]:
+    ok = [r for r in results if r.status == "ok"]
+    dim = ok[0].features.shape[1] if ok else 0  # type: ignore[union-attr]
+    lengths = np.array([len(r.features) if r.status == "ok" else 0 for r in results], np.int64)  # type: ignore[arg-type]
+    cat = (lambda xs, dt, shape: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
+    return {
+        "clip_ids": np.array([r.clip_id for r in results], dtype=np.str_),
+        "status": np.array([r.status for r in results], dtype=np.str_),
+        "reason": np.array([r.reason for r in results], dtype=np.str_),
+        "lengths": lengths,
+        "features": cat([r.features for r in ok], FEATURE_DTYPE, (0, dim)),
+        "valid": cat([r.valid for r in ok], np.bool_, (0,)),
+        "frame_indices": cat([r.frame_indices for r in ok], np.int64, (0,)),
+        "timestamps": cat([r.timestamps for r in ok], np.float64, (0,)),
+    }
+
+
+def _iter_shard(file: Path) -> Iterable[ClipResult]:
+    with np.load(file) as z:  # no pickles: every array is numeric, bool or fixed-width unicode
+        offs = np.concatenate([[0], np.cumsum(z["lengths"])])
+        feats, valid, fidx, ts = z["features"], z["valid"], z["frame_indices"], z["timestamps"]
+        for i, cid in enumerate(z["clip_ids"]):
+            a, b = offs[i], offs[i + 1]
+            if z["status"][i] == "ok":
+                yield ClipResult(str(cid), feats[a:b], valid[a:b], fidx[a:b], ts[a:b])
+            else:
+                yield ClipResult.failed(str(cid), str(z["reason"][i]))
+
+
+def done_clip_ids(path: str | Path) -> set[str]:
+    """Clips already finished (ok or failed) in shards or an earlier pack; a rerun skips them."""
+    path = Path(path)
+    done: set[str] = set()
+    for f in sorted((path / "shards").glob("shard-*.npz")):
+        with np.load(f) as z:
+            done.update(map(str, z["clip_ids"]))
+    if (path / "meta.json").exists():
+        done.update(pd.read_parquet(path / "index.parquet", columns=["clip_id"])["clip_id"])
+    return done
+
+
+def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[str, Any]:
+    """Concatenate shards (and any earlier pack) into the packed store, in ``clip_order``; returns the meta."""
+    path = Path(path)
+    results: dict[str, ClipResult] = {}
+    if (path / "meta.json").exists():
+        old = FeatureStore(path)
+        for row in old.index.itertuples():
+            if row.status == "ok":
+                f, v = old.clip(row.clip_id)
+                results[row.clip_id] = ClipResult(row.clip_id, np.array(f), np.array(v),
+                                                  np.asarray(row.frame_indices), np.asarray(row.timestamps))
+            else:
+                results[row.clip_id] = ClipResult.failed(row.clip_id, row.reason)
+    for f in sorted((path / "shards").glob("shard-*.npz")):
+        for r in _iter_shard(f):
+            results.setdefault(r.clip_id, r)  # DDP samplers may repeat a clip; the first copy wins
+    missing = [c for c in clip_order if c not in results]
+    if missing:
+        raise StoreError(f"{path}: cannot pack, {len(missing)} clips not extracted yet (e.g. {missing[:3]})")
+    ordered = [results[c] for c in clip_order]
+    dim = int(meta["dim"])
+    total = sum(len(r.features) for r in ordered if r.status == "ok")  # type: ignore[arg-type]
+    rows, off = [], 0
+    feats_tmp, valid_tmp = path / ".features.npy.tmp", path / ".valid.npy.tmp"
+    feats = np.lib.format.open_memmap(feats_tmp, mode="w+", dtype=FEATURE_DTYPE, shape=(total, dim))
+    valid = np.lib.format.open_memmap(valid_tmp, mode="w+", dtype=np.bool_, shape=(total,))
+    for r in ordered:
+        n = len(r.features) if r.status == "ok" else 0  # type: ignore[arg-type]
+        if n:
+            feats[off:off + n] = r.features
+            valid[off:off + n] = r.valid
+        rows.append({
+            "clip_id": r.clip_id, "offset": off, "length": n,
+            "valid_count": int(np.sum(r.valid)) if n else 0, "status": r.status, "reason": r.reason,
+            "frame_indices": [int(i) for i in r.frame_indices] if n else [],  # type: ignore[union-attr]
+            "timestamps": [float(t) for t in r.timestamps] if n else [],  # type: ignore[union-attr]
+        })
+        off += n
+    feats.flush()
+    valid.flush()
+    del feats, valid
+    (path / "meta.json").unlink(missing_ok=True)  # from here on the folder is untrusted until the new meta lands
+    os.replace(feats_tmp, path / "features.npy")
+    os.replace(valid_tmp, path / "valid.npy")
+    idx_tmp = path / ".index.parquet.tmp"
+    pd.DataFrame(rows).to_parquet(idx_tmp, index=False)
+    os.replace(idx_tmp, path / "index.parquet")
+    statuses = [r.status for r in ordered]
+    meta = {**meta, "format": STORE_FORMAT, "num_clips": len(ordered), "num_ok": statuses.count("ok"),
+            "num_failed": statuses.count("failed"), "total_frames": total, "dtype": "float16"}
+    _atomic_json(path / "meta.json", meta)
+    for f in (path / "shards").glob("shard-*.npz"):
+        f.unlink()
+    return meta
+
+
+@dataclass
+class FeatureStore:
+    """Read side: ``store.clip(clip_id)`` is a zero-copy slice of the memory-mapped arrays.
+
+    The arrays are opened lazily, so a store pickles cheaply into DataLoader workers and DDP ranks, which then share
+    the page cache instead of copying the data.
+    """
+
+    path: Path
+    meta: dict[str, Any] = field(init=False)
+    index: pd.DataFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        meta_file = self.path / "meta.json"
+        if not meta_file.exists():
+            why = "extraction has not finished (no meta.json)" if self.path.exists() else "no such folder"
+            raise StoreError(f"feature store {self.path}: {why}")
+        self.meta = json.loads(meta_file.read_text())
+        self.index = pd.read_parquet(self.path / "index.parquet")
+        self._row = {cid: i for i, cid in enumerate(self.index["clip_id"])}
+        self._offsets = self.index["offset"].to_numpy()
+        self._lengths = self.index["length"].to_numpy()
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    def _open(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            f = np.load(self.path / "features.npy", mmap_mode="r")
+            v = np.load(self.path / "valid.npy", mmap_mode="r")
+            if f.shape != (self.meta["total_frames"], self.dim) or v.shape != (f.shape[0],):
+                raise StoreError(f"feature store {self.path}: arrays do not match meta.json (corrupt or mixed store)")
+            self._arrays = (f, v)
+        return self._arrays
+
+    def __contains__(self, clip_id: str) -> bool:
+        return clip_id in self._row
+
+    def status(self, clip_id: str) -> tuple[str, str]:
+        row = self.index.iloc[self._row[clip_id]]
+        return str(row["status"]), str(row["reason"])
+
+    def clip(self, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(features float16 [T, D], valid bool [T])`` views; T is 0 for a failed clip."""
+        i = self._row[clip_id]
+        f, v = self._open()
+        a, n = self._offsets[i], self._lengths[i]
+        return f[a:a + n], v[a:a + n]
+
+
+def find_store(root: str | Path, modality: str) -> Path:
+    """The one finished store for ``modality`` under ``root`` (``modality`` or ``modality/<extractor>-<hash>``)."""
+    root = Path(root)
+    if "/" in modality:
+        return root / modality
+    found = sorted(p.parent for p in (root / modality).glob("*/meta.json"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise StoreError(
+            f"no feature store for modality {modality!r}: expected a finished store under {root / modality}/. "
+            f"Build it with `python -m fer_zoo extract --config configs/extract.yaml --store_root {root}` "
+            f"(or `make extract`), naming {modality!r} under `modalities`."
+        )
+    names = ", ".join(f"{modality}/{p.name}" for p in found)
+    raise StoreError(f"several stores for modality {modality!r} under {root}: {names}; name one explicitly")
