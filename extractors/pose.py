@@ -30,6 +30,8 @@ class Pose(Extractor):
             raise ValueError(f"pose: backend must be 'mediapipe' or 'openpifpaf', got {backend!r}")
         if backend == "mediapipe" and model_complexity != 1:
             raise ValueError("pose: model_complexity must be 1 offline (0 and 2 download their model at run time)")
+        if backend == "mediapipe" and not 0.0 <= float(min_detection_confidence) <= 1.0:
+            raise ValueError(f"pose: min_detection_confidence must be in [0, 1], got {min_detection_confidence}")
         cfg: dict[str, Any] = {"backend": backend}
         if backend == "mediapipe":
             cfg.update(model_complexity=model_complexity, min_detection_confidence=float(min_detection_confidence))

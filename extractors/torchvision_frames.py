@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from extractors.base import Extractor
+from extractors.base import Extractor, config_hash
 from extractors.registry import register_extractor
 from extractors.weights import (
     OFFLINE_MOBILENET,
@@ -33,10 +34,21 @@ def bf16_supported(device: str = "cpu") -> bool:
 
 def _has_cpu_bf16() -> bool:
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    with open(Path(path).expanduser(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class TorchvisionFrames(Extractor):
@@ -59,11 +71,15 @@ class TorchvisionFrames(Extractor):
             raise ValueError(f"{self.name}: precision must be auto, bf16 or fp32, got {precision!r}")
         if extra:
             raise TypeError(f"{self.name}: unknown config keys {sorted(extra)}")
+        for key, val in (("image_size", image_size), ("batch_frames", batch_frames)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{self.name}: {key} must be a positive integer, got {val!r}")
         resolved = ("bf16" if bf16_supported() else "fp32") if precision == "auto" else precision
         weights = None if weights in (None, "none", "None", "") else str(weights)
         # `precision` is stored resolved, so the hash says what numbers were really computed.
         super().__init__(arch=arch, weights=weights, image_size=image_size, precision=resolved)
         self.batch_frames = batch_frames
+        self.weights_sha256: str | None = None  # set for a local checkpoint: its content is part of the hash
         self.model, self.weights_source = self._build(arch, weights)
 
     def _build(self, arch: str, weights: str | None) -> tuple[nn.Module, str]:
@@ -81,8 +97,12 @@ class TorchvisionFrames(Extractor):
             body.load_state_dict(map_by_position(body.state_dict(), loaded.state_dict, loaded.source))
         elif "/" in weights or weights.endswith((".pt", ".pth", ".ckpt")):
             loaded = local_checkpoint(weights)
+            self.weights_sha256 = _file_sha256(weights)
             sd = {k: v for k, v in loaded.state_dict.items() if not k.startswith(("fc.", "classifier."))}
-            missing, unexpected = net.load_state_dict(sd, strict=False)
+            try:  # strict=False still raises on a shape mismatch: name the file and the arch as below
+                missing, unexpected = net.load_state_dict(sd, strict=False)
+            except RuntimeError as err:
+                raise ValueError(f"{weights}: does not fit {arch}: {err}") from err
             missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
             if missing or unexpected:
                 raise ValueError(f"{weights}: does not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -98,6 +118,13 @@ class TorchvisionFrames(Extractor):
         return model.to(memory_format=torch.channels_last)
 
     @property
+    def config_hash(self) -> str:
+        # A checkpoint re-saved at the same path (e.g. fine-tuned again) changes the features: hash its content too.
+        if self.weights_sha256 is None:
+            return super().config_hash
+        return config_hash(self.name, self.version, {**self.config, "weights_sha256": self.weights_sha256})
+
+    @property
     def dim(self) -> int:
         return _DIMS[self.config["arch"]]
 
@@ -106,7 +133,8 @@ class TorchvisionFrames(Extractor):
         return [f"{self.config['arch']}_{i}" for i in range(self.dim)]
 
     def describe(self) -> dict[str, Any]:
-        return {"weights_source": self.weights_source, "preprocessing": (
+        sha = {"weights_sha256": self.weights_sha256} if self.weights_sha256 else {}
+        return {"weights_source": self.weights_source, **sha, "preprocessing": (
             f"RGB frame resized to {self.config['image_size']}x{self.config['image_size']} (bilinear, no crop), "
             f"scaled to [0,1], normalised with ImageNet mean {IMAGENET_MEAN} / std {IMAGENET_STD}")}
 

@@ -51,7 +51,8 @@ def torchvision_weights(arch: str, name: str) -> LoadedWeights:
     try:
         w = enum[name] if name != "DEFAULT" else enum.DEFAULT
     except KeyError:
-        raise ValueError(f"{arch}: unknown weights {name!r}; choose from {[m.name for m in enum]}, a path, or none")
+        known = [m.name for m in enum]
+        raise ValueError(f"{arch}: unknown weights {name!r}; choose from {known}, a path, or none") from None
     cached = Path(get_dir()) / "checkpoints" / Path(w.url).name
     try:
         sd = w.get_state_dict(progress=False, check_hash=False)

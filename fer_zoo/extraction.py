@@ -7,6 +7,7 @@ under DDP, each rank writing its own shards. Decoding overlaps with the model be
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from datamodules.frames import ClipReadError, read_frames
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.weights import WeightsUnavailableError
-from fer_zoo.store import ClipResult, ShardWriter, done_clip_ids, pack, store_key, store_path
+from fer_zoo.store import ClipResult, ShardWriter, check_request, done_clip_ids, pack, store_key, store_path
 
 
 @dataclass
@@ -150,10 +151,8 @@ def library_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for pkg in ("torch", "torchvision", "mediapipe", "numpy", "opencv-contrib-python", "av", "openpifpaf"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -177,6 +176,8 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     path = store_path(store_root, modality, extractor.name, key)
     request = {"modality": modality, "extractor": extractor.name, "version": extractor.version,
                "config": extractor.config, "frame_cap": frame_cap, "source": source.name}
+    if path.exists():  # a folder made for another request is refused, even when all of its clips look done
+        check_request(path, request)
     done = done_clip_ids(path) if path.exists() else set()
     order = [c.clip_id for c in clips]
     todo = [c for c in clips if c.clip_id not in done]

@@ -21,9 +21,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ class ClipResult:
     reason: str = ""
 
     @classmethod
-    def failed(cls, clip_id: str, reason: str) -> "ClipResult":
+    def failed(cls, clip_id: str, reason: str) -> ClipResult:
         return cls(clip_id=clip_id, status="failed", reason=reason)
 
 
@@ -134,7 +135,10 @@ def _results_to_arrays(results: list[ClipResult]) -> dict[str, np.ndarray]:
     ok = [r for r in results if r.status == "ok"]
     dim = ok[0].features.shape[1] if ok else 0  # type: ignore[union-attr]
     lengths = np.array([len(r.features) if r.status == "ok" else 0 for r in results], np.int64)  # type: ignore[arg-type]
-    cat = (lambda xs, dt, shape: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
+
+    def cat(xs: list, dt: type, shape: tuple[int, ...]) -> np.ndarray:
+        return np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt)
+
     return {
         "clip_ids": np.array([r.clip_id for r in results], dtype=np.str_),
         "status": np.array([r.status for r in results], dtype=np.str_),

@@ -1,0 +1,499 @@
+"""The feature DataModule: cached per-frame features of the selected modalities, split, sampled and balanced.
+
+Everything the model must be built with (``input_dims``, ``num_classes``, ``class_names``, ``class_weights``) is
+computed in ``__init__`` from ``meta.json`` and the store index only, so LightningCLI can link it into the model
+before any feature is read. Splits depend only on the source, ``fold`` and ``seed`` (never on the selected
+modalities), so every run of a modality ablation trains, selects and tests on the same clips.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from datamodules.labels import LabelVocabulary, get_vocabulary
+from datamodules.records import ClipRecord
+from datamodules.sampling import segment_indices
+from fer_zoo.store import FeatureStore, find_store
+
+log = logging.getLogger(__name__)
+
+CLASS_BALANCE = ("none", "weighted_loss", "balanced_sampler", "dynamic")
+SPLITS = ("train", "val", "test")
+
+
+class _Source(Protocol):
+    """The part of a clip source this module uses (see ``datamodules.sources.ClipSource``)."""
+
+    name: str
+
+    @property
+    def vocabulary(self) -> LabelVocabulary | str: ...
+
+    @property
+    def folds(self) -> list[int]: ...
+
+    def clips(self) -> list[ClipRecord]: ...
+
+
+# ------------------------------------------------------------------------------------------------------- splitting
+
+
+def stratified_holdout(
+    ids: Sequence[str], labels: Sequence[int], fraction: float, rng: np.random.Generator
+) -> tuple[list[str], list[str]]:
+    """Split ``ids`` into ``(keep, held)`` with ``round(fraction * len(ids))`` held out, stratified by label.
+
+    Per-class quotas use largest remainders, so small classes are represented as fairly as the total allows, and a
+    class never loses its last clip to the held-out part (it must stay learnable). Classes are visited in sorted
+    order and ids in input order, so the result depends only on the inputs and the generator's seed: every process
+    and every rerun computes the same split. Both outputs keep the input order.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"a held-out fraction must be in [0, 1), got {fraction}")
+    members: dict[int, list[str]] = {}
+    for cid, y in zip(ids, labels):
+        members.setdefault(int(y), []).append(cid)
+    quota = {c: fraction * len(m) for c, m in members.items()}
+    take = {c: min(math.floor(q), len(members[c]) - 1) for c, q in quota.items()}
+    remaining = round(fraction * len(ids)) - sum(take.values())
+    for c in sorted(members, key=lambda c: (-(quota[c] - math.floor(quota[c])), c)):
+        if remaining <= 0:
+            break
+        if take[c] < len(members[c]) - 1:
+            take[c] += 1
+            remaining -= 1
+    held: set[str] = set()
+    for c in sorted(members):
+        perm = rng.permutation(len(members[c]))
+        held.update(members[c][i] for i in perm[: take[c]])
+    return [c for c in ids if c not in held], [c for c in ids if c in held]
+
+
+def _seed_rng(*words: int) -> np.random.Generator:
+    """A generator from a tuple of integers (SeedSequence: no Python ``hash``, so equal in every process)."""
+    return np.random.default_rng([w & 0xFFFFFFFFFFFFFFFF for w in words])
+
+
+# ------------------------------------------------------------------------------------------------------- balancing
+
+
+def class_sampling_weights(labels: Sequence[int], num_classes: int, balance: float) -> np.ndarray:
+    """Per-sample weights whose class totals follow ``w_c ∝ n_c ** (1 - balance)``.
+
+    ``balance`` 0 is the natural distribution (every clip equally likely), 1 is class-balanced (every class equally
+    likely); in between interpolates. Per sample that is ``n_c ** -balance``.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    per_class = np.where(counts > 0, np.maximum(counts, 1.0) ** -float(balance), 0.0)
+    return per_class[y]
+
+
+def dynamic_sampling_weights(epoch: int, labels: Sequence[int], num_classes: int, max_epochs: int) -> np.ndarray:
+    """The "dynamic" schedule: ``w_c ∝ n_c ** (1 - e / E)`` at epoch ``e`` of ``E = max_epochs``.
+
+    Early epochs see the natural distribution (learn the common, well-sampled classes and a good representation),
+    later ones move towards balanced sampling (stop neglecting rare classes, which UAR weighs as much as common
+    ones). ``e / E`` is clamped to [0, 1], so epochs beyond ``max_epochs`` stay balanced.
+    """
+    return class_sampling_weights(labels, num_classes, min(max(epoch / max_epochs, 0.0), 1.0))
+
+
+def _dist_world() -> tuple[int, int]:
+    """``(num_replicas, rank)`` from torch.distributed when initialised, else a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+class DistributedWeightedSampler(DistributedSampler):
+    """Weighted sampling with replacement, one draw per epoch shared by all ranks, each rank taking a disjoint share.
+
+    Every rank draws the same ``num_samples`` indices from a generator seeded by ``seed + epoch``, then keeps
+    positions ``rank, rank + R, ...``: the ranks' shares partition the epoch's sample. ``weights`` is an array of
+    per-sample weights or a function ``epoch -> weights`` (for schedules such as "dynamic").
+
+    It subclasses ``DistributedSampler`` so that Lightning sees a sampler that already handles distribution and does
+    not wrap it a second time; Lightning calls ``set_epoch`` at every epoch start.
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[float] | np.ndarray | Callable[[int], np.ndarray],
+        num_samples: int,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        # DistributedSampler.__init__ insists on an initialised process group; this one also works without one.
+        world, own_rank = _dist_world()
+        self.num_replicas = world if num_replicas is None else int(num_replicas)
+        self.rank = own_rank if rank is None else int(rank)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank {self.rank} is outside [0, {self.num_replicas})")
+        self._weights = weights
+        self.epoch = 0
+        self.seed = int(seed)
+        self.shuffle = True
+        self.drop_last = False
+        self.num_samples = math.ceil(int(num_samples) / self.num_replicas)  # per rank
+        self.total_size = self.num_samples * self.num_replicas
+
+    def weights(self, epoch: int) -> np.ndarray:
+        w = self._weights(epoch) if callable(self._weights) else self._weights
+        return np.asarray(w, dtype=np.float64)
+
+    def epoch_indices(self) -> list[int]:
+        """The whole epoch's sample (all ranks), in the order the ranks interleave it."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        w = torch.from_numpy(self.weights(self.epoch))
+        return torch.multinomial(w, self.total_size, replacement=True, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.rank:self.total_size:self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
+# --------------------------------------------------------------------------------------------------------- dataset
+
+
+class FeatureDataset(Dataset):
+    """Clips of one split: TSN-sampled slices of every selected store, read from the memory maps on demand.
+
+    Training draws the random frame offsets from a generator that belongs to the worker: it is (re)seeded from
+    ``seed``, the rank, the worker id and ``torch.initial_seed()``. Torch gives each worker a new initial seed for
+    every epoch (non-persistent workers); persistent workers and the main process keep one generator whose stream
+    continues, so every epoch sees other frames, and a seeded run (``seed_everything``) repeats exactly.
+    The same offsets are used for every modality of a clip, so the modalities stay aligned in time.
+    """
+
+    def __init__(
+        self,
+        stores: dict[str, FeatureStore],
+        clip_ids: Sequence[str],
+        labels: Sequence[int],
+        num_frames: int,
+        train: bool,
+        seed: int = 0,
+    ) -> None:
+        if len(clip_ids) != len(labels):
+            raise ValueError(f"{len(clip_ids)} clip ids but {len(labels)} labels")
+        self.stores = stores
+        self.clip_ids = list(clip_ids)
+        self.labels = [int(y) for y in labels]
+        self.num_frames = int(num_frames)
+        self.train = train
+        self.seed = int(seed)
+        self.rank = 0
+        self._gen: np.random.Generator | None = None
+        self._gen_key: tuple[int, int] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_gen": None, "_gen_key": None}
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def _generator(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        key = (-1 if info is None else info.id, torch.initial_seed())
+        if self._gen is None or self._gen_key != key:
+            self._gen = _seed_rng(self.seed, self.rank, key[0] + 1, key[1])
+            self._gen_key = key
+        return self._gen
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        cid = self.clip_ids[i]
+        sub_seed = int(self._generator().integers(2**63)) if self.train else None
+        features: dict[str, torch.Tensor] = {}
+        valid: dict[str, torch.Tensor] = {}
+        for m, store in self.stores.items():
+            f, v = store.clip(cid)
+            if len(f) == 0:  # a failed or empty clip: all slots padded, nothing to read
+                features[m] = torch.zeros(self.num_frames, store.dim, dtype=torch.float32)
+                valid[m] = torch.zeros(self.num_frames, dtype=torch.bool)
+                continue
+            rng = np.random.default_rng(sub_seed) if sub_seed is not None else None
+            idx, pad = segment_indices(len(f), self.num_frames, self.train, rng)
+            features[m] = torch.from_numpy(np.asarray(f[idx], dtype=np.float32))
+            valid[m] = torch.from_numpy(np.asarray(v[idx], dtype=np.bool_) & ~pad)
+        return {"features": features, "valid": valid, "label": torch.tensor(self.labels[i], dtype=torch.int64),
+                "clip_id": cid}
+
+
+# ------------------------------------------------------------------------------------------------------ datamodule
+
+
+class FeatureDataModule(L.LightningDataModule):
+    """Cached features of ``modalities`` for one clip source and fold.
+
+    ``class_balance``:
+      - ``"none"``: plain shuffling (under DDP Lightning injects its DistributedSampler).
+      - ``"weighted_loss"``: only computes ``class_weights`` (inverse frequency, mean 1) for the loss.
+      - ``"balanced_sampler"``: each epoch draws ``len(train)`` clips with replacement, every class equally likely.
+      - ``"dynamic"``: like the balanced sampler, but class probabilities move from natural to balanced over
+        training, ``w_c ∝ n_c ** (1 - e / E)`` with ``E = trainer.max_epochs`` (see :func:`dynamic_sampling_weights`).
+
+    Validation (checkpoint selection) is always carved from the training pool, never from the test clips; a source
+    whose records carry ``split == "val"`` (a manifest) supplies its own validation clips instead.
+    """
+
+    def __init__(
+        self,
+        source: _Source,
+        store_root: str,
+        modalities: list[str],
+        num_frames: int = 16,
+        fold: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 42,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        class_balance: str = "none",
+        vocabulary: str | None = None,
+    ) -> None:
+        super().__init__()
+        if class_balance not in CLASS_BALANCE:
+            raise ValueError(f"class_balance={class_balance!r} is not one of {list(CLASS_BALANCE)}")
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if not modalities:
+            raise ValueError("modalities is empty: name at least one feature store (e.g. ['resnet18'])")
+        if len(set(modalities)) != len(modalities):
+            raise ValueError(f"a modality is listed twice: {modalities}")
+        self.source = source
+        self.store_root = str(store_root)
+        self.modalities = list(modalities)
+        self.num_frames = int(num_frames)
+        self.fold = fold
+        self.val_fraction = float(val_fraction)
+        self.test_fraction = float(test_fraction)
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.class_balance = class_balance
+
+        vocab: LabelVocabulary | str = vocabulary if vocabulary is not None else source.vocabulary
+        self.vocabulary = vocab if isinstance(vocab, LabelVocabulary) else get_vocabulary(vocab)
+        self.class_names: list[str] = list(self.vocabulary.classes)
+        self.num_classes: int = len(self.class_names)
+
+        self.stores, self.store_paths = self._open_stores()
+        self.input_dims: dict[str, int] = {m: s.dim for m, s in self.stores.items()}
+
+        records = source.clips()
+        self.labels: dict[str, int] = {r.clip_id: self._label_index(r) for r in records}
+        self.split_ids: dict[str, list[str]] = self._split(records, list(source.folds))
+        self._check_presence()
+        self.excluded: list[str] = [c for c in self.split_ids["train"] if self._unusable(c)]
+        if self.excluded:
+            dropped = set(self.excluded)
+            self.split_ids["train"] = [c for c in self.split_ids["train"] if c not in dropped]
+            log.warning("%s: %d training clips excluded (extraction failed or no valid frame in any modality), "
+                        "e.g. %s; val/test keep theirs as all-invalid inputs",
+                        source.name, len(self.excluded), self.excluded[:5])
+        self.class_weights: list[float] | None = (
+            self._inverse_frequency() if class_balance == "weighted_loss" else None
+        )
+        self._datasets: dict[str, FeatureDataset] = {}
+
+    # -- construction helpers -------------------------------------------------------------------------------------
+
+    def _open_stores(self) -> tuple[dict[str, FeatureStore], dict[str, Path]]:
+        """Open (meta + index only) each store; keys are the modality names without ``/<extractor>-<hash>``."""
+        heads = [m.split("/")[0] for m in self.modalities]
+        keys = heads if len(set(heads)) == len(heads) else list(self.modalities)  # two extractors of one modality
+        stores: dict[str, FeatureStore] = {}
+        paths: dict[str, Path] = {}
+        for key, m in zip(keys, self.modalities):
+            path = find_store(self.store_root, m)  # StoreError naming the path and the extract command
+            store = FeatureStore(path)
+            built_for = (store.meta.get("source") or {}).get("name")
+            if built_for != self.source.name:
+                raise ValueError(
+                    f"feature store {path} was built for dataset {built_for!r}, but the source is "
+                    f"{self.source.name!r}. Point store_root at the stores of {self.source.name!r}, or extract them: "
+                    f"`python -m fer_zoo extract --store_root <new root>` with this source."
+                )
+            stores[key], paths[key] = store, path
+        return stores, paths
+
+    def _label_index(self, r: ClipRecord) -> int:
+        if r.label is None:
+            raise KeyError(f"clip {r.clip_id!r} has no label; the feature DataModule needs labelled clips")
+        try:
+            return self.vocabulary.index(r.label)
+        except KeyError:
+            raise KeyError(f"clip {r.clip_id!r}: label {r.label!r} is not in the {self.vocabulary.name!r} "
+                           f"vocabulary {self.class_names}") from None
+
+    def _split(self, records: list[ClipRecord], folds: list[int]) -> dict[str, list[str]]:
+        name = self.source.name
+        if folds:
+            if self.fold not in folds:
+                raise ValueError(f"{name} is a {len(folds)}-fold protocol: set fold to one of {folds} "
+                                 f"(got {self.fold})")
+            test = [r.clip_id for r in records if r.test_fold == self.fold]
+            pool = [r.clip_id for r in records if r.test_fold != self.fold]
+            if not test:
+                raise ValueError(f"{name}: fold {self.fold} has no test clips")
+            explicit_val: list[str] = []
+        else:
+            if self.fold is not None:
+                raise ValueError(f"{name} has no folds, but fold={self.fold} was given: leave fold unset "
+                                 "(running several 'folds' would repeat the same split)")
+            if any(r.split for r in records):
+                test = [r.clip_id for r in records if r.split == "test"]
+                explicit_val = [r.clip_id for r in records if r.split == "val"]
+                pool = [r.clip_id for r in records if r.split not in ("test", "val")]
+            else:  # no protocol (image folders): a seeded stratified test split
+                ids = [r.clip_id for r in records]
+                pool, test = stratified_holdout(ids, [self.labels[c] for c in ids], self.test_fraction,
+                                                _seed_rng(self.seed, 0))
+                explicit_val = []
+        if explicit_val:
+            log.info("%s: using the source's %d clips with split='val' for validation (val_fraction unused)",
+                     name, len(explicit_val))
+            train, val = pool, explicit_val
+        else:
+            train, val = stratified_holdout(pool, [self.labels[c] for c in pool], self.val_fraction,
+                                            _seed_rng(self.seed, 1, self.fold or 0))
+        return {"train": train, "val": val, "test": test}
+
+    def _check_presence(self) -> None:
+        needed = [c for s in SPLITS for c in self.split_ids[s]]
+        for m, store in self.stores.items():
+            missing = [c for c in needed if c not in store]
+            if missing:
+                raise ValueError(
+                    f"feature store {self.store_paths[m]} lacks {len(missing)} of the {len(needed)} clips of "
+                    f"{self.source.name!r} (fold {self.fold}), e.g. {missing[:5]}: built for another dataset or "
+                    "fold layout? Re-run extraction for this source into a fresh store root."
+                )
+
+    @functools.cached_property
+    def _store_health(self) -> dict[str, tuple[dict[str, str], dict[str, int]]]:
+        return {m: (dict(zip(s.index["clip_id"], s.index["status"])),
+                    dict(zip(s.index["clip_id"], s.index["valid_count"].astype(int))))
+                for m, s in self.stores.items()}
+
+    def _unusable(self, clip_id: str) -> bool:
+        """Failed in any store, or without a single valid frame in every store: nothing to learn from."""
+        health = self._store_health.values()
+        failed = any(status[clip_id] == "failed" for status, _ in health)
+        return failed or all(count[clip_id] == 0 for _, count in health)
+
+    def _inverse_frequency(self) -> list[float]:
+        counts = np.bincount([self.labels[c] for c in self.split_ids["train"]], minlength=self.num_classes)
+        absent = [self.class_names[i] for i in np.flatnonzero(counts == 0)]
+        if absent:
+            log.warning("classes without training clips get class weight 0: %s", absent)
+        w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+        return [float(x) for x in w * len(w) / w.sum()]
+
+    # -- datasets and loaders -------------------------------------------------------------------------------------
+
+    def dataset(self, split: str) -> FeatureDataset:
+        """The dataset of ``split`` ("train", "val" or "test"), built once."""
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} is not one of {SPLITS}")
+        if split not in self._datasets:
+            ids = self.split_ids[split]
+            self._datasets[split] = FeatureDataset(self.stores, ids, [self.labels[c] for c in ids],
+                                                   self.num_frames, train=split == "train", seed=self.seed)
+        return self._datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in SPLITS:
+            self.dataset(split)
+
+    def _pin_memory(self) -> bool:
+        trainer = self._trainer_or_none()
+        if trainer is not None:
+            return trainer.strategy.root_device.type == "cuda"
+        return torch.cuda.is_available()
+
+    def _trainer_or_none(self) -> L.Trainer | None:
+        return getattr(self, "trainer", None)
+
+    def _loader(self, split: str, persistent: bool, **kwargs: Any) -> DataLoader:
+        return DataLoader(self.dataset(split), batch_size=self.batch_size, num_workers=self.num_workers,
+                          persistent_workers=persistent and self.num_workers > 0, pin_memory=self._pin_memory(),
+                          drop_last=False, **kwargs)
+
+    def train_sampler(self) -> DistributedWeightedSampler | None:
+        """The epoch sampler of the chosen class balance; ``None`` means plain shuffling."""
+        if self.class_balance not in ("balanced_sampler", "dynamic"):
+            return None
+        labels = np.array([self.labels[c] for c in self.split_ids["train"]], dtype=np.int64)
+        weights: np.ndarray | Callable[[int], np.ndarray]
+        if self.class_balance == "balanced_sampler":
+            weights = class_sampling_weights(labels, self.num_classes, 1.0)
+        else:
+            trainer = self._trainer_or_none()
+            max_epochs = trainer.max_epochs if trainer is not None else None
+            if not max_epochs or max_epochs < 1:
+                raise ValueError("class_balance='dynamic' needs a finite trainer.max_epochs (the schedule reaches "
+                                 f"balanced sampling at the last epoch); got {max_epochs}")
+            weights = functools.partial(dynamic_sampling_weights, labels=labels, num_classes=self.num_classes,
+                                        max_epochs=max_epochs)
+        return DistributedWeightedSampler(weights, num_samples=len(labels), seed=self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train")
+        ds.rank = _dist_world()[1]
+        sampler = self.train_sampler()
+        if sampler is None:  # Lightning swaps in a DistributedSampler(shuffle=True) under DDP
+            return self._loader("train", persistent=True, shuffle=True)
+        return self._loader("train", persistent=True, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", persistent=True, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", persistent=False, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", persistent=False, shuffle=False)
+
+    # -- reporting ------------------------------------------------------------------------------------------------
+
+    def class_counts(self, split: str) -> dict[str, int]:
+        counts = Counter(self.labels[c] for c in self.split_ids[split])
+        return {name: counts.get(i, 0) for i, name in enumerate(self.class_names)}
+
+    def describe(self) -> dict[str, Any]:
+        """Everything needed to log what a run trained and tested on."""
+        return {
+            "source": self.source.name,
+            "fold": self.fold,
+            "vocabulary": self.vocabulary.name,
+            "modalities": {m: str(p) for m, p in self.store_paths.items()},
+            "input_dims": dict(self.input_dims),
+            "num_frames": self.num_frames,
+            "class_balance": self.class_balance,
+            "class_weights": self.class_weights,
+            "sizes": {s: len(self.split_ids[s]) for s in SPLITS},
+            "excluded_from_train": len(self.excluded),
+            "class_counts": {s: self.class_counts(s) for s in SPLITS},
+            "seed": self.seed,
+        }

@@ -1,0 +1,146 @@
+"""``python -m fer_zoo fit|validate|test|predict``: LightningCLI over the FeatureDataModule and FERLitModule.
+
+What this adds to plain LightningCLI, and why:
+- the model is built from the data (input widths, classes, class weights are linked), so configs name modalities once;
+- every run gets its own folder ``runs/<run_name>/`` with the resolved ``config.yaml``, ``checkpoints/``,
+  ``metrics.csv``, ``results.json``, confusion-matrix PNGs and the offline W&B run;
+- the checkpoint policy is explicit (``--checkpoint_policy best|last``): "best" means best ``val/uar`` on the
+  validation split carved from the training fold, never the test fold; ``fit`` then tests that checkpoint once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from datamodules.feature_datamodule import FeatureDataModule
+from fer_zoo.lit_module import FERLitModule
+
+SAMPLE_SOURCE = {"class_path": "datamodules.sources.ImageFolderSource",
+                 "init_args": {"root": "data/sample/images", "vocabulary": "faces8"}}
+POLICIES = ("best", "last")
+
+
+class FERCLI(LightningCLI):
+    """LightningCLI with linked model/data arguments, run folders, W&B and the checkpoint policy."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="run folder name under --runs_dir (default: <modalities>-fold<k>-<time>)")
+        parser.add_argument("--runs_dir", type=str, default="runs")
+        parser.add_argument("--checkpoint_policy", type=str, default="best",
+                            help="which checkpoint `fit` tests: 'best' (best val/uar) or 'last'")
+        parser.add_argument("--test_after_fit", type=bool, default=True)
+        parser.add_argument("--wandb", type=bool, default=True, help="log to W&B (offline unless WANDB_MODE=online)")
+        parser.add_argument("--wandb_project", type=str, default="fer_zoo")
+        parser.add_argument("--wandb_group", type=str | None, default=None)
+        parser.add_argument("--wandb_tags", type=list[str], default=[])
+        parser.link_arguments("data.input_dims", "model.input_dims", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("data.class_weights", "model.class_weights", apply_on="instantiate")
+        parser.set_defaults({
+            "data.source": SAMPLE_SOURCE,
+            "data.store_root": "features/sample",
+            "trainer.max_epochs": 30,
+            "trainer.log_every_n_steps": 5,
+            "trainer.deterministic": True,
+        })
+
+    # -- run folder, loggers, callbacks --------------------------------------------------------------------------
+
+    def _cfg(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self._cfg()
+        if cfg.checkpoint_policy not in POLICIES:
+            raise ValueError(f"--checkpoint_policy must be one of {POLICIES}, got {cfg.checkpoint_policy!r}")
+        ckpt = cfg.get("ckpt_path")
+        if cfg.run_name is None and ckpt and Path(ckpt).parent.name == "checkpoints":
+            self.run_dir = Path(ckpt).parent.parent  # resuming or testing a run: stay in its folder
+        else:
+            name = cfg.run_name or "{}-fold{}-{}".format(
+                "+".join(m.split("/")[0] for m in cfg.data.modalities), cfg.data.fold or 0,
+                time.strftime("%Y%m%d-%H%M%S"))
+            self.run_dir = Path(cfg.runs_dir) / name
+        cfg.trainer.default_root_dir = str(self.run_dir)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        cfg = self._cfg()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        loggers: list[Logger] = [CSVLogger(save_dir=str(self.run_dir), name="", version="")]
+        if cfg.wandb:
+            loggers.append(self._wandb_logger(cfg))
+        extra = [ModelCheckpoint(dirpath=str(self.run_dir / "checkpoints"), monitor="val/uar", mode="max",
+                                 save_last=True, filename="best-epoch{epoch:03d}-uar{val/uar:.4f}",
+                                 auto_insert_metric_name=False),
+                 LearningRateMonitor(logging_interval="epoch")]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.loggers = loggers
+        return trainer
+
+    def _wandb_logger(self, cfg: Any) -> Logger:
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
+        id_file = self.run_dir / "wandb_id.txt"
+        if id_file.exists():
+            run_id = id_file.read_text().strip()
+        else:
+            import wandb
+
+            run_id = wandb.util.generate_id()
+            id_file.write_text(run_id + "\n")
+        mods = [m.split("/")[0] for m in cfg.data.modalities]
+        tags = [*cfg.wandb_tags, *mods, f"fold{cfg.data.fold or 0}"]
+        return WandbLogger(project=cfg.wandb_project, name=self.run_dir.name, id=run_id, resume="allow",
+                           save_dir=str(self.run_dir), group=cfg.wandb_group, tags=tags, job_type=self.subcommand,
+                           config={"modalities": "+".join(sorted(mods)), "fold": cfg.data.fold})
+
+    # -- after fit: test the policy's checkpoint once, write results.json -----------------------------------------
+
+    def after_fit(self) -> None:
+        cfg = self._cfg()
+        if self.trainer.interrupted:
+            return
+        ckpt = self.trainer.checkpoint_callback
+        path = ckpt.best_model_path if cfg.checkpoint_policy == "best" else ckpt.last_model_path
+        if cfg.test_after_fit:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
+            self._write_results(path)
+
+    def after_test(self) -> None:
+        self._write_results(self._cfg().get("ckpt_path"))
+
+    def _write_results(self, ckpt_path: str | None) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+        dm: FeatureDataModule = self.datamodule
+        results = {
+            "run_dir": str(self.run_dir), "checkpoint": ckpt_path, "checkpoint_policy": self._cfg().checkpoint_policy,
+            "selection": "best val/uar on a stratified validation split of the training fold (never the test fold)",
+            "modalities": dm.modalities, "fold": dm.fold, "class_names": dm.class_names, "metrics": metrics,
+            "confusion": getattr(self.model, "last_confusion", {}).get("test", None),
+            "stores": {m: {"path": str(p), "extractor": dm.stores[m].meta.get("extractor"),
+                           "weights_source": dm.stores[m].meta.get("weights_source")}
+                       for m, p in dm.store_paths.items()},
+            "split_sizes": {k: len(v) for k, v in dm.split_ids.items()},
+        }
+        if results["confusion"] is not None:
+            results["confusion"] = results["confusion"].tolist()
+        (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def run_lightning_cli(argv: list[str]) -> FERCLI:
+    return FERCLI(FERLitModule, FeatureDataModule, args=argv, save_config_kwargs={"overwrite": True},
+                  parser_kwargs={"default_env": False})

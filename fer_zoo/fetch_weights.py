@@ -1,0 +1,57 @@
+"""``python -m fer_zoo fetch-weights [--config configs/extract.yaml ...]``: download every pretrained weight the
+extraction configs need into the caches the extractors read, on a machine with internet (e.g. a cluster's login node)
+before running on offline compute nodes. Share ``$TORCH_HOME`` and ``$FER_ZOO_CACHE`` with the compute nodes."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from extractors.weights import OFFLINE_MOBILENET, offline_mobilenet_path, torchvision_weights
+
+_TORCHVISION = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
+
+
+def needed_weights(config_files: list[str]) -> list[tuple[str, str]]:
+    """``(arch, weights)`` pairs named by the configs' extractors and fallbacks."""
+    out: list[tuple[str, str]] = []
+    for file in config_files:
+        cfg = yaml.safe_load(Path(file).read_text()) or {}
+        for spec in (cfg.get("modalities") or {}).values():
+            for s in (spec, spec.get("fallback") or {}):
+                name = s.get("name")
+                if name in _TORCHVISION:
+                    default = OFFLINE_MOBILENET if name == "mobilenet_v2" else "DEFAULT"
+                    w = (s.get("config") or {}).get("weights", default)
+                    if w and w != "none" and (name, w) not in out:
+                        out.append((name, str(w)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fer_zoo fetch-weights", description=__doc__)
+    p.add_argument("--config", action="append", default=None, help="extraction config(s); default configs/extract.yaml")
+    args = p.parse_args(argv)
+    pairs = needed_weights(args.config or ["configs/extract.yaml"])
+    failed = 0
+    for arch, w in pairs:
+        if w == OFFLINE_MOBILENET:
+            dest = offline_mobilenet_path()
+            script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_offline_mobilenet.sh"
+            rc = subprocess.call(["bash", str(script), str(dest.parent), sys.executable])
+            print(f"{'ok' if rc == 0 else 'FAILED'}: {arch} offline weights -> {dest}")
+            failed += rc != 0
+        elif "/" in w or w.endswith((".pt", ".pth", ".ckpt")):
+            print(f"skip: {arch} uses the local file {w} (copy it to the compute nodes yourself)")
+        else:
+            try:
+                loaded = torchvision_weights(arch, w)
+                print(f"ok: {loaded.source} (in the torch cache)")
+            except Exception as err:  # report every weight, then fail once at the end
+                print(f"FAILED: {arch} {w}: {err}")
+                failed += 1
+    return 1 if failed else 0

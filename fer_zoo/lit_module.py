@@ -1,0 +1,233 @@
+"""LightningModule around :class:`fer_zoo.model.TemporalTransformer`: loss, metrics, optimiser, confusion plots.
+
+Laid out like lightning-hydra-template (one shared ``model_step``, metric objects per split, reset before training
+so sanity-check batches do not leak into epoch 0). All metrics are torchmetrics objects, so under DDP they are
+reduced over ranks before being computed; plain tensors are logged with ``sync_dist=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+
+from fer_zoo.model import TemporalTransformer
+from fer_zoo.plots import confusion_figure, figure_to_array, save_figure, uar_war
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """LR factor: linear warmup to 1 over ``warmup_steps``, then cosine decay reaching 0 at ``total_steps``.
+
+    Warmup keeps AdamW's first, badly estimated updates from wrecking the freshly initialised attention.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class FERLitModule(L.LightningModule):
+    """Train/evaluate the temporal transformer on batches of the FeatureDataModule contract.
+
+    Batch: ``{"features": {m: [B,T,D_m]}, "valid": {m: [B,T] bool}, "label": [B] int64, "clip_id": list[str]}``.
+    Logs ``{train,val,test}/{uar,war,f1}``, ``{split}/loss``, per-class recall ``{val,test}/recall/<class>`` and a
+    confusion matrix image per validation/test epoch; the last matrices stay in ``self.last_confusion``.
+    """
+
+    def __init__(
+        self,
+        input_dims: dict[str, int],
+        num_classes: int,
+        class_names: list[str] | None = None,
+        d_model: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        fusion: str = "early",
+        modality_dropout: float = 0.0,
+        max_frames: int = 64,
+        lr: float = 3e-4,
+        weight_decay: float = 0.05,
+        warmup_epochs: float = 1,
+        label_smoothing: float = 0.1,
+        class_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if class_names is None:
+            class_names = [str(i) for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names but num_classes = {num_classes}")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"class_weights has {len(class_weights)} entries but num_classes = {num_classes}")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        self.class_names = list(class_names)
+        self.model = TemporalTransformer(
+            input_dims,
+            num_classes,
+            d_model=d_model,
+            depth=depth,
+            heads=heads,
+            dropout=dropout,
+            fusion=fusion,
+            modality_dropout=modality_dropout,
+            max_frames=max_frames,
+        )
+        # Not persistent: it is rebuilt from hparams, and keeping it out of state_dict keeps checkpoints portable.
+        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+
+        metrics = MetricCollection(
+            {
+                "uar": MulticlassRecall(num_classes, average="macro"),
+                "war": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.val_class_recall = MulticlassRecall(num_classes, average=None)
+        self.test_class_recall = MulticlassRecall(num_classes, average=None)
+        self.last_confusion: dict[str, np.ndarray] = {}
+
+    def forward(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        return self.model(features, valid)
+
+    def on_train_start(self) -> None:
+        """Drop what the sanity check accumulated so epoch 0's validation numbers are clean."""
+        for metric in (self.val_metrics, self.val_confusion, self.val_class_recall):
+            metric.reset()
+
+    def model_step(self, batch: dict[str, Any], stage: str, batch_idx: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Shared by train/val/test: logits, loss, and a hard stop on a non-finite loss."""
+        logits = self(batch["features"], batch["valid"])
+        targets = batch["label"]
+        loss = F.cross_entropy(
+            logits.float(), targets, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
+        )
+        bad = not bool(torch.isfinite(loss))
+        if self._trainer is not None:  # every rank must raise together, or DDP peers hang in the next all-reduce
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise RuntimeError(
+                f"Loss is NaN/inf (on at least one rank) at global step {self.global_step} ({stage}, batch "
+                f"{batch_idx}); the run was stopped so that no garbage checkpoint is saved. Look for NaN/inf "
+                "features at valid frames, or lower the learning rate."
+            )
+        return loss, logits.detach(), targets
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss, logits, targets = self.model_step(batch, "train", batch_idx)
+        bs = targets.shape[0]
+        self.train_metrics.update(logits, targets)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], batch_idx: int, split: str) -> None:
+        loss, logits, targets = self.model_step(batch, split, batch_idx)
+        bs = targets.shape[0]
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(logits, targets)
+        getattr(self, f"{split}_confusion").update(logits, targets)
+        getattr(self, f"{split}_class_recall").update(logits, targets)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Class probabilities with their clip ids, so a prediction writer can join them back to the manifest."""
+        probs = self(batch["features"], batch["valid"]).float().softmax(dim=-1)
+        return {"probs": probs, "clip_id": list(batch["clip_id"])}
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def _epoch_end(self, split: str) -> None:
+        """Per-class recall, confusion matrix (kept, logged as an image, saved as PNG). Runs on all ranks."""
+        confusion, class_recall = getattr(self, f"{split}_confusion"), getattr(self, f"{split}_class_recall")
+        cm = confusion.compute().cpu().numpy()  # synced over ranks by torchmetrics
+        recall = class_recall.compute()
+        confusion.reset()
+        class_recall.reset()
+        if self.trainer.sanity_checking:
+            return
+        self.last_confusion[split] = cm
+        for name, value in zip(self.class_names, recall):
+            self.log(f"{split}/recall/{name}", value, sync_dist=True)
+        # trainer.log_dir broadcasts, so it must be read on every rank before the rank-zero-only work.
+        out_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        if not self.trainer.is_global_zero:
+            return
+        uar, war = uar_war(cm)
+        fig = confusion_figure(cm, self.class_names, f"{split} confusion, epoch {self.current_epoch}", uar, war)
+        self._log_figure(f"{split}/confusion", fig)
+        save_figure(fig, Path(out_dir) / f"confusion_{split}.png")
+
+    def _log_figure(self, key: str, fig: Any) -> None:
+        """Send the figure to every logger that takes images (W&B, TensorBoard); others, like CSV, are skipped."""
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=key, images=[figure_to_array(fig)], step=self.global_step)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure(key, fig, global_step=self.global_step, close=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW (no decay on biases, norms, embeddings) + step-wise linear warmup then cosine decay to 0."""
+        skip = self.model.no_weight_decay()
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or name in skip else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr,
+        )
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("the LR schedule needs a finite run: set trainer max_epochs or max_steps")
+        total = int(total)
+        warmup = min(total, round(self.hparams.warmup_epochs * self._steps_per_epoch(total)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, functools.partial(warmup_cosine, warmup_steps=warmup, total_steps=total)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def _steps_per_epoch(self, total: int) -> float:
+        """Optimiser steps per epoch (per rank, after gradient accumulation), used to express warmup in epochs."""
+        batches = self.trainer.num_training_batches
+        if math.isfinite(batches) and batches > 0:
+            return max(1.0, math.ceil(batches / self.trainer.accumulate_grad_batches))
+        epochs = self.trainer.max_epochs
+        return total / epochs if epochs and epochs > 0 else 0.0

@@ -1,0 +1,210 @@
+"""The temporal transformer that classifies cached per-frame feature sequences.
+
+Plain PyTorch on purpose: the Lightning wrapper, export and tests all use the same module, and nothing here knows
+about datasets, stores or loggers.
+
+Masking contract: a frame that is padding or where an extractor found nothing (``valid=False``) must not influence
+the logits. Two things make that hold: invalid inputs are replaced by zeros *before* the LayerNorm (so huge, inf or
+NaN garbage cannot leak through ``0 * inf = nan`` in attention), and invalid tokens are masked as attention keys.
+The CLS token is never masked, so every query has at least one key and a clip without any valid frame still gives
+finite logits (those of "no evidence").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+FUSIONS = ("early", "tokens", "late")
+
+
+def _encoder(d_model: int, depth: int, heads: int, ff_mult: int, dropout: float) -> nn.TransformerEncoder:
+    """Pre-LN encoder: trains stably without a long warmup, which matters for small cached-feature runs."""
+    layer = nn.TransformerEncoderLayer(
+        d_model,
+        heads,
+        dim_feedforward=ff_mult * d_model,
+        dropout=dropout,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
+    # Nested tensors are unsupported with norm_first; disabling them explicitly avoids a warning per construction.
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+
+class TemporalTransformer(nn.Module):
+    """Classify a clip from per-modality frame features ``{name: [B, T, D_m]}`` and validity masks ``{name: [B, T]}``.
+
+    Fusion modes trade cost for flexibility: ``early`` averages the valid modalities of a frame into one token
+    (cheapest, T tokens); ``tokens`` keeps one token per modality and frame so attention can weigh streams per frame
+    (M*T tokens); ``late`` runs one encoder per modality and averages their CLS outputs (streams never interact, the
+    usual baseline in ablations). Modalities listed in ``input_dims`` but absent from a call are treated as missing.
+    """
+
+    def __init__(
+        self,
+        input_dims: dict[str, int],
+        num_classes: int,
+        d_model: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        ff_mult: int = 4,
+        dropout: float = 0.1,
+        fusion: str = "early",
+        modality_dropout: float = 0.0,
+        max_frames: int = 64,
+    ) -> None:
+        super().__init__()
+        self._check_args(input_dims, num_classes, d_model, heads, fusion, modality_dropout, max_frames)
+        self.input_dims = dict(input_dims)
+        self.modalities = list(input_dims)
+        self.num_classes = num_classes
+        self.d_model = d_model
+        self.fusion = fusion
+        self.modality_dropout = float(modality_dropout)
+        self.max_frames = max_frames
+
+        self.input_norm = nn.ModuleDict({m: nn.LayerNorm(d) for m, d in input_dims.items()})
+        self.proj = nn.ModuleDict({m: nn.Linear(d, d_model) for m, d in input_dims.items()})
+        self.modality_embed = nn.Parameter(torch.zeros(len(input_dims), d_model))
+        self.time_embed = nn.Parameter(torch.zeros(max_frames, d_model))
+        # Late fusion gets one CLS per modality encoder; the other modes share one sequence and one CLS.
+        self.cls_token = nn.Parameter(torch.zeros(len(input_dims) if fusion == "late" else 1, d_model))
+        self.embed_dropout = nn.Dropout(dropout)
+        if fusion == "late":
+            self.encoders = nn.ModuleDict(
+                {m: _encoder(d_model, depth, heads, ff_mult, dropout) for m in self.modalities}
+            )
+        else:
+            self.encoder = _encoder(d_model, depth, heads, ff_mult, dropout)
+        # Pre-LN leaves the residual stream un-normalised, so the head needs its own norm.
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+        for p in (self.modality_embed, self.time_embed, self.cls_token):
+            nn.init.trunc_normal_(p, std=0.02)
+
+    @staticmethod
+    def _check_args(
+        input_dims: dict[str, int],
+        num_classes: int,
+        d_model: int,
+        heads: int,
+        fusion: str,
+        modality_dropout: float,
+        max_frames: int,
+    ) -> None:
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; allowed: {', '.join(FUSIONS)}")
+        if not input_dims:
+            raise ValueError("input_dims is empty: name at least one modality and its feature width")
+        for name, dim in input_dims.items():
+            if not name or "." in name:
+                raise ValueError(f"modality name {name!r} must be non-empty and contain no '.' (used as module key)")
+            if int(dim) < 1:
+                raise ValueError(f"modality {name!r}: feature width must be >= 1, got {dim}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if d_model % heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that should not be decayed (embeddings): decay would pull them to zero for no gain."""
+        return {"modality_embed", "time_embed", "cls_token"}
+
+    def _check_inputs(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> tuple[int, int]:
+        """Fail early with the modality and sizes named: shape bugs otherwise surface as opaque matmul errors."""
+        if not features:
+            raise ValueError(f"features is empty; expected some of the modalities {self.modalities}")
+        shape: tuple[int, int] | None = None
+        for name, x in features.items():
+            if name not in self.input_dims:
+                raise ValueError(f"modality {name!r} is not in input_dims (known: {self.modalities})")
+            if name not in valid:
+                raise ValueError(f"modality {name!r} has features but no validity mask in `valid`")
+            if x.dim() != 3:
+                raise ValueError(f"modality {name!r}: features must be [B, T, D], got shape {tuple(x.shape)}")
+            b, t, d = x.shape
+            if d != self.input_dims[name]:
+                expected = self.input_dims[name]
+                raise ValueError(f"modality {name!r}: feature width {d} != input_dims[{name!r}] = {expected}")
+            if t > self.max_frames:
+                raise ValueError(f"modality {name!r}: {t} frames > max_frames = {self.max_frames}")
+            if tuple(valid[name].shape) != (b, t):
+                raise ValueError(f"modality {name!r}: valid has shape {tuple(valid[name].shape)}, expected ({b}, {t})")
+            if shape is None:
+                shape = (b, t)
+            elif shape != (b, t):
+                raise ValueError(f"modality {name!r}: batch/frames {(b, t)} differ from the other modalities' {shape}")
+        assert shape is not None
+        return shape
+
+    def drop_modalities(self, valid: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Training-time modality dropout: hide whole streams per sample so the model copes with a missing one.
+
+        Never leaves a sample without any of the modalities it actually has (then there would be nothing to learn
+        from); if the draw removed all of them, one present modality, chosen at random, is kept. Identity in eval.
+        """
+        if not self.training or self.modality_dropout == 0.0 or len(valid) < 2:
+            return valid
+        names = list(valid)
+        present = torch.stack([valid[n].any(dim=1) for n in names], dim=1)  # [B, M]
+        keep = torch.rand(present.shape, device=present.device) >= self.modality_dropout
+        lost = present.any(dim=1) & ~(keep & present).any(dim=1)
+        pick = torch.where(present, torch.rand(present.shape, device=present.device), -1.0).argmax(dim=1)
+        keep = keep | (F.one_hot(pick, len(names)).bool() & lost[:, None])
+        return {n: valid[n] & keep[:, i, None] for i, n in enumerate(names)}
+
+    def _embed(self, name: str, x: Tensor, v: Tensor) -> Tensor:
+        """Project one modality to tokens [B, T, d_model] with its modality embedding (no time embedding yet)."""
+        # Zero invalid inputs first: garbage (inf/NaN/huge) must not reach LayerNorm or attention at all.
+        x = torch.where(v[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+        tok = self.proj[name](self.input_norm[name](x.float()))
+        return tok + self.modality_embed[self.modalities.index(name)]
+
+    def _encode(self, tokens: Tensor, token_valid: Tensor, cls: Tensor, encoder: nn.TransformerEncoder) -> Tensor:
+        """Prepend CLS, run the encoder with invalid tokens masked as keys, return the normalised CLS output."""
+        b = tokens.shape[0]
+        seq = torch.cat([cls.expand(b, 1, -1), tokens], dim=1)
+        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=tokens.device), ~token_valid], dim=1)
+        out = encoder(self.embed_dropout(seq), src_key_padding_mask=pad)
+        return self.norm(out[:, 0])
+
+    def forward(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        """Return logits ``[B, num_classes]``; see the module docstring for the masking contract."""
+        _, t = self._check_inputs(features, valid)
+        names = [m for m in self.modalities if m in features]  # fixed order, independent of dict order
+        valid = self.drop_modalities({m: valid[m].bool() for m in names})
+        time = self.time_embed[:t]
+
+        if self.fusion == "late":
+            outs, weights = [], []
+            for name in names:
+                i = self.modalities.index(name)
+                tok = self._embed(name, features[name], valid[name]) + time
+                outs.append(self._encode(tok, valid[name], self.cls_token[i : i + 1][None], self.encoders[name]))
+                weights.append(valid[name].any(dim=1))
+            w = torch.stack(weights, dim=1).float()  # [B, M]: average only streams with evidence ...
+            w = torch.where(w.sum(dim=1, keepdim=True) > 0, w, torch.ones_like(w))  # ... or all if none has any
+            pooled = (torch.stack(outs, dim=1) * w[..., None]).sum(dim=1) / w.sum(dim=1, keepdim=True)
+            return self.head(pooled)
+
+        cls = self.cls_token[None]
+        if self.fusion == "early":
+            acc = torch.zeros(*valid[names[0]].shape, self.d_model, device=time.device)
+            count = torch.zeros(*valid[names[0]].shape, 1, device=time.device)
+            for name in names:
+                v = valid[name][..., None].float()
+                acc = acc + self._embed(name, features[name], valid[name]) * v
+                count = count + v
+            tokens = acc / count.clamp(min=1.0) + time
+            token_valid = torch.stack([valid[m] for m in names], dim=0).any(dim=0)
+        else:  # tokens: modality-major layout [m0 t0..tT, m1 t0..tT, ...]
+            tokens = torch.cat([self._embed(m, features[m], valid[m]) + time for m in names], dim=1)
+            token_valid = torch.cat([valid[m] for m in names], dim=1)
+        return self.head(self._encode(tokens, token_valid, cls, self.encoder))
