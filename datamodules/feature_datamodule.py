@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from datamodules.labels import LabelVocabulary, get_vocabulary
@@ -466,14 +467,27 @@ class FeatureDataModule(L.LightningDataModule):
             return self._loader("train", persistent=True, shuffle=True)
         return self._loader("train", persistent=True, sampler=sampler)
 
+    def _eval_loader(self, split: str, persistent: bool) -> DataLoader:
+        """Evaluation reads every clip exactly once, also under DDP.
+
+        Lightning's default DistributedSampler pads the last rank with repeated clips, which would count those
+        clips twice in UAR/WAR; the unrepeated sampler gives ranks uneven shares instead, and torchmetrics sums
+        the per-rank states, so DDP metrics equal single-process metrics.
+        """
+        world, rank = _dist_world()
+        if world == 1:
+            return self._loader(split, persistent=persistent, shuffle=False)
+        sampler = UnrepeatedDistributedSampler(self.dataset(split), num_replicas=world, rank=rank, shuffle=False)
+        return self._loader(split, persistent=persistent, sampler=sampler)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", persistent=True, shuffle=False)
+        return self._eval_loader("val", persistent=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", persistent=False, shuffle=False)
+        return self._eval_loader("test", persistent=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", persistent=False, shuffle=False)
+        return self._eval_loader("test", persistent=False)
 
     # -- reporting ------------------------------------------------------------------------------------------------
 

@@ -143,4 +143,4 @@ class FERCLI(LightningCLI):
 
 def run_lightning_cli(argv: list[str]) -> FERCLI:
     return FERCLI(FERLitModule, FeatureDataModule, args=argv, save_config_kwargs={"overwrite": True},
-                  parser_kwargs={"default_env": False})
+                  parser_kwargs={"default_env": False, "allow_abbrev": False}, seed_everything_default=42)

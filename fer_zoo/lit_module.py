@@ -125,7 +125,9 @@ class FERLitModule(L.LightningModule):
             logits.float(), targets, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
         )
         bad = not bool(torch.isfinite(loss))
-        if self._trainer is not None:  # every rank must raise together, or DDP peers hang in the next all-reduce
+        if self._trainer is not None and stage == "train":
+            # Training ranks step in lockstep, so they decide together (or DDP peers hang in the next all-reduce).
+            # Evaluation ranks may see uneven batch counts (no repeated clips), so they must not add a collective.
             bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
         if bad:
             raise RuntimeError(

@@ -1,0 +1,161 @@
+"""End to end through `python -m fer_zoo fit|validate|test` on the real bundled sample (slow: real training)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fer_zoo.cli import run_lightning_cli
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ["resnet", "pose", "facemesh", "resnet_pose", "resnet_facemesh", "pose_facemesh", "all"]
+
+
+def fit_args(stores: Path, runs: Path, name: str, config: str = "resnet_pose", epochs: int = 2) -> list[str]:
+    return ["fit", "--config", f"configs/{config}.yaml", "--data.store_root", str(stores), "--runs_dir", str(runs),
+            "--run_name", name, "--trainer.max_epochs", str(epochs), "--data.num_workers", "0", "--wandb", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_modality_config_fits_and_tests(config: str, sample_stores: Path, tmp_path: Path) -> None:
+    run_lightning_cli(fit_args(sample_stores, tmp_path, "r", config, epochs=1))
+    run = tmp_path / "r"
+    res = json.loads((run / "results.json").read_text())
+    expected = json.loads(json.dumps(__import__("yaml").safe_load((REPO / f"configs/{config}.yaml").read_text())))
+    assert res["modalities"] == expected["data"]["modalities"]
+    assert 0.0 <= res["metrics"]["test/uar"] <= 1.0 and 0.0 <= res["metrics"]["test/war"] <= 1.0
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "confusion_test.png").stat().st_size > 10_000
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["val/uar"].notna().any()
+    assert res["checkpoint"].startswith(str(run / "checkpoints" / "best-"))  # the policy's checkpoint was tested
+
+
+@pytest.mark.parametrize("fusion", ["tokens", "late"])
+def test_fusion_modes_train_through_the_cli(fusion: str, sample_stores: Path, tmp_path: Path) -> None:
+    run_lightning_cli([*fit_args(sample_stores, tmp_path, "f", "all", epochs=1), "--model.fusion", fusion])
+    cfg = (tmp_path / "f" / "config.yaml").read_text()
+    assert f"fusion: {fusion}" in cfg
+    assert "test/uar" in json.loads((tmp_path / "f" / "results.json").read_text())["metrics"]
+
+
+def test_checkpoint_policy_last(sample_stores: Path, tmp_path: Path) -> None:
+    run_lightning_cli([*fit_args(sample_stores, tmp_path, "l", "pose"), "--checkpoint_policy", "last"])
+    res = json.loads((tmp_path / "l" / "results.json").read_text())
+    assert res["checkpoint"].endswith("last.ckpt") and res["checkpoint_policy"] == "last"
+
+
+def test_missing_store_names_extractor_path_and_command(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing"
+    with pytest.raises(Exception, match="python -m fer_zoo extract") as err:
+        run_lightning_cli(fit_args(empty, tmp_path, "m", "resnet_pose"))
+    assert str(empty / "resnet") in str(err.value)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--checkpoint_policy", "worst"], "checkpoint_policy"),
+    (["--model.fusion", "sideways"], "fusion"),
+    (["--data.class_balance", "magic"], "class_balance"),
+])
+def test_bad_values_are_named(args: list[str], needle: str, sample_stores: Path, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=needle):
+        run_lightning_cli([*fit_args(sample_stores, tmp_path, "b", "pose"), *args])
+
+
+def test_unknown_key_is_named(sample_stores: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        run_lightning_cli([*fit_args(sample_stores, tmp_path, "u", "pose"), "--data.num_frame", "8"])
+    assert "num_frame" in capsys.readouterr().err
+
+
+def test_resume_continues_the_same_run(sample_stores: Path, tmp_path: Path) -> None:
+    args = fit_args(sample_stores, tmp_path, "res", "pose", epochs=2)
+    args[args.index("--wandb") + 1] = "true"
+    run_lightning_cli(args)
+    run = tmp_path / "res"
+    wandb_id = (run / "wandb_id.txt").read_text()
+    resume = [a for a in args if a not in ("--run_name", "res")]
+    resume[resume.index("--trainer.max_epochs") + 1] = "4"
+    run_lightning_cli([*resume, "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert sorted(metrics["epoch"].dropna().astype(int).unique()) == [0, 1, 2, 3]  # continued, not restarted
+    assert (run / "wandb_id.txt").read_text() == wandb_id  # the same W&B run, resumed
+    assert not [p for p in tmp_path.iterdir() if p.name != "res"]  # no second run folder
+
+
+def _validate(stores: Path, ckpt: Path, runs: Path, name: str, extra: list[str]) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "fer_zoo", "validate", "--config", "configs/pose_facemesh.yaml",
+           "--data.store_root", str(stores), "--runs_dir", str(runs), "--run_name", name, "--wandb", "false",
+           "--data.num_workers", "0", "--trainer.enable_progress_bar", "false", "--ckpt_path", str(ckpt), *extra]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "WANDB_MODE": "offline"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = pd.read_csv(runs / name / "metrics.csv")
+    return {k: float(metrics[k].dropna().iloc[-1]) for k in ("val/uar", "val/war", "val/f1")}
+
+
+def test_ddp_two_processes_match_one_process(sample_stores: Path, tmp_path: Path) -> None:
+    """A 2-process CPU DDP fit; its validation metrics equal one process validating the same weights.
+
+    Tolerance 1e-6: evaluation reads every clip once per rank set (no padded repeats) and torchmetrics sums the
+    per-rank states, so the numbers must agree to float precision, not just roughly.
+    """
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    cmd = [sys.executable, "-m", "fer_zoo", *fit_args(sample_stores, tmp_path, "ddp", "pose_facemesh", 2), *ddp]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "WANDB_MODE": "offline"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = tmp_path / "ddp" / "checkpoints" / "last.ckpt"
+    one = _validate(sample_stores, last, tmp_path, "v1", ["--trainer.devices", "1"])
+    two = _validate(sample_stores, last, tmp_path, "v2", ddp)
+    for key in one:
+        assert abs(one[key] - two[key]) < 1e-6, (key, one[key], two[key])
+    fit_metrics = pd.read_csv(tmp_path / "ddp" / "metrics.csv")
+    assert abs(float(fit_metrics["val/uar"].dropna().iloc[-1]) - one["val/uar"]) < 1e-6
+
+
+def test_facemesh_beats_majority_baseline_on_real_photos(face_photos: Path, tmp_path: Path) -> None:
+    """faces-static as 1-frame clips, a seeded stratified split: face-mesh UAR must beat always-the-majority-class."""
+    from datamodules.feature_datamodule import FeatureDataModule
+    from fer_zoo.extract_cmd import main as extract
+
+    source = ["--source.class_path", "datamodules.sources.ImageFolderSource", "--source.init_args.root",
+              str(face_photos), "--source.init_args.legend", str(face_photos.parent / "legend.csv")]
+    stores = tmp_path / "features"
+    assert extract(["--config", "configs/extract.yaml", *source, "--store_root", str(stores),
+                    "--only", "[facemesh]"]) == 0
+    run_lightning_cli([*fit_args(stores, tmp_path, "fs", "facemesh", epochs=15), "--data.source.class_path",
+                       "datamodules.sources.ImageFolderSource", "--data.source.init_args.root", str(face_photos),
+                       "--data.source.init_args.legend", str(face_photos.parent / "legend.csv"),
+                       "--data.batch_size", "64", "--model.lr", "0.001"])
+    res = json.loads((tmp_path / "fs" / "results.json").read_text())
+    dm = FeatureDataModule(**_data_kwargs(face_photos, stores))
+    train_counts = dm.class_counts("train")
+    test_present = [c for c, n in dm.class_counts("test").items() if n > 0]
+    majority = max(train_counts, key=train_counts.get)
+    baseline_uar = (1.0 if majority in test_present else 0.0) / len(test_present)
+    uar = res["metrics"]["test/uar"]
+    print(f"faces-static facemesh: test UAR {uar:.3f} WAR {res['metrics']['test/war']:.3f}; "
+          f"majority-class baseline UAR {baseline_uar:.3f} ({majority})")
+    assert uar > baseline_uar + 0.05, (uar, baseline_uar)
+
+
+def _data_kwargs(face_photos: Path, stores: Path) -> dict:
+    from datamodules.sources import ImageFolderSource
+
+    return {"source": ImageFolderSource(root=str(face_photos), legend=str(face_photos.parent / "legend.csv")),
+            "store_root": str(stores), "modalities": ["facemesh"], "num_workers": 0}
