@@ -131,8 +131,10 @@ class FERCLI(LightningCLI):
             "selection": "best val/uar on a stratified validation split of the training fold (never the test fold)",
             "modalities": dm.modalities, "fold": dm.fold, "class_names": dm.class_names, "metrics": metrics,
             "confusion": getattr(self.model, "last_confusion", {}).get("test", None),
-            "stores": {m: {"path": str(p), "extractor": dm.stores[m].meta.get("extractor"),
-                           "weights_source": dm.stores[m].meta.get("weights_source")}
+            # A copy of each store's meta: predict-video rebuilds the exact extractors from it even if the store moved.
+            "stores": {m: {"path": str(Path(p).resolve()), "extractor": dm.stores[m].meta.get("extractor"),
+                           "weights_source": dm.stores[m].meta.get("weights_source"),
+                           "meta": {k: v for k, v in dm.stores[m].meta.items() if k != "schema"}}
                        for m, p in dm.store_paths.items()},
             "split_sizes": {k: len(v) for k, v in dm.split_ids.items()},
         }

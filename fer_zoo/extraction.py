@@ -184,8 +184,10 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done")
     kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
               "enable_model_summary": False, **(trainer_kwargs or {})}
-    trainer = L.Trainer(callbacks=[StoreWriter(path, request, flush_every), ClipProgressBar(f"extract {modality}")],
-                        **kwargs)
+    callbacks: list[Any] = [StoreWriter(path, request, flush_every)]
+    if kwargs.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback when bars are off
+        callbacks.append(ClipProgressBar(f"extract {modality}"))
+    trainer = L.Trainer(callbacks=callbacks, **kwargs)
     if todo:
         loader = DataLoader(ClipFrames(todo, extractor, frame_cap), batch_size=1, collate_fn=_one,
                             num_workers=num_workers, worker_init_fn=_worker_init if num_workers else None)

@@ -1,0 +1,214 @@
+"""``python -m fer_zoo preprocess``: face tracking rules, crops, and real videos -> a DFEW tree DFEWSource reads."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_zoo.face_track import Detection, FaceTracker, InputError, clip_ids, collect_videos, crop_square, iou
+
+FACE = (100.0, 100.0, 200.0, 200.0)
+OTHER = (400.0, 100.0, 500.0, 200.0)
+
+
+def _run(tracker: FaceTracker, frames: list[list[Detection]]) -> list:
+    out = []
+    for i, dets in enumerate(frames):
+        out += tracker.step(i, dets)
+    out += tracker.finish()
+    assert [d.frame for d in out] == list(range(len(frames))), "every frame is decided once, in order"
+    return out
+
+
+def _shift(box: tuple, dx: float) -> tuple:
+    return (box[0] + dx, box[1], box[2] + dx, box[3])
+
+
+# ------------------------------------------------------------------------------------------------ tracking rules
+
+
+def test_iou() -> None:
+    assert iou(FACE, FACE) == pytest.approx(1.0)
+    assert iou(FACE, OTHER) == 0.0
+    assert iou(FACE, _shift(FACE, 50)) == pytest.approx(50 * 100 / (2 * 100 * 100 - 50 * 100))
+
+
+def test_tracker_confirms_after_min_hits_and_backfills() -> None:
+    dets = [[Detection(_shift(FACE, i), 0.9)] for i in range(8)]
+    out = _run(FaceTracker(min_hits=5), dets)
+    assert all(d.face_found for d in out)
+
+
+def test_tracker_rejects_short_bursts_of_false_detections() -> None:
+    """Clouds and logos flicker for a few frames (1-4 on the bundled no_face.mp4): never a face."""
+    burst = [[], [Detection(OTHER, 0.6)], [], [Detection(FACE, 0.55)], [Detection(FACE, 0.6)], [Detection(FACE, 0.6)],
+             [], []]
+    out = _run(FaceTracker(min_hits=5), burst)
+    assert not any(d.face_found for d in out)
+    assert out[1].reason.startswith("unconfirmed") and out[3].reason.startswith("unconfirmed")
+    assert out[0].reason == "no detection"
+
+
+def test_tracker_follows_overlap_not_confidence() -> None:
+    """Once a face is tracked, a more confident face elsewhere (another person) is ignored."""
+    frames = [[Detection(_shift(FACE, 2 * i), 0.7), Detection(OTHER, 0.99 if i >= 6 else 0.3)] for i in range(12)]
+    out = _run(FaceTracker(min_confidence=0.5, min_hits=3), frames)
+    assert all(d.face_found for d in out)
+    assert all(d.box[0] < 300 for d in out), "jumped to the other person"
+
+
+def test_tracker_keeps_the_face_through_a_short_loss_and_reacquires_after_max_lost() -> None:
+    short_gap = [[Detection(FACE, 0.9)]] * 5 + [[Detection(OTHER, 0.95)]] * 3 + [[Detection(FACE, 0.9)]] * 2
+    out = _run(FaceTracker(min_hits=3, max_lost=5), short_gap)
+    assert [d.face_found for d in out] == [True] * 5 + [False] * 3 + [True] * 2
+    assert out[5].reason == "other face only"
+    long_gap = [[Detection(FACE, 0.9)]] * 5 + [[]] * 6 + [[Detection(OTHER, 0.95)]] * 4
+    out = _run(FaceTracker(min_hits=3, max_lost=5), long_gap)
+    assert [d.face_found for d in out] == [True] * 5 + [False] * 6 + [True] * 4  # lost for > 5 frames: re-acquired
+    assert out[-1].box == OTHER
+
+
+def test_tracker_keeps_a_clip_shorter_than_min_hits_when_the_face_is_always_there() -> None:
+    assert all(d.face_found for d in _run(FaceTracker(min_hits=5), [[Detection(FACE, 0.9)]] * 3))
+    assert not any(d.face_found for d in _run(FaceTracker(min_hits=5), [[], [Detection(FACE, 0.9)], []]))
+
+
+# ------------------------------------------------------------------------------------------------ crops, inputs
+
+
+def test_crop_square_pads_past_the_frame_edge_and_keeps_the_face_centred() -> None:
+    frame = np.full((100, 200, 3), 200, np.uint8)
+    crop = crop_square(frame, (150.0, 60.0, 190.0, 100.0), margin=0.25, size=64)  # box touching right/bottom
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
+    assert crop[32, 32].tolist() == [200, 200, 200]  # the face in the middle
+    assert crop[-1, -1].tolist() == [0, 0, 0]  # black past the corner of the frame
+    assert crop[5, 5].tolist() == [200, 200, 200]
+
+
+def test_collect_videos_and_clip_ids(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.mp4", "a/x.mov", "a/123.webm", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"0")
+    vids = collect_videos([tmp_path / "a"])
+    assert [v.name for v in vids] == ["123.webm", "x.mov", "x.mp4"]  # the .txt in a folder is ignored
+    assert sorted(clip_ids(vids).values()) == ["00123", "x_mov", "x_mp4"]
+    assert sorted(clip_ids(vids, dfew_numbers=False).values()) == ["123", "x_mov", "x_mp4"]
+    with pytest.raises(InputError, match="not a video file"):
+        collect_videos([tmp_path / "a" / "notes.txt"])
+    with pytest.raises(InputError, match="no such file"):
+        collect_videos([tmp_path / "missing.mp4"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no videos"):
+        collect_videos([tmp_path / "empty"])
+
+
+def test_preprocess_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fer_zoo.preprocess import main
+
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main([str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out")]) == 2
+    assert "notes.txt: not a video file" in capsys.readouterr().err
+    assert main([str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "out")]) == 2
+    assert "nope.mp4: no such file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ real videos
+
+
+def _boxes(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_dfew_splits(root: Path, clips: list[str]) -> None:
+    """Minimal EmoLabel_DataSplit: clip i in the test set of fold i % 5 + 1, in the train sets of the others."""
+    fold = {c: i % 5 + 1 for i, c in enumerate(clips)}
+    label = {c: i % 7 + 1 for i, c in enumerate(clips)}
+    for part in ("train", "test"):
+        d = root / "EmoLabel_DataSplit" / f"{part}(single-labeled)"
+        d.mkdir(parents=True)
+        for k in range(1, 6):
+            rows = [c for c in clips if (fold[c] == k) == (part == "test")]
+            (d / f"set_{k}.csv").write_text("video_name,label\n" + "".join(f"{c},{label[c]}\n" for c in rows))
+
+
+@pytest.mark.slow
+def test_preprocess_real_videos_make_a_dfew_tree(face_videos: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from datamodules.frames import ClipReadError, read_frames
+    from datamodules.sources import DFEWSource
+    from fer_zoo.face_track import TrackConfig, track_video
+    from fer_zoo.preprocess import main
+
+    out = tmp_path / "dfew"
+    rc = main([str(face_videos), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 4, "no_face.mp4 has no face: exit status 4"
+    assert "no face found in" in captured.out and "no_face.mp4" in captured.out
+    frames_root = out / "Clip" / "clip_224x224"
+    expect = {"single_face": 72, "WolfgangLanger_Pexels": 472, "face_noface": 169, "noface_face": 169, "no_face": 95}
+    assert sorted(p.name for p in frames_root.iterdir()) == sorted(expect)
+    for clip, n in expect.items():
+        rows = _boxes(frames_root / clip / "boxes.csv")
+        assert [int(r["frame"]) for r in rows] == list(range(n))
+        images = sorted(p.name for p in (frames_root / clip).glob("*.jpg"))
+        faces = [r for r in rows if r["face_found"] == "1"]
+        assert [r["image"] for r in faces] == images == [f"{k:05d}.jpg" for k in range(1, len(faces) + 1)]
+        assert all(r["image"] == "" and r["x0"] == "" and r["reason"] for r in rows if r["face_found"] == "0")
+    found = {c: [r["face_found"] == "1" for r in _boxes(frames_root / c / "boxes.csv")] for c in expect}
+    assert all(found["single_face"]) and all(found["WolfgangLanger_Pexels"])
+    assert not any(found["no_face"]), "the flickering false detections on clouds must not become a face"
+    # face_noface: the face leaves after ~2.4 s; noface_face: it enters at ~3.9 s
+    assert all(found["face_noface"][:72]) and not any(found["face_noface"][72:])
+    assert not any(found["noface_face"][:96]) and all(found["noface_face"][96:168])
+
+    # A valid DFEW tree once labels are added: DFEWSource lists the clips, read_frames reads the crops.
+    ok = ["WolfgangLanger_Pexels", "face_noface", "noface_face", "single_face"]
+    _write_dfew_splits(out, ok)
+    records = {r.clip_id: r for r in DFEWSource(root=out).clips()}
+    assert sorted(records) == ok
+    for clip in ok:
+        frames = read_frames(records[clip].path)
+        assert frames.rgb.shape == (sum(found[clip]), 224, 224, 3)
+    with pytest.raises(ClipReadError, match="no images"):
+        read_frames(frames_root / "no_face")
+
+    # predict-video decodes exactly these bytes: same tracker, same crop, same JPEG.
+    res = track_video(face_videos / "single_face.mp4", TrackConfig())
+    written = sorted((frames_root / "single_face").glob("*.jpg"))
+    assert [r.jpeg for r in res.records] == [p.read_bytes() for p in written]
+
+    # A rerun skips finished clips; other settings in the same tree are refused.
+    assert main([str(face_videos / "single_face.mp4"), "--out", str(out)]) == 0
+    assert "1 skipped" in capsys.readouterr().out
+    assert main([str(face_videos / "single_face.mp4"), "--out", str(out), "--margin", "0.4"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    index = {r["clip_id"]: r for r in _boxes(out / "clips.csv")}
+    assert index["no_face"]["status"] == "no_face" and index["single_face"]["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_preprocess_reports_a_corrupt_video_and_goes_on(face_videos: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from fer_zoo.preprocess import main
+
+    bad = tmp_path / "in" / "broken.mp4"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    (tmp_path / "in" / "single_face.mp4").symlink_to(face_videos / "single_face.mp4")
+    rc = main([str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--size", "112", "--frame_cap", "10"])
+    captured = capsys.readouterr()
+    assert rc == 3
+    assert "FAILED" in captured.out and "broken.mp4" in captured.out
+    clip = tmp_path / "out" / "Clip" / "clip_112x112" / "single_face"
+    images = sorted(clip.glob("*.jpg"))
+    assert len(images) == 10  # --frame_cap: 10 uniformly spaced face frames of the 72
+    import cv2
+
+    assert cv2.imread(str(images[0])).shape == (112, 112, 3)
+    written = [r for r in _boxes(clip / "boxes.csv") if r["image"]]
+    assert [int(r["frame"]) for r in written] == np.round(np.linspace(0, 71, 10)).astype(int).tolist()
+    assert not (tmp_path / "out" / "Clip" / "clip_112x112" / "broken").exists()
