@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,25 @@ def _read_folder(p: Path, max_frames: int | None) -> Frames:
 
 
 def _read_video(p: Path, max_frames: int | None) -> Frames:
-    import av
-
     if p.stat().st_size == 0:
         raise ClipReadError(p, "empty (0-byte) video")
-    frames: list[np.ndarray] = []
+    frames, times, n, fps = _decode(p, lambda n_meta: cap_indices(n_meta, max_frames) if n_meta else None)
+    keep = cap_indices(n, max_frames)
+    if len(frames) != len(keep) or not np.array_equal(np.fromiter(frames, np.int64), keep):
+        # The container's frame count was missing or wrong: decode again keeping the right frames (rare).
+        frames, times, n, fps = _decode(p, lambda _: keep)
+    rgb = np.stack([frames[i] for i in keep])
+    return Frames(rgb, keep, np.array([times[i] for i in keep]), fps)
+
+
+Decoded = tuple[dict[int, np.ndarray], list[float], int, float | None]
+
+
+def _decode(p: Path, choose: Callable[[int], np.ndarray | None]) -> Decoded:
+    """Decode every frame but convert to RGB only the chosen ones, so a frame cap also caps memory."""
+    import av
+
+    frames: dict[int, np.ndarray] = {}
     times: list[float] = []
     try:
         with av.open(str(p)) as container:
@@ -90,16 +105,18 @@ def _read_video(p: Path, max_frames: int | None) -> Frames:
                 raise ClipReadError(p, "no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate) if stream.average_rate else None
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
+            wanted = choose(stream.frames)
+            wanted_set = None if wanted is None else set(wanted.tolist())
+            for i, frame in enumerate(container.decode(stream)):
+                if wanted_set is None or i in wanted_set:
+                    frames[i] = frame.to_ndarray(format="rgb24")
                 t = frame.time
-                times.append(float(t) if t is not None else (len(times) / fps if fps else float(len(times))))
+                times.append(float(t) if t is not None else (i / fps if fps else float(i)))
     except ClipReadError:
         raise
     except (av.FFmpegError, ValueError, OSError) as err:  # corrupt container or truncated stream
         # Strict on purpose: a clip with a broken stream is reported as failed rather than half-used.
-        raise ClipReadError(p, f"cannot decode video after {len(frames)} frames ({type(err).__name__}: {err})") from err
-    if not frames:
+        raise ClipReadError(p, f"cannot decode video after {len(times)} frames ({type(err).__name__}: {err})") from err
+    if not times:
         raise ClipReadError(p, "video decoded to zero frames")
-    keep = cap_indices(len(frames), max_frames)
-    return Frames(np.stack([frames[i] for i in keep]), keep, np.asarray(times)[keep], fps)
+    return frames, times, len(times), fps

@@ -21,7 +21,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--store_root", type=str, required=True, help="folder of this dataset's feature stores")
     p.add_argument("--modalities", type=dict[str, ExtractorSpec], required=True,
                    help="modality name -> {name, config, fallback}")
-    p.add_argument("--only", type=list[str] | None, default=None, help="extract only these modalities")
+    p.add_argument("--only", type=str, nargs="+", default=None, help="extract only these modalities")
     p.add_argument("--frame_cap", type=int | None, default=None, help="at most this many frames per clip (uniform)")
     p.add_argument("--num_workers", type=int, default=2, help="loader worker processes (decode; MediaPipe pool)")
     p.add_argument("--flush_every", type=int, default=16, help="clips per shard")

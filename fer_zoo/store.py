@@ -226,7 +226,7 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[
     meta = {**meta, "format": STORE_FORMAT, "num_clips": len(ordered), "num_ok": statuses.count("ok"),
             "num_failed": statuses.count("failed"), "total_frames": total, "dtype": "float16"}
     _atomic_json(path / "meta.json", meta)
-    for f in (path / "shards").glob("shard-*.npz"):
+    for f in (path / "shards").glob("*shard-*"):  # finished shards and temp files a killed run left behind
         f.unlink()
     return meta
 

@@ -203,7 +203,7 @@ def test_changed_config_writes_a_new_store_and_never_touches_the_old(bad_input_r
     cfg["modalities"]["mn"] = {"name": "mobilenet_v2", "config": {"image_size": 96}}
     config = work / "extract_96.yaml"
     config.write_text(json.dumps(cfg))
-    proc = _extract(config, "--only", "[mn]")
+    proc = _extract(config, "--only", "mn")
     assert proc.returncode == 3, _explain(proc)  # the same broken clips fail again
     stores = sorted(p.parent for p in (work / "store" / "mn").glob("*/meta.json"))
     assert len(stores) == 2 and first in stores, stores
@@ -241,7 +241,7 @@ def test_killed_run_resumes_to_identical_bytes(clip_set: dict) -> None:
     work = clip_set["work"]
     root = work / "killed"
     config = _write_config(work / "killed.yaml", clip_set["manifest"], root, clip_set["modalities"])
-    args = ["--only", "[face]", "--flush_every", "1"]
+    args = ["--only", "face", "--flush_every", "1"]
     log = work / "killed.log"
     with open(log, "w") as out:  # a file, not a pipe: an unread pipe could stall the run
         proc = subprocess.Popen(
@@ -293,7 +293,7 @@ def test_ddp_two_processes_match_one_process(clip_set: dict) -> None:
     work = clip_set["work"]
     config = _write_config(work / "ddp.yaml", clip_set["manifest"], work / "ddp", clip_set["modalities"], num_workers=0)
     trainer = json.dumps({"accelerator": "cpu", "devices": 2, "strategy": "ddp"})
-    proc = _extract(config, "--only", "[mn]", "--trainer", trainer)
+    proc = _extract(config, "--only", "mn", "--trainer", trainer)
     assert proc.returncode == 0, _explain(proc)
     assert "distributed_backend=gloo" in proc.stdout + proc.stderr, _explain(proc)
     assert proc.stdout.count("extraction summary") == 1, "only rank 0 prints the summary"

@@ -137,7 +137,7 @@ def test_facemesh_beats_majority_baseline_on_real_photos(face_photos: Path, tmp_
               str(face_photos), "--source.init_args.legend", str(face_photos.parent / "legend.csv")]
     stores = tmp_path / "features"
     assert extract(["--config", "configs/extract.yaml", *source, "--store_root", str(stores),
-                    "--only", "[facemesh]"]) == 0
+                    "--only", "facemesh"]) == 0
     run_lightning_cli([*fit_args(stores, tmp_path, "fs", "facemesh", epochs=15), "--data.source.class_path",
                        "datamodules.sources.ImageFolderSource", "--data.source.init_args.root", str(face_photos),
                        "--data.source.init_args.legend", str(face_photos.parent / "legend.csv"),
