@@ -86,6 +86,7 @@ class FERCLI(LightningCLI):
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.loggers = loggers
+        _share_cpu_cores(trainer, cfg.data.num_workers)
         return trainer
 
     def _wandb_logger(self, cfg: Any) -> Logger:
@@ -141,6 +142,22 @@ class FERCLI(LightningCLI):
         if results["confusion"] is not None:
             results["confusion"] = results["confusion"].tolist()
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _share_cpu_cores(trainer: Any, num_workers: int) -> None:
+    """On a single-process CPU run, leave one core per loader worker.
+
+    torch's default (one thread per core) next to busy loader workers oversubscribes the cores, and its OpenMP
+    threads then spin: one step took ~1 s instead of ~50 ms on 2 cores with 2 workers (benchmarks/bench_training.py).
+    DDP on CPU is left alone: Lightning already divides the cores among the ranks.
+    """
+    import torch
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    single_cpu = isinstance(trainer.accelerator, CPUAccelerator) and trainer.world_size == 1
+    if single_cpu and "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores - num_workers))
 
 
 def run_lightning_cli(argv: list[str]) -> FERCLI:
