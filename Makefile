@@ -57,7 +57,6 @@ test-fast: install
 
 lint: install
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check . || true
 
 clean:
 	rm -rf features runs wandb lightning_logs .pytest_cache .ruff_cache
