@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -16,3 +17,30 @@ def face_videos() -> Path:
     if not (path / "single_face.mp4").is_file():
         pytest.skip(f"real face videos not found at {path} (the shared data folder is absent)")
     return path
+
+
+@pytest.fixture(scope="session")
+def face_photos() -> Path:
+    """``../shared/data/faces-static/images`` (real labeled face photos, mostly 350x350)."""
+    path = SHARED_DATA / "faces-static" / "images"
+    if not path.is_dir():
+        pytest.skip(f"real face photos not found at {path} (the shared data folder is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Feature stores of the bundled sample (every default extractor), built once per test session."""
+    import os
+
+    from fer_zoo.extract_cmd import main as extract
+
+    root = tmp_path_factory.mktemp("sample_features")
+    cwd = Path.cwd()
+    os.chdir(REPO)  # the config's paths are relative to the repository
+    try:
+        rc = extract(["--config", "configs/extract.yaml", "--store_root", str(root)])
+    finally:
+        os.chdir(cwd)
+    assert rc == 0, "extracting the bundled sample failed"
+    return root
