@@ -183,9 +183,7 @@ class _Parsed(Exception):
 def parse_fit_args(args: list[str]) -> Any:
     """The ``fit`` config the cells will run with, parsed by FERCLI itself but never instantiated (no run folder,
     no W&B run, no store opened): it checks the base configs and overrides once, before any cell starts."""
-    from datamodules.feature_datamodule import FeatureDataModule
-    from fer_zoo.cli import FERCLI
-    from fer_zoo.lit_module import FERLitModule
+    from fer_zoo.cli import FERCLI, run_lightning_cli
 
     class _ParseOnly(FERCLI):
         def before_instantiate_classes(self) -> None:
@@ -194,7 +192,7 @@ def parse_fit_args(args: list[str]) -> Any:
     saved_argv = sys.argv
     sys.argv = sys.argv[:1]  # LightningCLI warns when both sys.argv and args carry arguments
     try:
-        _ParseOnly(FERLitModule, FeatureDataModule, args=["fit", *args], parser_kwargs={"default_env": False})
+        run_lightning_cli(["fit", *args], cli_class=_ParseOnly)
     except _Parsed as parsed:
         return parsed.config
     finally:

@@ -105,7 +105,8 @@ class FERCLI(LightningCLI):
         tags = [*cfg.wandb_tags, *mods, f"fold{cfg.data.fold or 0}"]
         return WandbLogger(project=cfg.wandb_project, name=self.run_dir.name, id=run_id, resume="allow",
                            save_dir=str(self.run_dir), group=cfg.wandb_group, tags=tags, job_type=self.subcommand,
-                           config={"modalities": "+".join(sorted(mods)), "fold": cfg.data.fold})
+                           config={"modalities": "+".join(sorted(mods)), "fold": cfg.data.fold or 0,
+                                   "seed": cfg.data.seed, "seed_everything": cfg.seed_everything})
 
     # -- after fit: test the policy's checkpoint once, write results.json -----------------------------------------
 
@@ -160,6 +161,10 @@ def _share_cpu_cores(trainer: Any, num_workers: int) -> None:
         torch.set_num_threads(max(1, cores - num_workers))
 
 
-def run_lightning_cli(argv: list[str]) -> FERCLI:
-    return FERCLI(FERLitModule, FeatureDataModule, args=argv, save_config_kwargs={"overwrite": True},
-                  parser_kwargs={"default_env": False, "allow_abbrev": False}, seed_everything_default=42)
+# One place for how fer_zoo builds its LightningCLI (the ablation grid parses configs with the same settings).
+CLI_KWARGS: dict[str, Any] = {"save_config_kwargs": {"overwrite": True}, "seed_everything_default": 42,
+                              "parser_kwargs": {"default_env": False, "allow_abbrev": False}}
+
+
+def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI) -> FERCLI:
+    return cli_class(FERLitModule, FeatureDataModule, args=argv, **CLI_KWARGS)
