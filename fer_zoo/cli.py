@@ -79,10 +79,14 @@ class FERCLI(LightningCLI):
         loggers: list[Logger] = [CSVLogger(save_dir=str(self.run_dir), name="", version="")]
         if cfg.wandb:
             loggers.append(self._wandb_logger(cfg))
-        extra = [ModelCheckpoint(dirpath=str(self.run_dir / "checkpoints"), monitor="val/uar", mode="max",
-                                 save_last=True, filename="best-epoch{epoch:03d}-uar{val/uar:.4f}",
-                                 auto_insert_metric_name=False),
-                 LearningRateMonitor(logging_interval="epoch")]
+        ckpt_dir = str(self.run_dir / "checkpoints")
+        # Two callbacks on purpose: Lightning's save_last only refreshes last.ckpt when a new *best* is saved, so a
+        # "last" policy (or a resume) would silently get a stale epoch. This one writes last.ckpt every epoch.
+        self.last_checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=1, filename="last",
+                                               enable_version_counter=False)
+        extra = [ModelCheckpoint(dirpath=ckpt_dir, monitor="val/uar", mode="max", save_top_k=1,
+                                 filename="best-epoch{epoch:03d}-uar{val/uar:.4f}", auto_insert_metric_name=False),
+                 self.last_checkpoint, LearningRateMonitor(logging_interval="epoch")]
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.loggers = loggers
@@ -114,8 +118,8 @@ class FERCLI(LightningCLI):
         cfg = self._cfg()
         if self.trainer.interrupted:
             return
-        ckpt = self.trainer.checkpoint_callback
-        path = ckpt.best_model_path if cfg.checkpoint_policy == "best" else ckpt.last_model_path
+        best = self.trainer.checkpoint_callback  # the first ModelCheckpoint: best val/uar
+        path = best.best_model_path if cfg.checkpoint_policy == "best" else self.last_checkpoint.best_model_path
         if cfg.test_after_fit:
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
             self._write_results(path)

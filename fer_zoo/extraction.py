@@ -86,6 +86,23 @@ def _one(batch: list[ClipItem]) -> ClipItem:
     return batch[0]
 
 
+def _worker_context(extractor: Extractor) -> Any:
+    """Start method of the loader workers.
+
+    MediaPipe does not survive fork: once this process has run a graph (an earlier modality with num_workers=0, a
+    notebook, a test), forked workers abort. Extractors that run in the workers therefore get workers forked from a
+    clean forkserver with the heavy modules preloaded (spawn works too but costs ~5 s per run, measured in
+    benchmarks/bench_extraction.py). Network extractors keep fork: their workers only decode.
+    """
+    if not extractor.runs_in_workers:
+        return None
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "cv2", "av", "fer_zoo.extraction", "extractors.facemesh", "extractors.pose"])
+    return ctx
+
+
 def _worker_init(_: int) -> None:
     import cv2
 
@@ -189,8 +206,10 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
         callbacks.append(ClipProgressBar(f"extract {modality}"))
     trainer = L.Trainer(callbacks=callbacks, **kwargs)
     if todo:
+        context = _worker_context(extractor) if num_workers else None
         loader = DataLoader(ClipFrames(todo, extractor, frame_cap), batch_size=1, collate_fn=_one,
-                            num_workers=num_workers, worker_init_fn=_worker_init if num_workers else None)
+                            num_workers=num_workers, worker_init_fn=_worker_init if num_workers else None,
+                            multiprocessing_context=context, persistent_workers=False)
         trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
     elif not (path / "meta.json").exists():
         ShardWriter(path, request)  # nothing to extract but never packed: make sure the request is on disk

@@ -359,3 +359,25 @@ def test_unavailable_weights_fall_back_loudly(tmp_path: Path, monkeypatch: pytes
     assert logged and "falling back to `mobilenet_v2`" in logged[0]
     with pytest.raises(WeightsUnavailableError):  # no fallback configured: the error reaches the user
         build_extractor(ExtractorSpec("resnet18", {"weights": "IMAGENET1K_V1"}), log=logged.append)
+
+
+@pytest.mark.slow
+def test_mediapipe_workers_survive_mediapipe_in_the_parent(face_videos: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: once this process has run a MediaPipe graph, forked loader workers abort (SIGABRT).
+
+    Extractors that run inside workers therefore get spawned workers; this runs a graph here first, then extracts.
+    """
+    from datamodules.frames import read_frames
+    from extractors import get_extractor
+    from fer_zoo.extract_cmd import main as extract
+
+    get_extractor("facemesh").extract(read_frames(face_videos / "single_face.mp4", 4).rgb)
+    images = tmp_path / "images" / "happiness"
+    images.mkdir(parents=True)
+    for f in sorted((REPO / "data/sample/images/happiness").glob("*.jpg"))[:6]:
+        (images / f.name).write_bytes(f.read_bytes())
+    monkeypatch.chdir(REPO)
+    rc = extract(["--config", "configs/extract.yaml", "--store_root", str(tmp_path / "features"), "--only", "facemesh",
+                  "--source.init_args.root", str(tmp_path / "images"), "--num_workers", "2"])
+    assert rc == 0
