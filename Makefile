@@ -39,10 +39,13 @@ demo: install
 extract: install
 	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
 
+# fit and ablate build the sample's stores first (a quick no-op when they exist).
 fit: install
+	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
 	$(PY) -m fer_zoo fit --config $(CONFIG)
 
 ablate: install
+	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
 	$(PY) -m fer_zoo ablate --config $(ABLATION_CONFIG)
 
 bench: install
