@@ -105,8 +105,27 @@ def _cpu(children: bool) -> float:
     t = r.ru_utime + r.ru_stime
     if children:
         c = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t += c.ru_utime + c.ru_stime
+        t += c.ru_utime + c.ru_stime + _forkserver_children_cpu()
     return t
+
+
+def _forkserver_children_cpu() -> float:
+    """CPU seconds of finished workers started by multiprocessing's forkserver (MediaPipe extractors use one).
+
+    Those workers are children of the forkserver, not of this process, so RUSAGE_CHILDREN never sees them; the
+    forkserver reaps them, which adds their time to its own cutime/cstime in /proc.
+    """
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the ")" that closes the command name: field 3 is index 0, so cutime (16) and cstime (17) are 13 and 14
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
