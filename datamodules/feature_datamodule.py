@@ -243,6 +243,14 @@ class FeatureDataset(Dataset):
 # ------------------------------------------------------------------------------------------------------ datamodule
 
 
+def modality_keys(modalities: Sequence[str]) -> list[str]:
+    """Batch keys of the selected stores: the modality name without a ``/<extractor>-<hash>`` pin, unless two
+    entries share a name (two extractors of one modality), then the full strings. Models and predict-video use
+    the same keys, so they must come from here."""
+    heads = [m.split("/")[0] for m in modalities]
+    return heads if len(set(heads)) == len(heads) else list(modalities)
+
+
 class FeatureDataModule(L.LightningDataModule):
     """Cached features of ``modalities`` for one clip source and fold.
 
@@ -321,8 +329,7 @@ class FeatureDataModule(L.LightningDataModule):
 
     def _open_stores(self) -> tuple[dict[str, FeatureStore], dict[str, Path]]:
         """Open (meta + index only) each store; keys are the modality names without ``/<extractor>-<hash>``."""
-        heads = [m.split("/")[0] for m in self.modalities]
-        keys = heads if len(set(heads)) == len(heads) else list(self.modalities)  # two extractors of one modality
+        keys = modality_keys(self.modalities)
         stores: dict[str, FeatureStore] = {}
         paths: dict[str, Path] = {}
         for key, m in zip(keys, self.modalities):

@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         summaries.append(extract_modality(
             init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
             trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every))
-    import lightning as L  # noqa: F401
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:

@@ -212,7 +212,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
                             multiprocessing_context=context, persistent_workers=False)
         trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
     elif not (path / "meta.json").exists():
-        ShardWriter(path, request)  # nothing to extract but never packed: make sure the request is on disk
+        check_request(path, request, create=True)  # nothing to extract but never packed: put the request on disk
     trainer.strategy.barrier()
     if trainer.is_global_zero and (todo or not (path / "meta.json").exists()):
         meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,

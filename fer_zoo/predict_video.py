@@ -169,8 +169,9 @@ def resolve_run(ckpt_arg: str | Path, track_overrides: dict[str, Any] | None = N
     if not modalities:
         raise PredictError(f"{cfg_file}: no data.modalities")
     run = RunInfo(run_dir, ckpt, config, results, int(data.get("num_frames") or 16))
-    heads = [m.split("/")[0] for m in modalities]  # the DataModule's keys (see FeatureDataModule._open_stores)
-    keys = heads if len(set(heads)) == len(heads) else modalities
+    from datamodules.feature_datamodule import modality_keys
+
+    keys = modality_keys(modalities)
     stores = results.get("stores") or {}
     for key, modality in zip(keys, modalities):
         run.modalities.append(_modality_meta(key, modality, stores.get(key) or {}, data.get("store_root"), run_dir))
