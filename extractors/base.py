@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
+
+#: A clip's frames: a uint8 RGB array ``[T, H, W, 3]``, or any iterable of ``[H, W, 3]`` frames (a decoder stream).
+FrameSource = np.ndarray | Iterable[np.ndarray]
 
 
 def config_hash(name: str, version: str, config: dict[str, Any]) -> str:
@@ -19,7 +23,8 @@ def config_hash(name: str, version: str, config: dict[str, Any]) -> str:
 class Extractor(ABC):
     """A frozen per-frame feature extractor.
 
-    ``extract(frames)`` maps uint8 RGB frames ``[T, H, W, 3]`` to ``(features float32 [T, D], valid bool [T])``.
+    ``extract(frames)`` maps uint8 RGB frames ``[T, H, W, 3]`` (an array, or frames one at a time from a decoder:
+    see :data:`FrameSource`) to ``(features float32 [T, D], valid bool [T])``.
     It is split in two so the extraction run can overlap work: ``preprocess`` runs in DataLoader worker processes
     (CPU, numpy/torch only), ``forward`` runs where the model lives. CPU-bound extractors (MediaPipe) set
     ``runs_in_workers`` and do everything in ``preprocess``-side workers, which makes the worker pool a process pool.
@@ -51,17 +56,30 @@ class Extractor(ABC):
         """Metadata recorded in the store: where weights came from, etc. Extend in subclasses."""
         return {}
 
-    def preprocess(self, frames: np.ndarray) -> Any:
-        """CPU work that can run in a loader worker; default: pass frames through."""
+    def preprocess(self, frames: FrameSource) -> Any:
+        """CPU work that can run in a loader worker; default: the frames as given.
+
+        What it returns crosses to the model's process when ``runs_in_workers`` is false, so an extractor whose
+        ``forward`` runs elsewhere must return something picklable here (an array, not a stream).
+        """
         return frames
 
     @abstractmethod
     def forward(self, pre: Any) -> tuple[np.ndarray, np.ndarray]:
         """Model work on what ``preprocess`` returned."""
 
-    def extract(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def extract(self, frames: FrameSource) -> tuple[np.ndarray, np.ndarray]:
         """Features and validity for a clip's frames (see class docstring)."""
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"{self.name}: expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        if isinstance(frames, np.ndarray):
+            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+                raise ValueError(f"{self.name}: expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        else:
+            frames = self._checked(frames)
         feats, valid = self.forward(self.preprocess(frames))
         return np.asarray(feats, dtype=np.float32), np.asarray(valid, dtype=bool)
+
+    def _checked(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for f in frames:
+            if f.ndim != 3 or f.shape[-1] != 3 or f.dtype != np.uint8:
+                raise ValueError(f"{self.name}: expected uint8 frames [H, W, 3], got {f.dtype} {f.shape}")
+            yield f

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from extractors.base import Extractor
+from extractors.base import Extractor, FrameSource
 from extractors.registry import register_extractor
 
 # Landmark ids (MediaPipe canonical face mesh) for the derived geometry.
@@ -62,26 +62,27 @@ class FaceMesh(Extractor):
 
         return {"weights_source": f"MediaPipe {mediapipe.__version__} face_mesh (bundled in the wheel)"}
 
-    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, frames: FrameSource) -> tuple[np.ndarray, np.ndarray]:
         from extractors._mediapipe import mediapipe as mp
 
-        feats = np.zeros((len(frames), self.dim), np.float32)
-        valid = np.zeros(len(frames), bool)
+        feats: list[np.ndarray] = []
+        valid: list[bool] = []
+        empty = np.zeros(self.dim, np.float32)
         c = self.config
         with mp.solutions.face_mesh.FaceMesh(
             static_image_mode=False, max_num_faces=1, refine_landmarks=c["refine_landmarks"],
             min_detection_confidence=c["min_detection_confidence"],
             min_tracking_confidence=c["min_tracking_confidence"],
         ) as mesh:
-            for t, frame in enumerate(frames):
+            for frame in frames:  # one at a time: a decoder stream never holds the whole clip
                 res = mesh.process(np.ascontiguousarray(frame))
-                if not res.multi_face_landmarks:
-                    continue
-                lm = res.multi_face_landmarks[0].landmark
-                pts = np.array([(p.x, p.y, p.z) for p in lm], np.float32)[: self.num_points]
-                feats[t] = self._features(pts, frame.shape[1], frame.shape[0])
-                valid[t] = True
-        return feats, valid
+                found = bool(res.multi_face_landmarks)
+                if found:
+                    lm = res.multi_face_landmarks[0].landmark
+                    pts = np.array([(p.x, p.y, p.z) for p in lm], np.float32)[: self.num_points]
+                feats.append(self._features(pts, frame.shape[1], frame.shape[0]) if found else empty)
+                valid.append(found)
+        return np.array(feats, np.float32).reshape(len(valid), self.dim), np.array(valid, bool)
 
     def _features(self, pts: np.ndarray, width: int, height: int) -> np.ndarray:
         xy = pts[:, :2] * np.array([width, height], np.float32)  # pixels, so the box keeps the face's aspect

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from extractors.base import Extractor
+from extractors.base import Extractor, FrameSource
 from extractors.registry import register_extractor
 
 MEDIAPIPE_POINTS = 33
@@ -68,25 +68,26 @@ class Pose(Extractor):
             return {"weights_source": f"MediaPipe {mediapipe.__version__} pose, model_complexity=1 (in the wheel)"}
         return {"weights_source": f"openpifpaf checkpoint {self.config['checkpoint']}"}
 
-    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, frames: FrameSource) -> tuple[np.ndarray, np.ndarray]:
         if self.config["backend"] == "openpifpaf":
             if self._pifpaf is None:
                 from extractors.pose_openpifpaf import OpenPifPafBackend
 
                 self._pifpaf = OpenPifPafBackend(checkpoint=self.config["checkpoint"])
+            frames = frames if isinstance(frames, np.ndarray) else np.stack(list(frames))
             kp, valid = self._pifpaf(frames)
             return kp.reshape(len(frames), -1), valid
         from extractors._mediapipe import mediapipe as mp
 
-        feats = np.zeros((len(frames), self.dim), np.float32)
-        valid = np.zeros(len(frames), bool)
+        feats: list[np.ndarray] = []
+        valid: list[bool] = []
+        empty = np.zeros(self.dim, np.float32)
         with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=False,
                                     min_detection_confidence=self.config["min_detection_confidence"]) as pose:
-            for t, frame in enumerate(frames):
+            for frame in frames:  # one at a time: a decoder stream never holds the whole clip
                 res = pose.process(np.ascontiguousarray(frame))
-                if res.pose_landmarks is None:
-                    continue
-                feats[t] = np.array([(p.x, p.y, p.z, p.visibility) for p in res.pose_landmarks.landmark],
-                                    np.float32).reshape(-1)
-                valid[t] = True
-        return feats, valid
+                found = res.pose_landmarks is not None
+                feats.append(np.array([(p.x, p.y, p.z, p.visibility) for p in res.pose_landmarks.landmark],
+                                      np.float32).reshape(-1) if found else empty)
+                valid.append(found)
+        return np.array(feats, np.float32).reshape(len(valid), self.dim), np.array(valid, bool)

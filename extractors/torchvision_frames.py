@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from extractors.base import Extractor, config_hash
+from extractors.base import Extractor, FrameSource, config_hash
 from extractors.registry import register_extractor
 from extractors.weights import (
     OFFLINE_MOBILENET,
@@ -138,10 +138,10 @@ class TorchvisionFrames(Extractor):
             f"RGB frame resized to {self.config['image_size']}x{self.config['image_size']} (bilinear, no crop), "
             f"scaled to [0,1], normalised with ImageNet mean {IMAGENET_MEAN} / std {IMAGENET_STD}")}
 
-    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+    def preprocess(self, frames: FrameSource) -> torch.Tensor:
         import cv2
 
-        s = self.config["image_size"]
+        s = self.config["image_size"]  # resized frame by frame: a decoder stream never holds the clip at full size
         out = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) for f in frames])
         return torch.from_numpy(out).permute(0, 3, 1, 2)  # uint8 [T, 3, s, s]; normalised on the model's device
 

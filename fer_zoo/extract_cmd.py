@@ -24,6 +24,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--only", type=str, nargs="+", default=None, help="extract only these modalities")
     p.add_argument("--frame_cap", type=int | None, default=None, help="at most this many frames per clip (uniform)")
     p.add_argument("--num_workers", type=int, default=2, help="loader worker processes (decode; MediaPipe pool)")
+    p.add_argument("--decoder_threads", type=int, default=1,
+                   help="video decoder threads per worker (0: FFmpeg's choice); scale with num_workers instead")
     p.add_argument("--flush_every", type=int, default=16, help="clips per shard")
     p.add_argument("--trainer", type=dict[str, Any], default={}, help="Lightning Trainer kwargs (devices, strategy)")
     return p
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in names if m not in init.modalities]
     if unknown:
         parser.error(f"--only names modalities {unknown} that are not under `modalities` ({list(init.modalities)})")
+    for key in ("num_workers", "decoder_threads"):
+        if getattr(init, key) < 0:
+            parser.error(f"{key} must be >= 0, got {getattr(init, key)}")
     clips = init.source.clips()
     print(f"source {init.source.name}: {len(clips)} clips")
     summaries = []
@@ -57,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = ExtractorSpec(**spec)
         summaries.append(extract_modality(
             init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
-            trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every))
+            trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every,
+            decoder_threads=init.decoder_threads))
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:

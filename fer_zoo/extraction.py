@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.frames import ClipReadError, read_frames
+from datamodules.frames import ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.weights import WeightsUnavailableError
@@ -63,8 +63,10 @@ class ClipItem:
 class ClipFrames(Dataset):
     """Decodes clips in loader workers; CPU-bound extractors also run here (one instance per worker process)."""
 
-    def __init__(self, clips: list[ClipRecord], extractor: Extractor, frame_cap: int | None) -> None:
+    def __init__(self, clips: list[ClipRecord], extractor: Extractor, frame_cap: int | None,
+                 decoder_threads: int = 1) -> None:
         self.clips, self.extractor, self.frame_cap = clips, extractor, frame_cap
+        self.decoder_threads = decoder_threads
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -72,14 +74,21 @@ class ClipFrames(Dataset):
     def __getitem__(self, i: int) -> ClipItem:
         clip = self.clips[i]
         try:
-            frames = read_frames(clip.path, self.frame_cap)
+            try:
+                return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads))
+            except FrameCountMismatch:  # the container misstated its frame count: read it whole, counting first
+                return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads))
         except ClipReadError as err:
             return ClipItem(clip.clip_id, result=ClipResult.failed(clip.clip_id, err.reason))
+
+    def _item(self, clip: ClipRecord, frames: Any) -> ClipItem:
+        """Frames are consumed as they decode (one full-size frame in memory); indices are known after the pass."""
         if self.extractor.runs_in_workers:
-            feats, valid = self.extractor.extract(frames.rgb)
+            feats, valid = self.extractor.extract(frames)
             res = ClipResult(clip.clip_id, feats, valid, frames.indices, frames.timestamps)
             return ClipItem(clip.clip_id, result=res)
-        return ClipItem(clip.clip_id, self.extractor.preprocess(frames.rgb), None, frames.indices, frames.timestamps)
+        pre = self.extractor.preprocess(frames)
+        return ClipItem(clip.clip_id, pre, None, frames.indices, frames.timestamps)
 
 
 def _one(batch: list[ClipItem]) -> ClipItem:
@@ -99,14 +108,17 @@ def _worker_context(extractor: Extractor) -> Any:
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "cv2", "av", "fer_zoo.extraction", "extractors.facemesh", "extractors.pose"])
+    # Importing MediaPipe (0.5 s) is safe to share; running a graph is what breaks a fork, and the server never does.
+    ctx.set_forkserver_preload(["torch", "cv2", "av", "fer_zoo.extraction", "extractors._mediapipe",
+                                "extractors.facemesh", "extractors.pose"])
     return ctx
 
 
 def _worker_init(_: int) -> None:
+    """A worker is one core's worth of work: the workers are the parallelism (see ``decoder_threads``)."""
     import cv2
 
-    cv2.setNumThreads(1)  # each worker is one core's worth of decoding; oversubscription only slows it
+    cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
 
@@ -186,8 +198,14 @@ class StoreSummary:
 
 def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Path, modality: str,
                      spec: ExtractorSpec, frame_cap: int | None = None, trainer_kwargs: dict[str, Any] | None = None,
-                     num_workers: int = 2, flush_every: int = 16, log: Any = print) -> StoreSummary:
-    """Extract one modality over ``clips`` into its store (skipping finished clips) and pack it."""
+                     num_workers: int = 2, flush_every: int = 16, decoder_threads: int = 1,
+                     log: Any = print) -> StoreSummary:
+    """Extract one modality over ``clips`` into its store (skipping finished clips) and pack it.
+
+    ``num_workers`` loader processes decode (and run MediaPipe extractors), each with ``decoder_threads`` video
+    decoder threads (0: FFmpeg's choice, one per core). Scale with workers, one per core: with as many workers as
+    cores, more decoder threads only add CPU time (measured in benchmarks/bench_extraction.py).
+    """
     extractor, fallback_note = build_extractor(spec, log)
     key = store_key(extractor.config_hash, frame_cap)
     path = store_path(store_root, modality, extractor.name, key)
@@ -207,7 +225,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     trainer = L.Trainer(callbacks=callbacks, **kwargs)
     if todo:
         context = _worker_context(extractor) if num_workers else None
-        loader = DataLoader(ClipFrames(todo, extractor, frame_cap), batch_size=1, collate_fn=_one,
+        loader = DataLoader(ClipFrames(todo, extractor, frame_cap, decoder_threads), batch_size=1, collate_fn=_one,
                             num_workers=num_workers, worker_init_fn=_worker_init if num_workers else None,
                             multiprocessing_context=context, persistent_workers=False)
         trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)

@@ -153,6 +153,8 @@ def test_bad_frames_are_refused() -> None:
         ext.extract(np.zeros((2, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="uint8"):
         ext.extract(np.zeros((8, 8, 3), np.uint8))  # a single image without its T axis
+    with pytest.raises(ValueError, match=r"uint8 frames \[H, W, 3\]"):  # frames one at a time, as a decoder yields
+        ext.extract(iter([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)]))
 
 
 # -------------------------------------------------------------------------------------------------------- weights
