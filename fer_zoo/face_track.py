@@ -253,7 +253,7 @@ def open_video(path: str | Path) -> Iterator[tuple[VideoInfo, Iterator[tuple[int
                 for frame in container.decode(stream):
                     t = frame.time
                     ts = float(t) if t is not None else (n / fps if fps else float(n))
-                    yield n, ts, frame.to_ndarray(format="rgb24")
+                    yield n, ts, frame.to_ndarray(format="rgb24", threads=1)  # see datamodules/frames.py
                     n += 1
             except (av.FFmpegError, ValueError, OSError) as err:
                 raise ClipReadError(p, f"cannot decode video after {n} frames ({type(err).__name__}: {err})") from err

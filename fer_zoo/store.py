@@ -257,9 +257,10 @@ class FeatureStore:
         self._offsets = self.index["offset"].to_numpy()
         self._lengths = self.index["length"].to_numpy()
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._prefetch: tuple[mmap.mmap | None, int, int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": None}
+        return {**self.__dict__, "_arrays": None, "_prefetch": None}
 
     @property
     def dim(self) -> int:
@@ -276,9 +277,27 @@ class FeatureStore:
                 # from disk when the store is not in the page cache (measured in benchmarks/bench_training.py).
                 with contextlib.suppress(AttributeError, OSError, ValueError):
                     m._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
+            # Where row 0 of the features sits in their mapping (np.memmap maps from an allocation-aligned start).
+            self._prefetch = (getattr(f, "_mmap", None), getattr(f, "offset", 0) % mmap.ALLOCATIONGRANULARITY,
+                              f.shape[1] * f.itemsize)
             # Plain ndarray views of the same mapping: slicing them is ~2x cheaper than slicing np.memmap objects.
             self._arrays = (np.asarray(f), np.asarray(v))
         return self._arrays
+
+    def _will_need(self, row: int, n: int) -> None:
+        """Ask the kernel for a clip's feature rows in one read-ahead before they are touched.
+
+        With MADV_RANDOM and a cold page cache, touching a clip faults its pages in one synchronous read at a time
+        (4-16 per clip); one MADV_WILLNEED over the clip's range reads them together (benchmarks/bench_extraction.py,
+        part 4, cold).
+        """
+        mm, base, row_bytes = self._prefetch  # type: ignore[misc]
+        if mm is None:  # an empty array has no mapping
+            return
+        start = base + row * row_bytes
+        aligned = start - start % mmap.PAGESIZE
+        with contextlib.suppress(OSError, ValueError):
+            mm.madvise(mmap.MADV_WILLNEED, aligned, start + n * row_bytes - aligned)
 
     def __contains__(self, clip_id: str) -> bool:
         return clip_id in self._row
@@ -292,6 +311,8 @@ class FeatureStore:
         i = self._row[clip_id]
         f, v = self._open()
         a, n = self._offsets[i], self._lengths[i]
+        if n:
+            self._will_need(a, n)
         return f[a:a + n], v[a:a + n]
 
 
