@@ -49,8 +49,19 @@ def cap_indices(n: int, max_frames: int | None) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max_frames)).astype(np.int64))
 
 
+def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame as it is meant to be shown.
+
+    Phone videos store frames sideways plus a display rotation (``rotation``: degrees counter-clockwise, PyAV's
+    ``VideoFrame.rotation``); a face left sideways is missed by the face detectors. Quarter turns only.
+    """
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
 def read_frames(path: str | Path, max_frames: int | None = None, threads: int = 0) -> Frames:
-    """Read a clip; raise :class:`ClipReadError` with the reason when it is missing, empty or corrupt.
+    """Read a clip upright (display rotation applied); raise :class:`ClipReadError` with the reason when it is
+    missing, empty or corrupt.
 
     ``threads``: video decoder threads (0: FFmpeg picks one per core). Processes that decode side by side (the
     extraction's loader workers) use 1 each: more threads than cores only burn CPU.
@@ -233,7 +244,7 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int, 
                 t = frame.time
                 times.append(float(t) if t is not None else (i / fps if fps else float(i)))
                 if wanted_set is None or i in wanted_set:
-                    img = frame.to_ndarray(format="rgb24", threads=1)
+                    img = upright(frame.to_ndarray(format="rgb24", threads=1), frame.rotation)
                     if shape is not None and img.shape != shape:
                         raise ClipReadError(p, f"frame {i} is {img.shape[1]}x{img.shape[0]}, earlier frames "
                                                f"{shape[1]}x{shape[0]}: the frame size changes")

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.frames import VIDEO_SUFFIXES, ClipReadError
+from datamodules.frames import VIDEO_SUFFIXES, ClipReadError, upright
 
 TRACK_VERSION = "1"
 JPEG_QUALITY = 95
@@ -217,7 +217,7 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 class VideoInfo:
     path: Path
     fps: float | None
-    width: int
+    width: int  # as coded, before any display rotation
     height: int
 
 
@@ -253,7 +253,8 @@ def open_video(path: str | Path) -> Iterator[tuple[VideoInfo, Iterator[tuple[int
                 for frame in container.decode(stream):
                     t = frame.time
                     ts = float(t) if t is not None else (n / fps if fps else float(n))
-                    yield n, ts, frame.to_ndarray(format="rgb24", threads=1)  # see datamodules/frames.py
+                    # one conversion thread and the display rotation applied: see datamodules/frames.py
+                    yield n, ts, upright(frame.to_ndarray(format="rgb24", threads=1), frame.rotation)
                     n += 1
             except (av.FFmpegError, ValueError, OSError) as err:
                 raise ClipReadError(p, f"cannot decode video after {n} frames ({type(err).__name__}: {err})") from err
