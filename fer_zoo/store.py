@@ -33,6 +33,7 @@ import pandas as pd
 
 STORE_FORMAT = 1
 FEATURE_DTYPE = np.float16
+INDEX_COLUMNS = ["clip_id", "offset", "length", "valid_count", "status", "reason"]  # FeatureStore.index
 
 
 class StoreError(RuntimeError):
@@ -186,8 +187,7 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[
         for row in old.index.itertuples():
             if row.status == "ok":
                 f, v = old.clip(row.clip_id)
-                results[row.clip_id] = ClipResult(row.clip_id, np.array(f), np.array(v),
-                                                  np.asarray(row.frame_indices), np.asarray(row.timestamps))
+                results[row.clip_id] = ClipResult(row.clip_id, np.array(f), np.array(v), *old.frames(row.clip_id))
             else:
                 results[row.clip_id] = ClipResult.failed(row.clip_id, row.reason)
     for f in sorted((path / "shards").glob("shard-*.npz")):
@@ -252,7 +252,10 @@ class FeatureStore:
             why = "extraction has not finished (no meta.json)" if self.path.exists() else "no such folder"
             raise StoreError(f"feature store {self.path}: {why}")
         self.meta = json.loads(meta_file.read_text())
-        self.index = pd.read_parquet(self.path / "index.parquet")
+        # The per-frame lists (frame_indices, timestamps) stay on disk until asked for (see ``frames``): as Python
+        # objects they cost ~5 KiB per clip in every process that opens the store (DataLoader workers, DDP ranks).
+        self.index = pd.read_parquet(self.path / "index.parquet", columns=INDEX_COLUMNS)
+        self._frame_lists: pd.DataFrame | None = None
         self._row = {cid: i for i, cid in enumerate(self.index["clip_id"])}
         self._offsets = self.index["offset"].to_numpy()
         self._lengths = self.index["length"].to_numpy()
@@ -260,7 +263,7 @@ class FeatureStore:
         self._prefetch: tuple[mmap.mmap | None, int, int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": None, "_prefetch": None}
+        return {**self.__dict__, "_arrays": None, "_prefetch": None, "_frame_lists": None}
 
     @property
     def dim(self) -> int:
@@ -301,6 +304,13 @@ class FeatureStore:
 
     def __contains__(self, clip_id: str) -> bool:
         return clip_id in self._row
+
+    def frames(self, clip_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(frame_indices int64 [T], timestamps float64 [T])``: which source frames a clip's rows came from."""
+        if self._frame_lists is None:
+            self._frame_lists = pd.read_parquet(self.path / "index.parquet", columns=["frame_indices", "timestamps"])
+        row = self._frame_lists.iloc[self._row[clip_id]]
+        return np.asarray(row["frame_indices"], np.int64), np.asarray(row["timestamps"], np.float64)
 
     def status(self, clip_id: str) -> tuple[str, str]:
         row = self.index.iloc[self._row[clip_id]]
