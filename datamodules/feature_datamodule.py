@@ -226,16 +226,20 @@ class FeatureDataset(Dataset):
         sub_seed = int(self._generator().integers(2**63)) if self.train else None
         features: dict[str, torch.Tensor] = {}
         valid: dict[str, torch.Tensor] = {}
+        sampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # by clip length: modalities usually share one
         for m, store in self.stores.items():
             f, v = store.clip(cid)
-            if len(f) == 0:  # a failed or empty clip: all slots padded, nothing to read
+            n = len(f)
+            if n == 0:  # a failed or empty clip: all slots padded, nothing to read
                 features[m] = torch.zeros(self.num_frames, store.dim, dtype=torch.float32)
                 valid[m] = torch.zeros(self.num_frames, dtype=torch.bool)
                 continue
-            rng = np.random.default_rng(sub_seed) if sub_seed is not None else None
-            idx, pad = segment_indices(len(f), self.num_frames, self.train, rng)
-            features[m] = torch.from_numpy(np.asarray(f[idx], dtype=np.float32))
-            valid[m] = torch.from_numpy(np.asarray(v[idx], dtype=np.bool_) & ~pad)
+            if n not in sampled:  # every length draws from the same sub-seed: modalities stay aligned in time
+                rng = np.random.default_rng(sub_seed) if sub_seed is not None else None
+                sampled[n] = segment_indices(n, self.num_frames, self.train, rng)
+            idx, pad = sampled[n]
+            features[m] = torch.from_numpy(f[idx]).float()  # float16 -> float32 in torch: ~4x faster than numpy's
+            valid[m] = torch.from_numpy(v[idx] & ~pad)
         return {"features": features, "valid": valid, "label": torch.tensor(self.labels[i], dtype=torch.int64),
                 "clip_id": cid}
 
