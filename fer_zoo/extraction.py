@@ -8,6 +8,7 @@ under DDP, each rank writing its own shards. Decoding overlaps with the model be
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.weights import WeightsUnavailableError
 from fer_zoo.store import ClipResult, ShardWriter, check_request, done_clip_ids, pack, store_key, store_path
+
+WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers wrote to stderr
 
 
 @dataclass
@@ -114,12 +117,24 @@ def _worker_context(extractor: Extractor) -> Any:
     return ctx
 
 
-def _worker_init(_: int) -> None:
-    """A worker is one core's worth of work: the workers are the parallelism (see ``decoder_threads``)."""
+def _worker_init(_: int, stderr_log: str | None = None) -> None:
+    """A worker is one core's worth of work: the workers are the parallelism (see ``decoder_threads``).
+
+    ``stderr_log``: where the worker's stderr goes. MediaPipe's C++ code logs two warnings per clip (a graph per
+    clip) straight to file descriptor 2, which buried the progress bar; errors still reach the main process, as
+    Python exceptions through the DataLoader.
+    """
+    import os
+
     import cv2
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    if stderr_log:
+        os.makedirs(os.path.dirname(stderr_log), exist_ok=True)
+        fd = os.open(stderr_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
 
 
 class ExtractionModule(L.LightningModule):
@@ -225,8 +240,10 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     trainer = L.Trainer(callbacks=callbacks, **kwargs)
     if todo:
         context = _worker_context(extractor) if num_workers else None
+        stderr_log = str(path / WORKER_LOG) if extractor.runs_in_workers else None
+        init = functools.partial(_worker_init, stderr_log=stderr_log) if num_workers else None
         loader = DataLoader(ClipFrames(todo, extractor, frame_cap, decoder_threads), batch_size=1, collate_fn=_one,
-                            num_workers=num_workers, worker_init_fn=_worker_init if num_workers else None,
+                            num_workers=num_workers, worker_init_fn=init,
                             multiprocessing_context=context, persistent_workers=False)
         trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
     elif not (path / "meta.json").exists():
@@ -238,6 +255,8 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
                 **extractor.describe(), **fallback_note}
         pack(path, order, meta)
     trainer.strategy.barrier()
+    if todo and num_workers and extractor.runs_in_workers and (path / WORKER_LOG).exists():
+        log(f"[{modality}] the workers' stderr (MediaPipe's C++ log) is in {path / WORKER_LOG}")
     return summarize(modality, path, skipped=len(order) - len(todo))
 
 

@@ -366,7 +366,8 @@ def test_mediapipe_workers_survive_mediapipe_in_the_parent(face_videos: Path, tm
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: once this process has run a MediaPipe graph, forked loader workers abort (SIGABRT).
 
-    Extractors that run inside workers therefore get spawned workers; this runs a graph here first, then extracts.
+    Extractors that run inside workers therefore get workers from a forkserver; this runs a graph here first, then
+    extracts.
     """
     from datamodules.frames import read_frames
     from extractors import get_extractor
@@ -381,3 +382,15 @@ def test_mediapipe_workers_survive_mediapipe_in_the_parent(face_videos: Path, tm
     rc = extract(["--config", "configs/extract.yaml", "--store_root", str(tmp_path / "features"), "--only", "facemesh",
                   "--source.init_args.root", str(tmp_path / "images"), "--num_workers", "2"])
     assert rc == 0
+
+
+def test_mediapipe_log_goes_to_the_store_not_the_terminal(tmp_path: Path) -> None:
+    """MediaPipe's C++ code logs two warnings per clip to stderr; they must not bury the progress bar."""
+    manifest = _manifest(tmp_path, _add_photos(tmp_path, 3))
+    config = _write_config(tmp_path / "c.yaml", manifest, tmp_path / "store", {"face": FACEMESH})
+    proc = _extract(config)
+    assert proc.returncode == 0, _explain(proc)
+    assert "inference_feedback_manager" not in proc.stdout + proc.stderr, _explain(proc)
+    log = _store(tmp_path / "store", "face") / "worker_stderr.log"
+    assert "inference_feedback_manager" in log.read_text()
+    assert str(log) in proc.stdout, _explain(proc)
