@@ -18,8 +18,11 @@
    start -> end is compute. Peak memory of the main process and its loader workers is read from ``/proc`` (psutil
    is not installed): ``VmHWM`` (the kernel's peak RSS) of each process, summed, plus a sampler thread (every
    0.2 s) for anonymous RSS, file-backed RSS and PSS (``smaps_rollup``), which split private memory from pages of
-   the mapped store (shared page cache, counted in every process that touched them). Also recorded: the share of
-   each store in the page cache before its run (``mincore``) and the bytes read from disk during the fit.
+   the mapped store (shared page cache, counted in every process that touched them). Each store is evicted from
+   the page cache before its run, so both scales start cold: file-backed RSS then counts what the run touched, not
+   what earlier work left cached (on a warm cache it grows with the store through fault-around, for old and new
+   code alike). Also recorded: the share of each store in the page cache before its run (``mincore``, ~0% after
+   the eviction) and the bytes read from disk during the fit.
 3. After the epoch, in the same process, a single-process timing of ``FeatureDataset.__getitem__`` (first touch
    and re-read) and its parts, collation, and the model step alone (forward + backward + AdamW on one batch) with
    torch's default thread count and with 1 thread.
@@ -373,9 +376,10 @@ def _time_getitem(ds: Any, n: int, seed: int) -> dict[str, Any]:
     items = [ds[int(i)] for i in order]
     whole = (time.perf_counter() - t) / n
 
+    # The parts mirror FeatureDataset.__getitem__ step by step (keep them in step with it).
     parts = dict.fromkeys(("worker generator + sub-seed", "store.clip() lookup + slice (x3)",
-                           "np.random.default_rng(sub_seed) (x3)", "segment_indices (x3)",
-                           "f[idx] gather from memmap -> float32 -> torch (x3)", "v[idx] & ~pad -> torch (x3)",
+                           "TSN indices: default_rng + segment_indices (once per clip length)",
+                           "f[idx] gather from memmap -> torch -> float32 (x3)", "v[idx] & ~pad -> torch (x3)",
                            "label tensor + dict"), 0.0)
     keys = list(parts)
     pc = time.perf_counter
@@ -387,27 +391,27 @@ def _time_getitem(ds: Any, n: int, seed: int) -> dict[str, Any]:
         t1 = pc()
         parts[keys[0]] += t1 - t0
         features, valid = {}, {}
+        sampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for m, store in ds.stores.items():
             a = pc()
             f, v = store.clip(cid)
             b = pc()
-            r = np.random.default_rng(sub_seed)
+            if len(f) not in sampled:
+                sampled[len(f)] = segment_indices(len(f), ds.num_frames, True, np.random.default_rng(sub_seed))
+            idx, pad = sampled[len(f)]
             c = pc()
-            idx, pad = segment_indices(len(f), ds.num_frames, True, r)
+            features[m] = torch.from_numpy(f[idx]).float()
             d = pc()
-            features[m] = torch.from_numpy(np.asarray(f[idx], dtype=np.float32))
+            valid[m] = torch.from_numpy(v[idx] & ~pad)
             e = pc()
-            valid[m] = torch.from_numpy(np.asarray(v[idx], dtype=np.bool_) & ~pad)
-            g = pc()
             parts[keys[1]] += b - a
             parts[keys[2]] += c - b
             parts[keys[3]] += d - c
             parts[keys[4]] += e - d
-            parts[keys[5]] += g - e
         t2 = pc()
         _ = {"features": features, "valid": valid, "label": torch.tensor(ds.labels[i], dtype=torch.int64),
              "clip_id": cid}
-        parts[keys[6]] += pc() - t2
+        parts[keys[5]] += pc() - t2
 
     batches = [items[k:k + BATCH_SIZE] for k in range(0, len(items) - BATCH_SIZE + 1, BATCH_SIZE)]
     t = time.perf_counter()
@@ -677,13 +681,30 @@ def report(stores: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]], l
     return targets
 
 
+def evict(files: list[Path]) -> None:
+    """Drop these (clean, synced) files from the page cache (``posix_fadvise DONTNEED``; nothing else is dropped).
+
+    Each scale's run starts with its store out of the cache: how much of a just-written store the kernel keeps
+    depends on what ran before, and mapped pages that are cached get mapped into the readers (fault-around), so
+    file-backed RSS measured on a warm cache says more about the machine's history than about the code.
+    """
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def run_child(args: argparse.Namespace, scale: str, clips: int, root: Path, tmp: Path) -> dict[str, Any]:
     out = tmp / f"result-{scale}.json"
     log = tmp / f"child-{scale}.log"
+    files = sorted(p for p in root.glob(f"*/{scale}-synthetic/*") if p.is_file())
+    evict(files)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", "--_scale", scale, "--_clips", str(clips),
            "--_store-root", str(root), "--_out", str(out), "--profile-clips", str(args.profile_clips),
            "--step-iters", str(args.step_iters), "--torch-threads", str(args.torch_threads),
-           "--_cached", str(page_cache_share(sorted(p for p in root.glob(f"*/{scale}-synthetic/*") if p.is_file())))]
+           "--_cached", str(page_cache_share(files))]
     if args.batches:
         cmd += ["--batches", str(args.batches)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
