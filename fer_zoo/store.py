@@ -230,6 +230,8 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[
     _atomic_json(path / "meta.json", meta)
     for f in (path / "shards").glob("*shard-*"):  # finished shards and temp files a killed run left behind
         f.unlink()
+    with contextlib.suppress(OSError):  # a finished store is its five files; a run that adds clips makes it again
+        (path / "shards").rmdir()
     return meta
 
 
