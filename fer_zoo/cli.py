@@ -65,7 +65,11 @@ class FERCLI(LightningCLI):
             raise ValueError(f"--checkpoint_policy must be one of {POLICIES}, got {cfg.checkpoint_policy!r}")
         ckpt = cfg.get("ckpt_path")
         if cfg.run_name is None and ckpt and Path(ckpt).parent.name == "checkpoints":
-            self.run_dir = Path(ckpt).parent.parent  # resuming or testing a run: stay in its folder
+            run = Path(ckpt).parent.parent
+            # Resuming a fit stays in its folder. Evaluating a run's checkpoint gets a folder of its own inside the
+            # run, so the fit's metrics.csv, results.json and plots (which predict-video reads) stay as they were.
+            self.run_dir = run if self.subcommand == "fit" else \
+                run / f"{self.subcommand}-{Path(ckpt).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         else:
             name = cfg.run_name or "{}-fold{}-{}".format(
                 "+".join(m.split("/")[0] for m in cfg.data.modalities), cfg.data.fold or 0,
@@ -133,8 +137,10 @@ class FERCLI(LightningCLI):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         dm: FeatureDataModule = self.datamodule
         results = {
-            "run_dir": str(self.run_dir), "checkpoint": ckpt_path, "checkpoint_policy": self._cfg().checkpoint_policy,
-            "selection": "best val/uar on a stratified validation split of the training fold (never the test fold)",
+            "run_dir": str(self.run_dir), "checkpoint": ckpt_path,
+            **({"checkpoint_policy": self._cfg().checkpoint_policy,
+                "selection": "best val/uar on a stratified validation split of the training fold (never the test fold)"}
+               if self.subcommand == "fit" else {"checkpoint_policy": None, "selection": "given with --ckpt_path"}),
             "modalities": dm.modalities, "fold": dm.fold, "class_names": dm.class_names, "metrics": metrics,
             "confusion": getattr(self.model, "last_confusion", {}).get("test", None),
             # A copy of each store's meta: predict-video rebuilds the exact extractors from it even if the store moved.

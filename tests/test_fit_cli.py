@@ -106,6 +106,23 @@ def test_resume_continues_the_same_run(sample_stores: Path, tmp_path: Path) -> N
     assert not [p for p in tmp_path.iterdir() if p.name != "res"]  # no second run folder
 
 
+def test_testing_a_runs_checkpoint_leaves_the_fit_untouched(sample_stores: Path, tmp_path: Path) -> None:
+    """`fer_zoo test --ckpt_path runs/<run>/checkpoints/last.ckpt` writes into its own folder inside the run: the
+    fit's metrics, results.json (which predict-video reads) and plots stay as they were."""
+    run_lightning_cli(fit_args(sample_stores, tmp_path, "t", "pose", epochs=2))
+    run = tmp_path / "t"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert {"metrics.csv", "results.json", "confusion_test.png"} <= set(before)
+    args = fit_args(sample_stores, tmp_path, "t", "pose")
+    args = ["test", *[a for a in args[1:] if a not in ("--run_name", "t")]]
+    run_lightning_cli([*args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    (evaluation,) = [p for p in run.iterdir() if p.is_dir() and p.name.startswith("test-last-")]
+    res = json.loads((evaluation / "results.json").read_text())
+    assert res["checkpoint"].endswith("last.ckpt") and res["checkpoint_policy"] is None
+    assert set(res["metrics"]) >= {"test/uar", "test/war"} and (evaluation / "confusion_test.png").is_file()
+
+
 def _validate(stores: Path, ckpt: Path, runs: Path, name: str, extra: list[str]) -> dict[str, float]:
     cmd = [sys.executable, "-m", "fer_zoo", "validate", "--config", "configs/pose_facemesh.yaml",
            "--data.store_root", str(stores), "--runs_dir", str(runs), "--run_name", name, "--wandb", "false",
