@@ -498,10 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"margin": args.margin, "size": args.size, "min_confidence": args.min_confidence,
                      "detector": args.detector}
         run = resolve_run(args.ckpt, overrides)
-        window = args.window or run.num_frames
-        stride = args.stride or max(1, window // 2)
-        if window < 1 or stride < 1:
-            raise InputError(f"--window and --stride must be >= 1, got {window}, {stride}")
+        for key in ("window", "stride"):
+            if getattr(args, key) is not None and getattr(args, key) < 1:
+                raise InputError(f"--{key} must be >= 1 frame, got {getattr(args, key)}")
+        window = args.window if args.window is not None else run.num_frames
+        stride = args.stride if args.stride is not None else max(1, window // 2)
         model = load_model(run)
         extractors = build_extractors(run, model)
     except (InputError, PredictError, ValueError) as err:

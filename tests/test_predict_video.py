@@ -282,6 +282,16 @@ def test_no_face_video_gives_no_face_found_and_exit_status_4(predictions: dict, 
     assert main([str(face_videos / "no_face.mp4"), "--ckpt", str(predictions["run"]), "--out", str(tmp_path)]) == 4
 
 
+@pytest.mark.parametrize("flag", ["--window", "--stride"])
+def test_a_zero_window_or_stride_is_refused(predictions: dict, face_videos: Path, tmp_path: Path, flag: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from fer_zoo.predict_video import main
+
+    args = [str(face_videos / "single_face.mp4"), "--ckpt", str(predictions["run"]), "--out", str(tmp_path)]
+    assert main([*args, flag, "0"]) == 2  # never silently replaced by the default
+    assert f"{flag} must be >= 1 frame, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stem,where", [("face_noface", "end"), ("noface_face", "start")])
 def test_the_gap_without_a_face_is_where_the_face_is_missing(predictions: dict, stem: str, where: str) -> None:
