@@ -289,6 +289,8 @@ class FeatureDataModule(L.LightningDataModule):
             raise ValueError(f"class_balance={class_balance!r} is not one of {list(CLASS_BALANCE)}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
         if not modalities:
             raise ValueError("modalities is empty: name at least one feature store (e.g. ['resnet18'])")
         if len(set(modalities)) != len(modalities):

@@ -27,6 +27,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--decoder_threads", type=int, default=1,
                    help="video decoder threads per worker (0: FFmpeg's choice); scale with num_workers instead")
     p.add_argument("--flush_every", type=int, default=16, help="clips per shard")
+    p.add_argument("--retry_failed", type=bool, default=False,
+                   help="extract again the clips that failed in an earlier run (after fixing their files or paths)")
     p.add_argument("--trainer", type=dict[str, Any], default={}, help="Lightning Trainer kwargs (devices, strategy)")
     return p
 
@@ -63,12 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         summaries.append(extract_modality(
             init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
             trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every,
-            decoder_threads=init.decoder_threads))
+            decoder_threads=init.decoder_threads, retry_failed=init.retry_failed))
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:
         print_summary(summaries)
     if any(s.failed for s in summaries):
-        print(f"some clips failed (listed above); exit status {EXIT_SOME_FAILED}", file=sys.stderr)
+        print(f"some clips failed (listed above); exit status {EXIT_SOME_FAILED}. A rerun skips them like finished "
+              "clips; after fixing their files or paths, rerun with --retry_failed true", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0

@@ -81,8 +81,8 @@ class ClipFrames(Dataset):
                 return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads))
             except FrameCountMismatch:  # the container misstated its frame count: read it whole, counting first
                 return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads))
-        except ClipReadError as err:
-            return ClipItem(clip.clip_id, result=ClipResult.failed(clip.clip_id, err.reason))
+        except ClipReadError as err:  # the reason names the file: a wrong root shows at once in the summary
+            return ClipItem(clip.clip_id, result=ClipResult.failed(clip.clip_id, f"{err.reason} ({err.path})"))
 
     def _item(self, clip: ClipRecord, frames: Any) -> ClipItem:
         """Frames are consumed as they decode (one full-size frame in memory); indices are known after the pass."""
@@ -214,12 +214,13 @@ class StoreSummary:
 def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Path, modality: str,
                      spec: ExtractorSpec, frame_cap: int | None = None, trainer_kwargs: dict[str, Any] | None = None,
                      num_workers: int = 2, flush_every: int = 16, decoder_threads: int = 1,
-                     log: Any = print) -> StoreSummary:
+                     retry_failed: bool = False, log: Any = print) -> StoreSummary:
     """Extract one modality over ``clips`` into its store (skipping finished clips) and pack it.
 
     ``num_workers`` loader processes decode (and run MediaPipe extractors), each with ``decoder_threads`` video
     decoder threads (0: FFmpeg's choice, one per core). Scale with workers, one per core: with as many workers as
-    cores, more decoder threads only add CPU time (measured in benchmarks/bench_extraction.py).
+    cores, more decoder threads only add CPU time (measured in benchmarks/bench_extraction.py). Clips that failed
+    in an earlier run are skipped like finished ones unless ``retry_failed`` (after fixing a path or a file).
     """
     extractor, fallback_note = build_extractor(spec, log)
     key = store_key(extractor.config_hash, frame_cap)
@@ -228,7 +229,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
                "config": extractor.config, "frame_cap": frame_cap, "source": source.name}
     if path.exists():  # a folder made for another request is refused, even when all of its clips look done
         check_request(path, request)
-    done = done_clip_ids(path) if path.exists() else set()
+    done = done_clip_ids(path, failed=not retry_failed) if path.exists() else set()
     order = [c.clip_id for c in clips]
     todo = [c for c in clips if c.clip_id not in done]
     log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done")

@@ -166,16 +166,21 @@ def _iter_shard(file: Path) -> Iterable[ClipResult]:
                 yield ClipResult.failed(str(cid), str(z["reason"][i]))
 
 
-def done_clip_ids(path: str | Path) -> set[str]:
-    """Clips already finished (ok or failed) in shards or an earlier pack; a rerun skips them."""
+def done_clip_ids(path: str | Path, failed: bool = True) -> set[str]:
+    """Clips already finished in shards or an earlier pack; a rerun skips them. ``failed=False`` leaves out the
+    clips that failed (with no later success), so a rerun can try them again."""
     path = Path(path)
-    done: set[str] = set()
+    ok: set[str] = set()
+    bad: set[str] = set()
     for f in sorted((path / "shards").glob("shard-*.npz")):
         with np.load(f) as z:
-            done.update(map(str, z["clip_ids"]))
+            for cid, status in zip(map(str, z["clip_ids"]), z["status"]):
+                (ok if status == "ok" else bad).add(cid)
     if (path / "meta.json").exists():
-        done.update(pd.read_parquet(path / "index.parquet", columns=["clip_id"])["clip_id"])
-    return done
+        idx = pd.read_parquet(path / "index.parquet", columns=["clip_id", "status"])
+        ok.update(idx.clip_id[idx.status == "ok"])
+        bad.update(idx.clip_id[idx.status != "ok"])
+    return ok | bad if failed else ok
 
 
 def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +197,10 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[
                 results[row.clip_id] = ClipResult.failed(row.clip_id, row.reason)
     for f in sorted((path / "shards").glob("shard-*.npz")):
         for r in _iter_shard(f):
-            results.setdefault(r.clip_id, r)  # DDP samplers may repeat a clip; the first copy wins
+            # DDP samplers may repeat a clip (identical copies: the first stays); a retried clip replaces its
+            # earlier failure (shards are read oldest first).
+            if r.clip_id not in results or results[r.clip_id].status != "ok":
+                results[r.clip_id] = r
     missing = [c for c in clip_order if c not in results]
     if missing:
         raise StoreError(f"{path}: cannot pack, {len(missing)} clips not extracted yet (e.g. {missing[:3]})")

@@ -72,6 +72,7 @@ def test_missing_store_names_extractor_path_and_command(tmp_path: Path) -> None:
     (["--checkpoint_policy", "worst"], "checkpoint_policy"),
     (["--model.fusion", "sideways"], "fusion"),
     (["--data.class_balance", "magic"], "class_balance"),
+    (["--data.num_workers", "-1"], "num_workers"),
 ])
 def test_bad_values_are_named(args: list[str], needle: str, sample_stores: Path, tmp_path: Path) -> None:
     with pytest.raises(Exception, match=needle):
