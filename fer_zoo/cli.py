@@ -127,6 +127,9 @@ class FERCLI(LightningCLI):
         if cfg.test_after_fit:
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
             self._write_results(path)
+        if self.trainer.is_global_zero:
+            print(f"run folder: {self.run_dir} (config.yaml, metrics.csv, checkpoints/"
+                  + (", results.json, confusion PNGs)" if cfg.test_after_fit else ")"))
 
     def after_test(self) -> None:
         self._write_results(self._cfg().get("ckpt_path"))
