@@ -20,6 +20,23 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
 
 
+def evict_from_page_cache(paths: Sequence[Path]) -> None:
+    """Drop these files from the page cache (``posix_fadvise DONTNEED``; nothing else is dropped).
+
+    Only clean pages go (sync written files first), and pages still mapped by a live memory map stay, so stores
+    opened earlier are garbage-collected first.
+    """
+    import gc
+
+    gc.collect()
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 

@@ -51,6 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from _common import (  # noqa: E402
     REPO,
     captured_output,
+    evict_from_page_cache,
     machine_info,
     median,
     print_machine,
@@ -438,22 +439,6 @@ def bench_extractors(args: argparse.Namespace, tmp: Path, runner: Runner) -> dic
 # ------------------------------------------------------------------------------------------------ 4 store reads
 
 
-def _evict(paths: list[Path]) -> None:
-    """Drop our own files from the page cache (``posix_fadvise DONTNEED``; the files are clean, no global drop).
-
-    Pages still mapped by a live memory map stay cached, so earlier stores are collected first.
-    """
-    import gc
-
-    gc.collect()
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def _resident_bytes(path: Path) -> int | None:
     """Bytes of ``path`` in the page cache (util-linux ``fincore``), or None when it cannot be told."""
     import subprocess
@@ -521,7 +506,7 @@ def bench_store(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for _ in range(args.repeats):
             for kind, fn, files in (("packed store", read_store, store_files), ("per-clip .npy", read_npy, npy_files)):
                 if cache == "cold":
-                    _evict(files)
+                    evict_from_page_cache(files)
                     if kind == "packed store":
                         resident_after_evict.append(_resident_bytes(store_dir / "features.npy"))
                 s, open_s, acc = fn()

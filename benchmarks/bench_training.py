@@ -62,7 +62,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-from _common import REPO, machine_info, median, table, write_results  # noqa: E402
+from _common import REPO, evict_from_page_cache, machine_info, median, table, write_results  # noqa: E402
 
 NAME = "bench_training"
 SCALES = {"dfew": 11_697, "ferv39k": 38_935}
@@ -681,26 +681,14 @@ def report(stores: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]], l
     return targets
 
 
-def evict(files: list[Path]) -> None:
-    """Drop these (clean, synced) files from the page cache (``posix_fadvise DONTNEED``; nothing else is dropped).
-
-    Each scale's run starts with its store out of the cache: how much of a just-written store the kernel keeps
-    depends on what ran before, and mapped pages that are cached get mapped into the readers (fault-around), so
-    file-backed RSS measured on a warm cache says more about the machine's history than about the code.
-    """
-    for f in files:
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def run_child(args: argparse.Namespace, scale: str, clips: int, root: Path, tmp: Path) -> dict[str, Any]:
     out = tmp / f"result-{scale}.json"
     log = tmp / f"child-{scale}.log"
     files = sorted(p for p in root.glob(f"*/{scale}-synthetic/*") if p.is_file())
-    evict(files)
+    # Each scale's run starts with its store out of the page cache: how much of a just-written store the kernel
+    # keeps depends on what ran before, and cached pages get mapped into the readers (fault-around), so file-backed
+    # RSS on a warm cache says more about the machine's history than about the code.
+    evict_from_page_cache(files)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", "--_scale", scale, "--_clips", str(clips),
            "--_store-root", str(root), "--_out", str(out), "--profile-clips", str(args.profile_clips),
            "--step-iters", str(args.step_iters), "--torch-threads", str(args.torch_threads),
