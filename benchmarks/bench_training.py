@@ -192,31 +192,26 @@ class SyntheticSource:
 # ------------------------------------------------------------------------------------------------ /proc memory
 
 
-def _status(pid: int) -> dict[str, int]:
-    """kB figures of /proc/<pid>/status (VmRSS, VmHWM, RssAnon, RssFile, RssShmem); {} when the process is gone."""
+def _proc_kb(path: str, keys: tuple[str, ...]) -> dict[str, int]:
+    """The kB figures named ``keys`` in a /proc file of ``key: value kB`` lines; {} when the process is gone."""
     out: dict[str, int] = {}
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
                 key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
-                    out[key] = int(rest.split()[0])
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-    return out
-
-
-def _pss(pid: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("Pss", "Pss_Anon", "Pss_File", "Pss_Shmem"):
+                if key in keys:
                     out[key] = int(rest.split()[0])
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return {}
     return out
+
+
+def _status(pid: int) -> dict[str, int]:
+    return _proc_kb(f"/proc/{pid}/status", ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"))
+
+
+def _pss(pid: int) -> dict[str, int]:
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", ("Pss", "Pss_Anon", "Pss_File", "Pss_Shmem"))
 
 
 def _majflt(pid: int) -> int:

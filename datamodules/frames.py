@@ -8,7 +8,7 @@ holds one full-size frame instead of the whole clip.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,26 +97,21 @@ class FrameStream:
         self.fps: float | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        stated: list[int] = []  # the container's frame count, when the cap had to choose frames from it
-
         def choose(n_meta: int) -> np.ndarray | None:
             if self.max_frames is None or self.max_frames <= 0:
                 return None  # every frame: no count needed
             if not n_meta:
                 raise FrameCountMismatch(f"{self.path}: no frame count in the container")
-            stated.append(n_meta)
             return cap_indices(n_meta, self.max_frames)
 
-        times: list[float] = []
-        got: list[int] = []
-        for i, rgb in _decoded(self.path, choose, self.threads, times, self):
-            got.append(i)
+        seen = _Pass()
+        for _, rgb in _decoded(self.path, choose, self.threads, seen):
             yield rgb
-        if stated and not np.array_equal(cap_indices(stated[0], self.max_frames),
-                                         cap_indices(len(times), self.max_frames)):
-            raise FrameCountMismatch(f"{self.path}: the container says {stated[0]} frames, it has {len(times)}")
-        self.indices = np.array(got, np.int64)
-        self.timestamps = np.array(times)[self.indices]
+        if seen.wanted is not None and not np.array_equal(seen.wanted, cap_indices(len(seen.times), self.max_frames)):
+            raise FrameCountMismatch(f"{self.path}: the container says {seen.stated} frames, it has {len(seen.times)}")
+        self.indices = np.array(seen.got, np.int64)
+        self.timestamps = np.array(seen.times)[self.indices]
+        self.fps = seen.fps
 
 
 def stream_frames(path: str | Path, max_frames: int | None = None, threads: int = 0) -> FrameStream | Frames:
@@ -158,78 +153,65 @@ def _read_folder(p: Path, max_frames: int | None) -> Frames:
 def _read_video(p: Path, max_frames: int | None, threads: int) -> Frames:
     if p.stat().st_size == 0:
         raise ClipReadError(p, "empty (0-byte) video")
-    dec = _decode(p, lambda n_meta: cap_indices(n_meta, max_frames) if n_meta else None, threads)
-    keep = cap_indices(dec.count, max_frames)
-    if not np.array_equal(dec.indices, keep):
+    rgb, seen = _decode(p, lambda n_meta: cap_indices(n_meta, max_frames) if n_meta else None, threads)
+    keep = cap_indices(len(seen.times), max_frames)
+    if not np.array_equal(seen.got, keep):
         # The container's frame count was missing or wrong: decode again keeping the right frames (rare).
-        dec = _decode(p, lambda _: keep, threads)
-    return Frames(dec.rgb, keep, dec.times[keep], dec.fps)
+        rgb, seen = _decode(p, lambda _: keep, threads)
+    return Frames(rgb, keep, np.array(seen.times)[keep], seen.fps)
 
 
 @dataclass
-class _Decoded:
-    rgb: np.ndarray  # [len(indices), H, W, 3], the converted frames
-    indices: np.ndarray  # which frames of the stream those are
-    times: np.ndarray  # timestamp of every decoded frame
-    fps: float | None
+class _Pass:
+    """What one decoding pass learned besides the frames it yielded."""
 
-    @property
-    def count(self) -> int:
-        return len(self.times)
+    stated: int = 0  # the container's frame count (0: not stated)
+    wanted: np.ndarray | None = None  # the frames chosen from that count (None: every frame)
+    got: list[int] = field(default_factory=list)  # indices of the frames yielded
+    times: list[float] = field(default_factory=list)  # timestamp of every decoded frame
+    fps: float | None = None
 
 
-def _decode(p: Path, choose: Callable[[int], np.ndarray | None], threads: int) -> _Decoded:
+def _decode(p: Path, choose: Callable[[int], np.ndarray | None], threads: int) -> tuple[np.ndarray, _Pass]:
     """Decode every frame but convert to RGB only the chosen ones, so a frame cap also caps memory.
 
     When the container states its frame count, the chosen frames go straight into one preallocated array: holding
     per-frame arrays and stacking them at the end doubled the decode time of a 960x540 clip (fresh memory faulted
     in twice).
     """
-    times: list[float] = []
-    got: list[int] = []
+    seen = _Pass()
     loose: list[np.ndarray] = []  # frames of a stream with no stated count, stacked at the end
     rgb: np.ndarray | None = None
-    slot: dict[int, int] | None = None
-
-    def chosen(n_meta: int) -> np.ndarray | None:
-        nonlocal slot
-        wanted = choose(n_meta)
-        slot = None if wanted is None else {int(i): j for j, i in enumerate(wanted)}
-        return wanted
-
-    state = _StreamInfo()
-    for i, img in _decoded(p, chosen, threads, times, state):
-        if slot is None:
+    slot: dict[int, int] = {}
+    for i, img in _decoded(p, choose, threads, seen):
+        if seen.wanted is None:
             loose.append(img)
-        else:
-            if rgb is None:
-                rgb = np.empty((len(slot), *img.shape), np.uint8)
-            rgb[slot[i]] = img
-        got.append(i)
-    if slot is None:
+            continue
+        if rgb is None:
+            slot = {int(k): j for j, k in enumerate(seen.wanted)}
+            rgb = np.empty((len(slot), *img.shape), np.uint8)
+        rgb[slot[i]] = img
+    if seen.wanted is None:
         rgb = np.stack(loose)
     assert rgb is not None
-    return _Decoded(rgb, np.array(got, np.int64), np.array(times), state.fps)
+    return rgb, seen
 
 
-@dataclass
-class _StreamInfo:
-    fps: float | None = None
+def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int,
+             seen: _Pass) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode ``p``, yielding ``(index, rgb)`` for the frames ``choose(container frame count)`` picks (None: all);
+    ``seen`` records the rest of the pass.
 
-
-def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int, times: list[float],
-             info: FrameStream | _StreamInfo) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode ``p``, yielding ``(index, rgb)`` for the frames ``choose(container frame count)`` picks (None: all).
-
-    Every frame's timestamp is appended to ``times``; ``info.fps`` is set. Threads, measured on the test videos:
-    the decoder uses frame threading ("AUTO"), since PyAV's default, slice threading, gains nothing on single-slice
-    streams (most phone HEVC) yet keeps every core spinning (+40% CPU); the RGB conversion runs on one thread,
-    since PyAV's default (one per core, per frame) is slower even alone (0.035 vs 0.061 s for single_face.mp4)
-    and leaves cores idle when processes convert side by side. The pixels do not depend on either.
+    Threads, measured on the test videos: the decoder uses frame threading ("AUTO"), since PyAV's default, slice
+    threading, gains nothing on single-slice streams (most phone HEVC) yet keeps every core spinning (+40% CPU);
+    the RGB conversion runs on one thread, since PyAV's default (one per core, per frame) is slower even alone
+    (0.035 vs 0.061 s for single_face.mp4) and leaves cores idle when processes convert side by side. The pixels
+    do not depend on either.
     """
     import av
 
     shape: tuple[int, ...] | None = None
+    times = seen.times
     try:
         with av.open(str(p)) as container:
             if not container.streams.video:
@@ -237,9 +219,10 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int, 
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = threads
-            fps = info.fps = float(stream.average_rate) if stream.average_rate else None
-            wanted = choose(stream.frames)
-            wanted_set = None if wanted is None else set(wanted.tolist())
+            fps = seen.fps = float(stream.average_rate) if stream.average_rate else None
+            seen.stated = stream.frames
+            seen.wanted = choose(stream.frames)
+            wanted_set = None if seen.wanted is None else set(seen.wanted.tolist())
             for i, frame in enumerate(container.decode(stream)):
                 t = frame.time
                 times.append(float(t) if t is not None else (i / fps if fps else float(i)))
@@ -249,6 +232,7 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int, 
                         raise ClipReadError(p, f"frame {i} is {img.shape[1]}x{img.shape[0]}, earlier frames "
                                                f"{shape[1]}x{shape[0]}: the frame size changes")
                     shape = img.shape
+                    seen.got.append(i)
                     yield i, img
     except ClipReadError:
         raise
