@@ -2,7 +2,7 @@
 """Extraction and feature-store speed on this machine (CPU).
 
 1. Frames/s per extractor (resnet18, mobilenet_v2, facemesh, pose), end to end through
-   ``fer_zoo.extraction.extract_modality`` (decode + preprocess + model + shards + pack, into a temporary store) and
+   ``fer_zoo.extraction.run.extract_modality`` (decode + preprocess + model + shards + pack, into a temporary store) and
    model-only (the extractor's ``forward`` on frames decoded and preprocessed beforehand, in memory), in one run.
    Target: ResNet-18 end to end >= 80% of its model-only rate.
 2. ResNet-18 through the pipeline against a naive loop: decode a clip, then each frame alone through the network
@@ -194,7 +194,7 @@ class Runner:
         """One end-to-end extraction run: wall time, frames stored, CPU time of the main process and its workers."""
         import pandas as pd
 
-        from fer_zoo.extraction import ExtractorSpec, extract_modality
+        from fer_zoo.extraction.run import ExtractorSpec, extract_modality
 
         self.n += 1
         root = self.tmp / f"store-{self.n}"
@@ -277,7 +277,7 @@ def _helper_init(repo: str, name: str, config: dict[str, Any], paths: list[str],
     from datamodules.frames import read_frames
     from extractors import get_extractor
 
-    cv2.setNumThreads(1)  # as fer_zoo.extraction._worker_init does in the loader workers
+    cv2.setNumThreads(1)  # as fer_zoo.extraction.run._worker_init does in the loader workers
     torch.set_num_threads(1)
     ext = get_extractor(name, **config)
     _HELPER.update(ext=ext, inputs=[ext.preprocess(read_frames(p).rgb) for p in paths])
@@ -456,7 +456,7 @@ def _resident_bytes(path: Path) -> int | None:
 def bench_store(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import numpy as np
 
-    from fer_zoo.store import ClipResult, FeatureStore, ShardWriter, pack
+    from datamodules.feature_store import ClipResult, FeatureStore, ShardWriter, pack
 
     n, dim = args.store_clips, 512
     rng = np.random.default_rng(0)

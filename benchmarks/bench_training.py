@@ -101,7 +101,7 @@ def build_store(root: Path, name: str, n_clips: int, seed: int) -> dict[str, Any
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from fer_zoo.store import STORE_FORMAT
+    from datamodules.feature_store import STORE_FORMAT
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -453,7 +453,7 @@ def child_main(args: argparse.Namespace) -> int:
     import torch
 
     from datamodules.feature_datamodule import FeatureDataModule
-    from fer_zoo.lit_module import FERLitModule
+    from fer_zoo.training.lit_module import FERLitModule
 
     after_import = _status(os.getpid())
     torch_default = torch.get_num_threads()

@@ -27,7 +27,7 @@ from torch.utils.data.distributed import DistributedSampler
 from datamodules.labels import LabelVocabulary, get_vocabulary
 from datamodules.records import ClipRecord
 from datamodules.sampling import segment_indices
-from fer_zoo.store import FeatureStore, find_store
+from datamodules.feature_store import FeatureStore, find_store
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import sys
 
 # Tool commands -> "module:function"; everything else goes to LightningCLI. Imported lazily so `--help` is quick.
 COMMANDS = {
-    "extract": "fer_zoo.extract_cmd:main",
-    "fetch-weights": "fer_zoo.fetch_weights:main",
-    "ablate": "fer_zoo.ablate:main",
-    "preprocess": "fer_zoo.preprocess:main",
-    "predict-video": "fer_zoo.predict_video:main",
+    "extract": "fer_zoo.extraction.command:main",
+    "fetch-weights": "fer_zoo.extraction.fetch_weights:main",
+    "ablate": "fer_zoo.ablation.grid:main",
+    "preprocess": "fer_zoo.video.preprocess:main",
+    "predict-video": "fer_zoo.video.predict:main",
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         mod, fn = COMMANDS[cmd].split(":")
         return int(getattr(importlib.import_module(mod), fn)(argv[1:]) or 0)
     if cmd in LIGHTNING:
-        from fer_zoo.cli import run_lightning_cli
+        from fer_zoo.training.cli import run_lightning_cli
 
         run_lightning_cli(argv)
         return 0

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from fer_zoo.cli import run_lightning_cli
+    from fer_zoo.training.cli import run_lightning_cli
 
     run_name = time.strftime("demo-%Y%m%d-%H%M%S")
     run_lightning_cli(["fit", "--config", "configs/resnet_pose.yaml", "--config", "configs/demo.yaml",

@@ -33,7 +33,7 @@ def sample_stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Feature stores of the bundled sample (every default extractor), built once per test session."""
     import os
 
-    from fer_zoo.extract_cmd import main as extract
+    from fer_zoo.extraction.command import main as extract
 
     root = tmp_path_factory.mktemp("sample_features")
     cwd = Path.cwd()

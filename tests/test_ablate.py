@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fer_zoo import ablate
-from fer_zoo.ablation_report import summary_table
+from fer_zoo.ablation import grid as ablate
+from fer_zoo.ablation.report import summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "t_abl"

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from datamodules.records import ClipRecord
-from fer_zoo.store import FeatureStore, StoreError, done_clip_ids
+from datamodules.feature_store import FeatureStore, StoreError, done_clip_ids
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "images"
@@ -310,7 +310,7 @@ def test_ddp_two_processes_match_one_process(clip_set: dict) -> None:
 @pytest.mark.slow
 def test_a_store_made_for_another_source_is_refused_even_when_all_clips_look_done(tmp_path: Path) -> None:
     """Store folders are named by the extractor config only; the recorded request still tells sources apart."""
-    from fer_zoo.extraction import ExtractorSpec, extract_modality
+    from fer_zoo.extraction.run import ExtractorSpec, extract_modality
 
     class Source:
         def __init__(self, name: str) -> None:
@@ -340,7 +340,7 @@ def test_unavailable_weights_fall_back_loudly(tmp_path: Path, monkeypatch: pytes
     import torch
 
     from extractors.weights import WeightsUnavailableError, offline_mobilenet_path
-    from fer_zoo.extraction import ExtractorSpec, build_extractor
+    from fer_zoo.extraction.run import ExtractorSpec, build_extractor
 
     if not offline_mobilenet_path().is_file():
         pytest.skip(f"offline MobileNetV2 weights not at {offline_mobilenet_path()} (run `make install`)")
@@ -371,7 +371,7 @@ def test_mediapipe_workers_survive_mediapipe_in_the_parent(face_videos: Path, tm
     """
     from datamodules.frames import read_frames
     from extractors import get_extractor
-    from fer_zoo.extract_cmd import main as extract
+    from fer_zoo.extraction.command import main as extract
 
     get_extractor("facemesh").extract(read_frames(face_videos / "single_face.mp4", 4).rgb)
     images = tmp_path / "images" / "happiness"

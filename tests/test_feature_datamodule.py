@@ -23,7 +23,7 @@ from datamodules.feature_datamodule import (
 from datamodules.labels import LabelVocabulary
 from datamodules.records import ClipRecord
 from datamodules.sampling import segment_indices
-from fer_zoo.store import ClipResult, ShardWriter, StoreError, pack, store_path
+from datamodules.feature_store import ClipResult, ShardWriter, StoreError, pack, store_path
 
 VOCAB = LabelVocabulary("fake3", ("anger", "happiness", "neutral"))
 DIMS = {"face": 6, "pose": 4}

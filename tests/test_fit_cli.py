@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fer_zoo.cli import run_lightning_cli
+from fer_zoo.training.cli import run_lightning_cli
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def test_ddp_two_processes_match_one_process(sample_stores: Path, tmp_path: Path
 def test_facemesh_beats_majority_baseline_on_real_photos(face_photos: Path, tmp_path: Path) -> None:
     """faces-static as 1-frame clips, a seeded stratified split: face-mesh UAR must beat always-the-majority-class."""
     from datamodules.feature_datamodule import FeatureDataModule
-    from fer_zoo.extract_cmd import main as extract
+    from fer_zoo.extraction.command import main as extract
 
     source = ["--source.class_path", "datamodules.sources.ImageFolderSource", "--source.init_args.root",
               str(face_photos), "--source.init_args.legend", str(face_photos.parent / "legend.csv")]

@@ -85,7 +85,7 @@ def test_a_capped_stream_without_a_frame_count_says_so(countless_video: Path) ->
 
 
 def test_extraction_falls_back_to_a_counted_read(countless_video: Path) -> None:
-    from fer_zoo.extraction import ClipFrames
+    from fer_zoo.extraction.run import ClipFrames
 
     ext = get_extractor("resnet18", weights="none")
     item = ClipFrames([ClipRecord("c", str(countless_video), "neutral")], ext, frame_cap=8)[0]
@@ -119,7 +119,7 @@ def _phone_video(path: Path, upright_rgb: np.ndarray, rotation: int) -> Path:
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])
 def test_display_rotation_is_applied(tmp_path: Path, upright_frames: np.ndarray, rotation: int) -> None:
-    from fer_zoo.face_track import open_video
+    from fer_zoo.video.face_track import open_video
 
     path = _phone_video(tmp_path / f"rot{rotation}.mp4", upright_frames, rotation)
     for frames in (read_frames(path).rgb, np.stack(list(stream_frames(path, threads=1)))):

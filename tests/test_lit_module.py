@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from fer_zoo.lit_module import FERLitModule, warmup_cosine
+from fer_zoo.training.lit_module import FERLitModule, warmup_cosine
 
 DIMS = {"resnet": 6, "pose": 4}
 CLASSES = ["happy", "sad", "neutral"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from fer_zoo.model import TemporalTransformer
+from fer_zoo.training.model import TemporalTransformer
 
 FUSIONS = ["early", "tokens", "late"]
 DIMS = {"resnet": 8, "pose": 5}

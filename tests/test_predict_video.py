@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_zoo.predict_video import PredictError, make_windows, resolve_run, window_frames
+from fer_zoo.video.predict import PredictError, make_windows, resolve_run, window_frames
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
@@ -59,7 +59,7 @@ def _fake_run(tmp: Path, metas: dict[str, dict | None], input_dims: dict[str, in
     import torch
     import yaml
 
-    from fer_zoo.lit_module import FERLitModule
+    from fer_zoo.training.lit_module import FERLitModule
 
     run = tmp / "runs" / "fake"
     (run / "checkpoints").mkdir(parents=True)
@@ -101,7 +101,7 @@ def dummy_video(tmp_path: Path) -> Path:
 
 def test_missing_checkpoint_is_a_clear_error(dummy_video: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     assert main([str(dummy_video), "--ckpt", str(tmp_path / "runs" / "gone" / "last.ckpt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
@@ -112,7 +112,7 @@ def test_missing_checkpoint_is_a_clear_error(dummy_video: Path, tmp_path: Path,
 
 
 def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
@@ -126,7 +126,7 @@ def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path: Path, capsys: pyt
 
 def test_a_corrupt_video_in_a_folder_is_reported_and_the_others_go_on(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     run = _fake_run(tmp_path, {"pose": POSE_META, "facemesh": MESH_META})
     (tmp_path / "videos").mkdir()
@@ -146,7 +146,7 @@ def test_a_corrupt_video_in_a_folder_is_reported_and_the_others_go_on(tmp_path: 
 def test_an_extractor_that_cannot_be_built_here_is_a_clear_error(
         pose_meta: dict, expect: str, dummy_video: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     run = _fake_run(tmp_path, {"pose": pose_meta, "facemesh": MESH_META})
     assert main([str(dummy_video), "--ckpt", str(run)]) == 2
@@ -156,7 +156,7 @@ def test_an_extractor_that_cannot_be_built_here_is_a_clear_error(
 
 def test_a_checkpoint_that_does_not_match_its_run_is_refused(dummy_video: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     run = _fake_run(tmp_path, {"pose": POSE_META, "facemesh": MESH_META}, input_dims={"resnet": 512})
     assert main([str(dummy_video), "--ckpt", str(run / "checkpoints" / "last.ckpt")]) == 2
@@ -205,7 +205,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def predictions(trained_run: Path, face_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """predict-video over a folder of the short videos, and over the long one with 32-frame windows."""
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     tmp = tmp_path_factory.mktemp("predict_video_out")
     folder = tmp / "videos"
@@ -268,7 +268,7 @@ def test_the_long_video_uses_the_window_and_stride_asked_for(predictions: dict) 
 @pytest.mark.slow
 def test_no_face_video_gives_no_face_found_and_exit_status_4(predictions: dict, face_videos: Path,
                                                              tmp_path: Path) -> None:
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     assert predictions["rc_folder"] == 4  # the folder holds no_face.mp4
     doc, rows, boxes = _load(predictions["out"], "no_face")
@@ -285,7 +285,7 @@ def test_no_face_video_gives_no_face_found_and_exit_status_4(predictions: dict, 
 @pytest.mark.parametrize("flag", ["--window", "--stride"])
 def test_a_zero_window_or_stride_is_refused(predictions: dict, face_videos: Path, tmp_path: Path, flag: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.predict_video import main
+    from fer_zoo.video.predict import main
 
     args = [str(face_videos / "single_face.mp4"), "--ckpt", str(predictions["run"]), "--out", str(tmp_path)]
     assert main([*args, flag, "0"]) == 2  # never silently replaced by the default

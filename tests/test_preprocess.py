@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_zoo.face_track import Detection, FaceTracker, InputError, clip_ids, collect_videos, crop_square, iou
+from fer_zoo.video.face_track import Detection, FaceTracker, InputError, clip_ids, collect_videos, crop_square, iou
 
 FACE = (100.0, 100.0, 200.0, 200.0)
 OTHER = (400.0, 100.0, 500.0, 200.0)
@@ -106,7 +106,7 @@ def test_collect_videos_and_clip_ids(tmp_path: Path) -> None:
 
 
 def test_preprocess_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.preprocess import main
+    from fer_zoo.video.preprocess import main
 
     (tmp_path / "notes.txt").write_text("hello")
     assert main([str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out")]) == 2
@@ -140,8 +140,8 @@ def test_preprocess_real_videos_make_a_dfew_tree(face_videos: Path, tmp_path: Pa
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from datamodules.frames import ClipReadError, read_frames
     from datamodules.sources import DFEWSource
-    from fer_zoo.face_track import TrackConfig, track_video
-    from fer_zoo.preprocess import main
+    from fer_zoo.video.face_track import TrackConfig, track_video
+    from fer_zoo.video.preprocess import main
 
     out = tmp_path / "dfew"
     rc = main([str(face_videos), "--out", str(out)])
@@ -193,7 +193,7 @@ def test_preprocess_real_videos_make_a_dfew_tree(face_videos: Path, tmp_path: Pa
 @pytest.mark.slow
 def test_preprocess_reports_a_corrupt_video_and_goes_on(face_videos: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.preprocess import main
+    from fer_zoo.video.preprocess import main
 
     bad = tmp_path / "in" / "broken.mp4"
     bad.parent.mkdir()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_zoo.store import (
+from datamodules.feature_store import (
     ClipResult,
     FeatureStore,
     ShardWriter,

@@ -7,7 +7,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from fer_zoo.extraction import ExtractorSpec, StoreSummary, extract_modality
+from fer_zoo.extraction.run import ExtractorSpec, StoreSummary, extract_modality
 
 EXIT_SOME_FAILED = 3
 

@@ -1,4 +1,4 @@
-"""The summary of a modality ablation (see :mod:`fer_zoo.ablate`): table, Markdown, bar chart, summary W&B run.
+"""The summary of a modality ablation (see :mod:`fer_zoo.ablation.grid`): table, Markdown, bar chart, summary W&B run.
 
 Every number comes from the cells' ``results.json`` (the test metrics each run logged; a cell's ``metrics.csv`` is
 read back as a cross-check and a disagreement is reported). Per modality set: ``n`` finished cells, mean and

@@ -13,7 +13,7 @@ once ``DIR/EmoLabel_DataSplit`` holds your labels. With ``--size`` other than 22
 stem is zero-padded to 5 digits as DFEW's ids are; two videos with one stem get ``_<ext>`` / ``_2`` suffixes).
 
 Faces: MediaPipe face detection on every frame, one face tracked through the clip, square crops around it (margin,
-black padding past the frame edge); the detection, tracking and crop rules are in :mod:`fer_zoo.face_track`.
+black padding past the frame edge); the detection, tracking and crop rules are in :mod:`fer_zoo.video.face_track`.
 
 Frames without the tracked face are NOT written (nothing is invented): they appear in ``boxes.csv`` with
 ``face_found=0`` and a ``reason``. Images are numbered 00001.jpg, 00002.jpg, ... over the written frames only, so
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.frames import ClipReadError, cap_indices
-from fer_zoo.face_track import (
+from fer_zoo.video.face_track import (
     FaceDetector,
     InputError,
     TrackConfig,

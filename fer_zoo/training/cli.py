@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from datamodules.feature_datamodule import FeatureDataModule
-from fer_zoo.lit_module import FERLitModule
+from fer_zoo.training.lit_module import FERLitModule
 
 SAMPLE_SOURCE = {"class_path": "datamodules.sources.ImageFolderSource",
                  "init_args": {"root": "data/sample/images", "vocabulary": "faces8"}}

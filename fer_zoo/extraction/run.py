@@ -24,7 +24,7 @@ from datamodules.frames import ClipReadError, FrameCountMismatch, read_frames, s
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.weights import WeightsUnavailableError
-from fer_zoo.store import ClipResult, ShardWriter, check_request, done_clip_ids, pack, store_key, store_path
+from datamodules.feature_store import ClipResult, ShardWriter, check_request, done_clip_ids, pack, store_key, store_path
 
 WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers wrote to stderr
 
@@ -112,7 +112,7 @@ def _worker_context(extractor: Extractor) -> Any:
 
     ctx = multiprocessing.get_context("forkserver")
     # Importing MediaPipe (0.5 s) is safe to share; running a graph is what breaks a fork, and the server never does.
-    ctx.set_forkserver_preload(["torch", "cv2", "av", "fer_zoo.extraction", "extractors._mediapipe",
+    ctx.set_forkserver_preload(["torch", "cv2", "av", "fer_zoo.extraction.run", "extractors._mediapipe",
                                 "extractors.facemesh", "extractors.pose"])
     return ctx
 

@@ -1,6 +1,6 @@
 """``python -m fer_zoo predict-video VIDEO_OR_FOLDER... --ckpt CHECKPOINT_OR_RUN_DIR``: emotions over time in a video.
 
-For each video: decode, detect + track + crop the face exactly as ``preprocess`` does (:mod:`fer_zoo.face_track`,
+For each video: decode, detect + track + crop the face exactly as ``preprocess`` does (:mod:`fer_zoo.video.face_track`,
 same settings as the training tree's ``preprocess.json`` when the run was trained on one, else the defaults; the
 crop flags override), run exactly the extractors the checkpoint was trained with, slide a window over the video and
 classify each window with the checkpoint's model. Written to ``<out>/<video stem>/``:
@@ -56,7 +56,7 @@ import numpy as np
 
 from datamodules.frames import ClipReadError, cap_indices
 from datamodules.sampling import segment_indices
-from fer_zoo.face_track import (
+from fer_zoo.video.face_track import (
     FaceDetector,
     InputError,
     TrackConfig,
@@ -181,7 +181,7 @@ def resolve_run(ckpt_arg: str | Path, track_overrides: dict[str, Any] | None = N
 
 def _modality_meta(key: str, modality: str, saved: dict[str, Any], store_root: str | None,
                    run_dir: Path) -> ModalitySpec:
-    from fer_zoo.store import StoreError, find_store
+    from datamodules.feature_store import StoreError, find_store
 
     tried = []
     path = _locate(saved.get("path"), run_dir)
@@ -224,7 +224,7 @@ def _track_config(data: dict[str, Any], run_dir: Path, overrides: dict[str, Any]
 
 
 def load_model(run: RunInfo) -> Any:
-    from fer_zoo.lit_module import FERLitModule
+    from fer_zoo.training.lit_module import FERLitModule
 
     try:
         model = FERLitModule.load_from_checkpoint(str(run.ckpt), map_location="cpu")
@@ -242,7 +242,7 @@ def load_model(run: RunInfo) -> Any:
 def build_extractors(run: RunInfo, model: Any) -> dict[str, Any]:
     """Each modality's extractor, built from its store meta and checked to compute what the store holds."""
     from extractors import get_extractor
-    from fer_zoo.store import store_key
+    from datamodules.feature_store import store_key
 
     out = {}
     for m in run.modalities:
@@ -319,7 +319,7 @@ class VideoResult:
 def extract_features(track: TrackResult, needed: np.ndarray, run: RunInfo, extractors: dict[str, Any],
                      log: Any = print) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-frame features (the store's float16) and validity of every modality; frames not needed stay invalid."""
-    from fer_zoo.store import FEATURE_DTYPE
+    from datamodules.feature_store import FEATURE_DTYPE
 
     n = track.n_frames
     face = track.face_found
@@ -431,7 +431,7 @@ def _write_outputs(res: VideoResult, track: TrackResult, run: RunInfo, class_nam
                    stride: int) -> None:
     import pandas as pd
 
-    from fer_zoo.timeline import plot_timeline
+    from fer_zoo.video.timeline import plot_timeline
 
     flat = []
     for r in res.windows:

@@ -12,7 +12,7 @@ memory leak stays inside its cell), run as::
 
 so each cell gets the usual run folder ``<runs_dir>/<name>/<mods>-fold<K>-seed<S>/`` (config.yaml, metrics.csv,
 results.json, checkpoints/, ``wandb/offline-run-*``) and its full log next to it, ``<cell folder>.log``.
-``<mods>`` is the modality set sorted and joined with "+" (``pose+resnet``), the same string ``fer_zoo.cli`` puts in
+``<mods>`` is the modality set sorted and joined with "+" (``pose+resnet``), the same string ``fer_zoo.training.cli`` puts in
 every W&B run's config under ``modalities``, so folders, table rows and dashboard groups match.
 
 - folds: ``folds: null`` runs every fold of the source's protocol (DFEW/MAFW: 1..5). A source without folds (the
@@ -43,7 +43,7 @@ every W&B run's config under ``modalities``, so folders, table rows and dashboar
   per cell: status, UAR/WAR/F1 read from its results.json, elapsed, folder, log), ``summary.csv``/``summary.md``
   (one row per modality set: n, mean and std of UAR and WAR over folds x seeds, gain in mean UAR over the best
   single modality, ranked by mean UAR) and ``summary.png`` (bars with std error bars), also logged to a summary
-  W&B run (``job_type="summary"``) in the same group. See :mod:`fer_zoo.ablation_report`.
+  W&B run (``job_type="summary"``) in the same group. See :mod:`fer_zoo.ablation.report`.
 
 Dashboard (W&B)
 ---------------
@@ -98,7 +98,7 @@ REQUIRED_METRICS = ("test/uar", "test/war")
 
 def modality_label(modalities: Sequence[str]) -> str:
     """``["resnet", "pose"] -> "pose+resnet"``: sorted heads (a ``name/<extractor-hash>`` store pin drops its tail),
-    exactly what ``fer_zoo.cli`` writes into each W&B run's ``config["modalities"]``."""
+    exactly what ``fer_zoo.training.cli`` writes into each W&B run's ``config["modalities"]``."""
     return "+".join(sorted(m.split("/")[0] for m in modalities))
 
 
@@ -183,7 +183,7 @@ class _Parsed(Exception):
 def parse_fit_args(args: list[str]) -> Any:
     """The ``fit`` config the cells will run with, parsed by FERCLI itself but never instantiated (no run folder,
     no W&B run, no store opened): it checks the base configs and overrides once, before any cell starts."""
-    from fer_zoo.cli import FERCLI, run_lightning_cli
+    from fer_zoo.training.cli import FERCLI, run_lightning_cli
 
     class _ParseOnly(FERCLI):
         def before_instantiate_classes(self) -> None:
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{n}] {cell.name}\n    $ {shell_line(commands[cell])}")
         return EXIT_OK
 
-    from fer_zoo import ablation_report as report
+    from fer_zoo.ablation import report
 
     try:
         with grid_lock(abl_dir):

@@ -1,0 +1,1 @@
+"""Extraction: run the extractor zoo over a clip source into feature stores (``extract``, ``fetch-weights``)."""

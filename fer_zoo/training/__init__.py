@@ -1,0 +1,1 @@
+"""Training: the temporal transformer, its LightningModule and the LightningCLI (``fit``/``validate``/``test``)."""

@@ -1,0 +1,1 @@
+"""Your own videos: face tracking and crops (``preprocess``) and windowed prediction (``predict-video``)."""
