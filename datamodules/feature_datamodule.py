@@ -24,10 +24,10 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from datamodules.feature_store import FeatureStore, find_store
 from datamodules.labels import LabelVocabulary, get_vocabulary
 from datamodules.records import ClipRecord
 from datamodules.sampling import segment_indices
-from datamodules.feature_store import FeatureStore, find_store
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datamodules.records import ClipRecord
 from datamodules.feature_store import FeatureStore, StoreError, done_clip_ids
+from datamodules.records import ClipRecord
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "images"

@@ -20,10 +20,10 @@ from datamodules.feature_datamodule import (
     dynamic_sampling_weights,
     stratified_holdout,
 )
+from datamodules.feature_store import ClipResult, ShardWriter, StoreError, pack, store_path
 from datamodules.labels import LabelVocabulary
 from datamodules.records import ClipRecord
 from datamodules.sampling import segment_indices
-from datamodules.feature_store import ClipResult, ShardWriter, StoreError, pack, store_path
 
 VOCAB = LabelVocabulary("fake3", ("anger", "happiness", "neutral"))
 DIMS = {"face": 6, "pose": 4}

@@ -12,7 +12,7 @@ memory leak stays inside its cell), run as::
 
 so each cell gets the usual run folder ``<runs_dir>/<name>/<mods>-fold<K>-seed<S>/`` (config.yaml, metrics.csv,
 results.json, checkpoints/, ``wandb/offline-run-*``) and its full log next to it, ``<cell folder>.log``.
-``<mods>`` is the modality set sorted and joined with "+" (``pose+resnet``), the same string ``fer_zoo.training.cli`` puts in
+``<mods>`` is the modality set sorted and joined with "+" (``pose+resnet``), the same string the training CLI puts in
 every W&B run's config under ``modalities``, so folders, table rows and dashboard groups match.
 
 - folds: ``folds: null`` runs every fold of the source's protocol (DFEW/MAFW: 1..5). A source without folds (the

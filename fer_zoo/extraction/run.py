@@ -20,11 +20,11 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.feature_store import ClipResult, ShardWriter, check_request, done_clip_ids, pack, store_key, store_path
 from datamodules.frames import ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.weights import WeightsUnavailableError
-from datamodules.feature_store import ClipResult, ShardWriter, check_request, done_clip_ids, pack, store_key, store_path
 
 WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers wrote to stderr
 

@@ -1,4 +1,4 @@
-"""LightningModule around :class:`fer_zoo.training.model.TemporalTransformer`: loss, metrics, optimiser, confusion plots.
+"""LightningModule around :class:`~fer_zoo.training.model.TemporalTransformer`: loss, metrics, optimiser, plots.
 
 Laid out like lightning-hydra-template (one shared ``model_step``, metric objects per split, reset before training
 so sanity-check batches do not leak into epoch 0). All metrics are torchmetrics objects, so under DDP they are
@@ -26,8 +26,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from fer_zoo.training.model import TemporalTransformer
 from fer_zoo.plots import confusion_figure, figure_to_array, save_figure, uar_war
+from fer_zoo.training.model import TemporalTransformer
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:

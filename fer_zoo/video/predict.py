@@ -241,8 +241,8 @@ def load_model(run: RunInfo) -> Any:
 
 def build_extractors(run: RunInfo, model: Any) -> dict[str, Any]:
     """Each modality's extractor, built from its store meta and checked to compute what the store holds."""
-    from extractors import get_extractor
     from datamodules.feature_store import store_key
+    from extractors import get_extractor
 
     out = {}
     for m in run.modalities:
