@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -53,17 +54,27 @@ class _Source(Protocol):
 
 
 def stratified_holdout(
-    ids: Sequence[str], labels: Sequence[int], fraction: float, rng: np.random.Generator
+    ids: Sequence[str], labels: Sequence[int], fraction: float, rng: np.random.Generator,
+    groups: Sequence[str | None] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Split ``ids`` into ``(keep, held)`` with ``round(fraction * len(ids))`` held out, stratified by label.
+    """Split ``ids`` into ``(keep, held)`` with about ``fraction`` of them held out, stratified by label.
 
-    Per-class quotas use largest remainders, so small classes are represented as fairly as the total allows, and a
-    class never loses its last clip to the held-out part (it must stay learnable). Classes are visited in sorted
-    order and ids in input order, so the result depends only on the inputs and the generator's seed: every process
-    and every rerun computes the same split. Both outputs keep the input order.
+    Without ``groups``: exactly ``round(fraction * len(ids))`` held out. Per-class quotas use largest remainders, so
+    small classes are represented as fairly as the total allows, and a class never loses its last clip to the
+    held-out part (it must stay learnable).
+
+    With ``groups`` (one subject name per id): whole groups are held out, so no subject is on both sides. The held
+    part is the first fold of scikit-learn's ``StratifiedGroupKFold`` with ``round(1 / fraction)`` folds, which keeps
+    the class proportions as close as whole groups allow; the held count is then only about ``fraction``. Ids
+    whose group is ``None`` form a group each.
+
+    Classes are visited in sorted order and ids in input order, so the result depends only on the inputs and the
+    generator's seed: every process and every rerun computes the same split. Both outputs keep the input order.
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"a held-out fraction must be in [0, 1), got {fraction}")
+    if groups is not None and fraction > 0.0 and len(ids) > 1:
+        return _grouped_holdout(ids, labels, fraction, rng, groups)
     members: dict[int, list[str]] = {}
     for cid, y in zip(ids, labels):
         members.setdefault(int(y), []).append(cid)
@@ -80,6 +91,25 @@ def stratified_holdout(
     for c in sorted(members):
         perm = rng.permutation(len(members[c]))
         held.update(members[c][i] for i in perm[: take[c]])
+    return [c for c in ids if c not in held], [c for c in ids if c in held]
+
+
+def _grouped_holdout(ids: Sequence[str], labels: Sequence[int], fraction: float, rng: np.random.Generator,
+                     groups: Sequence[str | None]) -> tuple[list[str], list[str]]:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    names = [g if g is not None else f"\0clip:{cid}" for cid, g in zip(ids, groups)]
+    n_groups = len(set(names))
+    n_splits = min(max(2, round(1.0 / fraction)), n_groups)
+    if n_groups < 2:
+        raise ValueError(f"a subject-grouped split needs at least 2 subjects, got {n_groups}")
+    y = np.asarray(labels, dtype=np.int64)
+    # StratifiedGroupKFold warns when a class has fewer members than folds; that is expected on small data sets.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=int(rng.integers(2**31 - 1)))
+        _, held_idx = next(splitter.split(np.zeros(len(ids)), y, names))
+    held = {ids[i] for i in held_idx}
     return [c for c in ids if c not in held], [c for c in ids if c in held]
 
 
@@ -317,6 +347,7 @@ class FeatureDataModule(L.LightningDataModule):
 
         records = source.clips()
         self.labels: dict[str, int] = {r.clip_id: self._label_index(r) for r in records}
+        self.subjects: dict[str, str] = {r.clip_id: r.subject for r in records if r.subject is not None}
         self.split_ids: dict[str, list[str]] = self._split(records, list(source.folds))
         self._check_presence()
         self.excluded: list[str] = [c for c in self.split_ids["train"] if self._unusable(c)]
@@ -382,7 +413,7 @@ class FeatureDataModule(L.LightningDataModule):
             else:  # no protocol (image folders): a seeded stratified test split
                 ids = [r.clip_id for r in records]
                 pool, test = stratified_holdout(ids, [self.labels[c] for c in ids], self.test_fraction,
-                                                _seed_rng(self.seed, 0))
+                                                _seed_rng(self.seed, 0), self._groups(ids))
                 explicit_val = []
         if explicit_val:
             log.info("%s: using the source's %d clips with split='val' for validation (val_fraction unused)",
@@ -390,8 +421,12 @@ class FeatureDataModule(L.LightningDataModule):
             train, val = pool, explicit_val
         else:
             train, val = stratified_holdout(pool, [self.labels[c] for c in pool], self.val_fraction,
-                                            _seed_rng(self.seed, 1, self.fold or 0))
+                                            _seed_rng(self.seed, 1, self.fold or 0), self._groups(pool))
         return {"train": train, "val": val, "test": test}
+
+    def _groups(self, ids: list[str]) -> list[str | None] | None:
+        """Subjects of ``ids`` when the source names any (then seeded splits keep each subject on one side)."""
+        return [self.subjects.get(c) for c in ids] if self.subjects else None
 
     def _check_presence(self) -> None:
         needed = [c for s in SPLITS for c in self.split_ids[s]]

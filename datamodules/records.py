@@ -13,6 +13,8 @@ class ClipRecord:
     ``label`` is the canonical class name of the source's vocabulary (never an integer: label orders differ).
     ``split`` is ``"train"``/``"test"`` for fixed train/test protocols (FERV39K), else ``None``.
     ``test_fold`` is the fold (1..K) whose test set holds this clip in K-fold protocols (DFEW, MAFW), else ``None``.
+    ``subject`` names the person (or recording session) shown, when the source knows it; seeded splits then keep all
+    clips of one subject on one side (a person never appears in both train and test), else ``None``.
     """
 
     clip_id: str
@@ -20,3 +22,4 @@ class ClipRecord:
     label: str | None = None
     split: str | None = None
     test_fold: int | None = None
+    subject: str | None = None

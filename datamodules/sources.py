@@ -13,6 +13,8 @@ label) raise instead of being resolved by "last one wins".
 from __future__ import annotations
 
 import csv
+import dataclasses
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,10 +391,11 @@ class FERV39KSource:
 
 @dataclass
 class ManifestSource:
-    """Your own clips from a CSV with header ``path,label[,split][,fold]``.
+    """Your own clips from a CSV with header ``path,label[,split][,fold][,subject]``.
 
     ``path`` is relative to ``root`` (default: the CSV's folder) and ``label`` a class name (integers are refused:
-    a manifest names no order). ``fold`` is the test fold of the clip in a K-fold protocol. ``vocabulary=None``
+    a manifest names no order). ``fold`` is the test fold of the clip in a K-fold protocol. ``subject`` (optional)
+    names the person shown: seeded splits then keep each subject's clips on one side. ``vocabulary=None``
     takes the sorted set of labels found, read when the source is built so the class count is fixed before any
     model is.
     """
@@ -447,7 +450,8 @@ class ManifestSource:
             if clip in records:
                 raise ValueError(f"clip {clip!r} is listed twice: {where_of[clip]} and {where}")
             label = _to_class(row["label"], vocab, where, None)
-            records[clip] = ClipRecord(clip, str(full), label, split, int(fold_text) if fold_text else None)
+            records[clip] = ClipRecord(clip, str(full), label, split, int(fold_text) if fold_text else None,
+                                       row.get("subject", "").strip() or None)
             where_of[clip] = where
         return [records[c] for c in sorted(records)]
 
@@ -463,16 +467,28 @@ class ImageFolderSource:
 
     Labels (folder names or the legend's ``emotion`` column) may be in any case or a synonym (``HAPPINESS``,
     ``happy``); all map to one canonical class, so a mixed-case legend does not split one class into two.
+
+    ``subject_pattern``: a regular expression matched against each photo's file stem whose first group (or whole
+    match) names the person, e.g. ``"^(.+)_\\d+[a-z]*$"`` for the shared LFW-style names (``Aaron_Peirsol_0002`` ->
+    ``Aaron_Peirsol``). Seeded splits then never put one person in two splits. A stem it does not match raises
+    ``ValueError`` naming the file (a silent fallback would leak that person across splits).
     """
 
     root: str | Path
     vocabulary: str | LabelVocabulary = "faces8"
     legend: str | Path | None = None
+    subject_pattern: str | None = None
 
     name: ClassVar[str] = "image_folder"
 
     def __post_init__(self) -> None:
         self.vocabulary = _resolve_vocabulary(self.vocabulary)
+        if self.subject_pattern is not None:
+            try:
+                re.compile(self.subject_pattern)
+            except re.error as err:
+                raise ValueError(f"subject_pattern {self.subject_pattern!r} is not a regular expression: {err}") \
+                    from None
 
     @property
     def folds(self) -> list[int]:
@@ -482,7 +498,18 @@ class ImageFolderSource:
         root = Path(self.root)
         _require_root(root, "image folder", _IMAGE_LAYOUT)
         records = self._from_legend(root) if self.legend is not None else self._from_folders(root)
-        return [records[c] for c in sorted(records)]
+        out = [records[c] for c in sorted(records)]
+        if self.subject_pattern is None:
+            return out
+        return [dataclasses.replace(r, subject=self._subject(r.path)) for r in out]
+
+    def _subject(self, path: str) -> str:
+        stem = Path(path).stem
+        m = re.search(str(self.subject_pattern), stem)
+        if m is None:
+            raise ValueError(f"subject_pattern {self.subject_pattern!r} does not match the file name {stem!r} "
+                             f"({path}); fix the pattern or leave it unset")
+        return m.group(1) if m.groups() else m.group(0)
 
     def _from_folders(self, root: Path) -> dict[str, ClipRecord]:
         vocab = _resolve_vocabulary(self.vocabulary)

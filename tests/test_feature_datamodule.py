@@ -231,6 +231,24 @@ def test_stratified_holdout_keeps_a_clip_of_every_class() -> None:
     assert keep == [c for c in ids if c in set(keep)]  # input order kept
 
 
+def test_grouped_holdout_never_splits_a_subject() -> None:
+    # 30 subjects with 1-6 clips each, 3 classes; the held part must take whole subjects only.
+    rng = np.random.default_rng(0)
+    ids, labels, groups = [], [], []
+    for s in range(30):
+        for k in range(int(rng.integers(1, 7))):
+            ids.append(f"s{s}_{k}")
+            labels.append(int(rng.integers(0, 3)))
+            groups.append(f"s{s}")
+    keep, held = stratified_holdout(ids, labels, 0.2, np.random.default_rng(5), groups)
+    subj = dict(zip(ids, groups))
+    assert held and keep and not {subj[c] for c in keep} & {subj[c] for c in held}
+    assert sorted(keep + held) == sorted(ids)
+    assert 0.08 <= len(held) / len(ids) <= 0.35  # about the fraction (whole subjects only)
+    again = stratified_holdout(ids, labels, 0.2, np.random.default_rng(5), groups)
+    assert again == (keep, held)  # deterministic for a seed
+
+
 def test_fold_is_required_for_kfold_sources(store_root: Path) -> None:
     for fold in (None, 4):
         with pytest.raises(ValueError, match=r"\[1, 2, 3\]"):

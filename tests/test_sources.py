@@ -383,6 +383,18 @@ def test_image_folder_errors(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------------------------- registry
 
 
+@needs_faces
+def test_image_folder_subject_pattern_names_the_person() -> None:
+    src = ImageFolderSource(FACES / "images", legend=FACES / "legend.csv", subject_pattern=r"^(.+)_\d+[a-z]*$")
+    clips = {c.clip_id: c for c in src.clips()}
+    assert clips["Aaron_Peirsol_0002"].subject == "Aaron_Peirsol"
+    assert clips["Abdullah_Gul_0012"].subject == clips["Abdullah_Gul_0005"].subject == "Abdullah_Gul"
+    with pytest.raises(ValueError, match="does not match the file name"):
+        ImageFolderSource(FACES / "images", legend=FACES / "legend.csv", subject_pattern=r"^zz(.+)$").clips()
+    with pytest.raises(ValueError, match="not a regular expression"):
+        ImageFolderSource(FACES / "images", subject_pattern="(")
+
+
 def test_registry_and_protocol(tmp_path: Path) -> None:
     assert sorted(SOURCES) == ["dfew", "ferv39k", "image_folder", "mafw", "manifest"]
     src = build_source("mafw", root=tmp_path, label_order="mafw_alpha")
