@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
 from datamodules.frames import IMAGE_SUFFIXES
-from datamodules.labels import MAFW_ORDERS, LabelVocabulary, canonical_label, get_vocabulary
+from datamodules.labels import DFEW, FERV39K, MAFW_ORDERS, LabelVocabulary, canonical_label, get_vocabulary
 from datamodules.records import ClipRecord
 
 SPLITS = ("train", "val", "test")
@@ -85,6 +85,24 @@ def _to_class(raw: object, vocab: LabelVocabulary, where: str, base: int | None)
     if canon not in vocab.classes:
         raise LabelError(f"{where}: label {text!r} is not in the {vocab.name!r} vocabulary {list(vocab.classes)}")
     return canon
+
+
+def _check_dataset_classes(vocab: LabelVocabulary, official: LabelVocabulary, source: str, ints: str,
+                           custom_order: bool) -> None:
+    """Refuse to read a data set's integer labels through a vocabulary of other classes.
+
+    A bijection to the wrong names keeps UAR/WAR intact while every class name in results, plots and predictions is
+    wrong, so a vocabulary must hold exactly the data set's classes (in any order) unless ``custom_order`` says the
+    user means it. Raises :class:`LabelError` naming both class lists.
+    """
+    if custom_order or set(vocab.classes) == set(official.classes):
+        return
+    raise LabelError(
+        f"{source}: vocabulary {vocab.name!r} ({len(vocab)} classes: {list(vocab.classes)}) does not describe this "
+        f"data set's labels {ints} ({len(official)} classes: {list(official.classes)}). Use vocabulary: "
+        f"{official.name} (the official order), or set custom_order: true to read the integers through another order "
+        "on purpose."
+    )
 
 
 def _require_root(root: Path, dataset: str, layout: str) -> None:
@@ -200,11 +218,15 @@ class DFEWSource:
     ``vocabulary`` names the order of the 1-based integer labels (DFEW: Happy, Sad, Neutral, Angry, Surprise,
     Disgust, Fear). ``frames_subdir`` is relative to ``root``; point it at our own preprocessing output
     (``<frames_subdir>/<clip_id>/00001.jpg``) or at a video folder (``<clip_id>.mp4``).
+
+    A vocabulary whose classes are not DFEW's seven raises :class:`LabelError` (8 classes would silently rename
+    every clip), unless ``custom_order=True`` says that a different order is meant.
     """
 
     root: str | Path
     frames_subdir: str = "Clip/clip_224x224"
     vocabulary: str | LabelVocabulary = "dfew"
+    custom_order: bool = False
 
     name: ClassVar[str] = "dfew"
     n_folds: ClassVar[int] = 5
@@ -212,6 +234,7 @@ class DFEWSource:
 
     def __post_init__(self) -> None:
         self.vocabulary = _resolve_vocabulary(self.vocabulary)
+        _check_dataset_classes(self.vocabulary, DFEW, "DFEWSource", "1-7", self.custom_order)
 
     @property
     def folds(self) -> list[int]:
@@ -342,12 +365,14 @@ class FERV39KSource:
     root: str | Path
     frames_subdir: str = "2_ClipsforFaceCrop"
     vocabulary: str | LabelVocabulary = "ferv39k"
+    custom_order: bool = False
 
     name: ClassVar[str] = "ferv39k"
     label_base: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         self.vocabulary = _resolve_vocabulary(self.vocabulary)
+        _check_dataset_classes(self.vocabulary, FERV39K, "FERV39KSource", "0-6", self.custom_order)
 
     @property
     def folds(self) -> list[int]:
@@ -544,11 +569,45 @@ class ImageFolderSource:
         return records
 
 
+# ---------------------------------------------------------------------------------------------------- the sample
+
+SAMPLE_ROOT = Path(__file__).resolve().parents[1] / "data" / "sample" / "images"
+
+
+class SampleSource:
+    """The bundled sample: ``data/sample/images/<class>/*.jpg``, 167 labeled photos as 1-frame clips, ``faces8``.
+
+    The default source of ``fit`` and ``extract``. It takes no settings on purpose: when a later config switches
+    ``class_path`` to another source, jsonargparse keeps every ``init_args`` value the new class also accepts, so a
+    default carrying ``root``/``vocabulary`` leaked them into DFEW (labels 1-7 read through 8 class names) and into
+    manifests (paths resolved against the sample folder). A source with nothing to inherit cannot leak.
+    """
+
+    name: ClassVar[str] = "image_folder"
+
+    def __init__(self) -> None:
+        self._images = ImageFolderSource(SAMPLE_ROOT, vocabulary="faces8")
+
+    @property
+    def vocabulary(self) -> LabelVocabulary:
+        return _resolve_vocabulary(self._images.vocabulary)
+
+    @property
+    def folds(self) -> list[int]:
+        return []
+
+    def clips(self) -> list[ClipRecord]:
+        return self._images.clips()
+
+    def __repr__(self) -> str:
+        return f"SampleSource(root={str(SAMPLE_ROOT)!r}, vocabulary='faces8')"
+
+
 # -------------------------------------------------------------------------------------------------------- registry
 
 SOURCES: dict[str, type] = {
     cls.name: cls for cls in (DFEWSource, MAFWSource, FERV39KSource, ManifestSource, ImageFolderSource)
-}
+} | {"sample": SampleSource}
 
 
 def build_source(name: str, **kwargs: object) -> ClipSource:

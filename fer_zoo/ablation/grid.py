@@ -70,7 +70,6 @@ same split. The test metrics it prints are the cell's values in ``cells.csv``; t
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import json
 import math
@@ -174,48 +173,15 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-class _Parsed(Exception):
-    def __init__(self, config: Any) -> None:
-        super().__init__("parsed")
-        self.config = config
-
-
-def parse_fit_args(args: list[str]) -> Any:
-    """The ``fit`` config the cells will run with, parsed by FERCLI itself but never instantiated (no run folder,
-    no W&B run, no store opened): it checks the base configs and overrides once, before any cell starts."""
-    from fer_zoo.training.cli import FERCLI, run_lightning_cli
-
-    class _ParseOnly(FERCLI):
-        def before_instantiate_classes(self) -> None:
-            raise _Parsed(self._cfg())
-
-    saved_argv = sys.argv
-    sys.argv = sys.argv[:1]  # LightningCLI warns when both sys.argv and args carry arguments
-    try:
-        run_lightning_cli(["fit", *args], cli_class=_ParseOnly)
-    except _Parsed as parsed:
-        return parsed.config
-    finally:
-        sys.argv = saved_argv
-    raise RuntimeError("FERCLI returned without reaching before_instantiate_classes")
-
-
-def _instantiate(spec: Any) -> Any:
-    """A ``class_path``/``init_args`` Namespace (as jsonargparse leaves it after parsing) -> the object."""
-    if not isinstance(spec, Namespace | dict):
-        return spec
-    spec = spec.as_dict() if isinstance(spec, Namespace) else dict(spec)
-    module, _, name = spec["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
-
-
 def resolve_protocol(base: list[str], overrides: list[str], first: Cell, seed_args: list[str]) -> Protocol:
     """Parse the first cell's fit arguments (so a typo in base/overrides stops the grid before it starts) and read
     the data set's name and folds off its source."""
+    from fer_zoo.training.cli import instantiate_spec, parse_fit_config
+
     args = [a for b in base for a in ("--config", b)] + list(overrides)
-    cfg = parse_fit_args([*args, f"--data.modalities={json.dumps(list(first.modalities))}",
+    cfg = parse_fit_config([*args, f"--data.modalities={json.dumps(list(first.modalities))}",
                           *(f"{flag}={first.seed}" for flag in seed_args)])
-    source = _instantiate(cfg.data.source)
+    source = instantiate_spec(cfg.data.source)
     where = getattr(source, "root", None)
     dataset = f"{source.name} ({where})" if where else str(source.name)
     return Protocol(dataset=dataset, folds=list(source.folds), fold_override=cfg.data.fold,

@@ -10,12 +10,15 @@ What this adds to plain LightningCLI, and why:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
@@ -23,8 +26,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from datamodules.feature_datamodule import FeatureDataModule
 from fer_zoo.training.lit_module import FERLitModule
 
-SAMPLE_SOURCE = {"class_path": "datamodules.sources.ImageFolderSource",
-                 "init_args": {"root": "data/sample/images", "vocabulary": "faces8"}}
+# The default source takes no init_args, so a config that switches class_path has nothing to inherit (see SampleSource).
+SAMPLE_SOURCE = {"class_path": "datamodules.sources.SampleSource"}
 POLICIES = ("best", "last")
 
 
@@ -181,3 +184,38 @@ CLI_KWARGS: dict[str, Any] = {"save_config_kwargs": {"overwrite": True}, "seed_e
 
 def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI) -> FERCLI:
     return cli_class(FERLitModule, FeatureDataModule, args=argv, **CLI_KWARGS)
+
+
+class _Parsed(Exception):
+    def __init__(self, config: Any) -> None:
+        super().__init__("parsed")
+        self.config = config
+
+
+def parse_fit_config(args: list[str]) -> Any:
+    """The resolved ``fit`` config of ``args`` (config files and overrides), parsed by FERCLI itself but never
+    instantiated: no run folder, no W&B run, no store opened. The ablation grid checks its cells with it, and the
+    tests resolve every documented command with it."""
+
+    class _ParseOnly(FERCLI):
+        def before_instantiate_classes(self) -> None:
+            raise _Parsed(self._cfg())
+
+    saved_argv = sys.argv
+    sys.argv = sys.argv[:1]  # LightningCLI warns when both sys.argv and args carry arguments
+    try:
+        run_lightning_cli(["fit", *args], cli_class=_ParseOnly)
+    except _Parsed as parsed:
+        return parsed.config
+    finally:
+        sys.argv = saved_argv
+    raise RuntimeError("FERCLI returned without reaching before_instantiate_classes")
+
+
+def instantiate_spec(spec: Any) -> Any:
+    """A ``class_path``/``init_args`` Namespace (as jsonargparse leaves it after parsing) -> the object."""
+    if not isinstance(spec, Namespace | dict):
+        return spec
+    spec = spec.as_dict() if isinstance(spec, Namespace) else dict(spec)
+    module, _, name = spec["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
