@@ -18,7 +18,7 @@ def main() -> int:
 
     run_name = time.strftime("demo-%Y%m%d-%H%M%S")
     run_lightning_cli(["fit", "--config", "configs/resnet_pose.yaml", "--config", "configs/demo.yaml",
-                       "--run_name", run_name])
+                       "--run_name", run_name], quiet=True)
     run_dir = Path("runs") / run_name
     res = json.loads((run_dir / "results.json").read_text())
     m = res["metrics"]

@@ -61,6 +61,15 @@ def test_checkpoint_policy_last(sample_stores: Path, tmp_path: Path) -> None:
     assert torch.load(res["checkpoint"], map_location="cpu", weights_only=True)["epoch"] == 1  # the final epoch
 
 
+def test_test_confusion_names_the_tested_checkpoint(sample_stores: Path, tmp_path: Path) -> None:
+    cli = run_lightning_cli(fit_args(sample_stores, tmp_path, "c", "pose", epochs=3))
+    res = json.loads((tmp_path / "c" / "results.json").read_text())
+    epoch = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)["epoch"]
+    # The figure's title: the best checkpoint that was tested, not the last epoch trained (2).
+    assert cli.model._evaluated("test") == f"checkpoint {Path(res['checkpoint']).name}, epoch {epoch}"
+    assert cli.model._evaluated("val") == "epoch 2"
+
+
 def test_missing_store_names_extractor_path_and_command(tmp_path: Path) -> None:
     empty = tmp_path / "nothing"
     with pytest.raises(Exception, match="python -m fer_zoo extract") as err:
@@ -74,15 +83,24 @@ def test_missing_store_names_extractor_path_and_command(tmp_path: Path) -> None:
     (["--data.class_balance", "magic"], "class_balance"),
     (["--data.num_workers", "-1"], "num_workers"),
 ])
-def test_bad_values_are_named(args: list[str], needle: str, sample_stores: Path, tmp_path: Path) -> None:
-    with pytest.raises(Exception, match=needle):
-        run_lightning_cli([*fit_args(sample_stores, tmp_path, "b", "pose"), *args])
+def test_bad_values_are_named(args: list[str], needle: str, sample_stores: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture) -> None:
+    from fer_zoo.__main__ import main
+
+    assert main(["fit", *fit_args(sample_stores, tmp_path, "b", "pose"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m fer_zoo fit: error: ") and needle in err[0], err
+    assert "Traceback" not in err[0]
 
 
 def test_unknown_key_is_named(sample_stores: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit):
-        run_lightning_cli([*fit_args(sample_stores, tmp_path, "u", "pose"), "--data.num_frame", "8"])
-    assert "num_frame" in capsys.readouterr().err
+    from fer_zoo.__main__ import main
+
+    assert main(["fit", *fit_args(sample_stores, tmp_path, "u", "pose"), "--data.num_frame", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["python -m fer_zoo fit: error: unknown key 'data.num_frame'; did you mean data.num_frames? "
+                   "(every key: python -m fer_zoo fit --help)"]
+    assert not (tmp_path / "u").exists()  # no run folder for a command that never started
 
 
 def test_resume_continues_the_same_run(sample_stores: Path, tmp_path: Path) -> None:

@@ -396,7 +396,9 @@ def test_image_folder_subject_pattern_names_the_person() -> None:
 
 
 def test_registry_and_protocol(tmp_path: Path) -> None:
-    assert sorted(SOURCES) == ["dfew", "ferv39k", "image_folder", "mafw", "manifest"]
+    assert sorted(SOURCES) == ["dfew", "ferv39k", "image_folder", "mafw", "manifest", "sample"]
+    sample = build_source("sample")
+    assert isinstance(sample, ClipSource) and sample.vocabulary.name == "faces8" and len(sample.clips()) == 167
     src = build_source("mafw", root=tmp_path, label_order="mafw_alpha")
     assert isinstance(src, MAFWSource) and isinstance(src, ClipSource)
     assert src.vocabulary is MAFW_ORDERS["mafw_alpha"]

@@ -147,7 +147,8 @@ def build_cells(modality_sets: Sequence[Sequence[str]], folds: Sequence[int | No
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m fer_zoo ablate", description=__doc__.split("\n\n")[0], default_env=False)
+    p = ArgumentParser(prog="python -m fer_zoo ablate", description=__doc__.split("\n\n")[0], default_env=False,
+                       exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="ablation YAML (see configs/ablation.yaml)")
     p.add_argument("--name", type=str, required=True, help="ablation name: W&B group and folder <runs_dir>/<name>")
     p.add_argument("--runs_dir", type=str, default="runs")
@@ -335,28 +336,26 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
+    from fer_zoo.cli_errors import UsageError, parse_args
+
     parser = build_parser()
-    cfg = parser.parse_args(argv)
+    cfg = parse_args(parser, argv, "ablate")
     cfg.overrides = [*cfg.overrides, *extra]
     os.environ.setdefault("WANDB_MODE", "offline")
 
     modality_sets = [list(s) for s in (cfg.modality_sets or all_subsets(cfg.modalities))]
     if not modality_sets or any(not s for s in modality_sets):
-        parser.error("every modality set needs at least one modality")
+        raise UsageError("every modality set needs at least one modality")
     labels = [modality_label(s) for s in modality_sets]
     if len(set(labels)) != len(labels):
-        parser.error(f"a modality set is listed twice: {labels}")
+        raise UsageError(f"a modality set is listed twice: {labels}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-        parser.error(f"seeds must be a non-empty list without repeats, got {cfg.seeds}")
+        raise UsageError(f"seeds must be a non-empty list without repeats, got {cfg.seeds}")
 
     try:
         protocol = resolve_protocol(cfg.base, cfg.overrides, Cell(tuple(modality_sets[0]), None, cfg.seeds[0]),
                                     cfg.seed_args)
         folds = grid_folds(cfg.folds, protocol)
-    except SystemExit as err:  # jsonargparse has printed what is wrong with the fit arguments
-        print(f"ablate: the fit arguments (base + overrides) do not parse; see above (exit {err.code})",
-              file=sys.stderr)
-        return EXIT_BAD_CONFIG
     except (ValueError, FileNotFoundError, TypeError, ImportError) as err:
         print(f"ablate: {err}", file=sys.stderr)
         return EXIT_BAD_CONFIG

@@ -7,6 +7,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from fer_zoo.cli_errors import UsageError, from_config_value_error, parse_args
 from fer_zoo.extraction.run import ExtractorSpec, StoreSummary, extract_modality
 
 EXIT_SOME_FAILED = 3
@@ -15,7 +16,7 @@ EXIT_SOME_FAILED = 3
 def build_parser() -> ArgumentParser:
     from datamodules.sources import ClipSource  # noqa: F401  (the base type jsonargparse resolves sources against)
 
-    p = ArgumentParser(prog="python -m fer_zoo extract", description=__doc__, default_env=False)
+    p = ArgumentParser(prog="python -m fer_zoo extract", description=__doc__, default_env=False, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML config (see configs/extract.yaml)")
     p.add_argument("--source", type=ClipSource, required=True, help="clip source: class_path + init_args")
     p.add_argument("--store_root", type=str, required=True, help="folder of this dataset's feature stores")
@@ -46,15 +47,19 @@ def print_summary(summaries: list[StoreSummary]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    cfg = parser.parse_args(argv)
-    init = parser.instantiate_classes(cfg)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse_args(parser, argv, "extract")
+    try:
+        init = parser.instantiate_classes(cfg)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        raise from_config_value_error(err) from err
     names = init.only or list(init.modalities)
     unknown = [m for m in names if m not in init.modalities]
     if unknown:
-        parser.error(f"--only names modalities {unknown} that are not under `modalities` ({list(init.modalities)})")
+        raise UsageError(f"--only names modalities {unknown} that are not under `modalities` ({list(init.modalities)})")
     for key in ("num_workers", "decoder_threads"):
         if getattr(init, key) < 0:
-            parser.error(f"{key} must be >= 0, got {getattr(init, key)}")
+            raise UsageError(f"{key} must be >= 0, got {getattr(init, key)}")
     clips = init.source.clips()
     print(f"source {init.source.name}: {len(clips)} clips")
     summaries = []

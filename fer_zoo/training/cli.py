@@ -10,8 +10,11 @@ What this adds to plain LightningCLI, and why:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
+import logging.handlers
 import os
 import sys
 import time
@@ -24,15 +27,73 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from datamodules.feature_datamodule import FeatureDataModule
+from fer_zoo.cli_errors import (
+    UsageError,
+    check_config_files,
+    from_argument_error,
+    from_config_value_error,
+    parser_keys,
+)
 from fer_zoo.training.lit_module import FERLitModule
 
 # The default source takes no init_args, so a config that switches class_path has nothing to inherit (see SampleSource).
 SAMPLE_SOURCE = {"class_path": "datamodules.sources.SampleSource"}
 POLICIES = ("best", "last")
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+# Libraries whose log lines (device banners, tips, seeds, W&B's offline notes) and Python warnings go to the run
+# folder's `<command>.log` instead of the terminal when `python -m fer_zoo` runs a command (quiet=True).
+LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "wandb", "py.warnings")
+
+
+class LibraryLog:
+    """Holds library log records in memory until the run folder exists, then writes them (and later ones) there."""
+
+    def __init__(self) -> None:
+        self.memory = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
+        self.memory.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+        self.path: Path | None = None
+        self._saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+
+    def __enter__(self) -> LibraryLog:
+        logging.captureWarnings(True)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        for name in LIBRARY_LOGGERS:
+            lg = logging.getLogger(name)
+            self._saved.append((lg, list(lg.handlers), lg.propagate))
+            for h in list(lg.handlers):
+                lg.removeHandler(h)
+            lg.addHandler(self.memory)
+            lg.propagate = False
+        return self
+
+    def to_file(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(self.memory.formatter)
+        self.memory.setTarget(handler)
+        self.memory.flushLevel = logging.DEBUG  # from now on every record goes straight to the file
+        self.memory.flush()
+        self.path = path
+
+    def __exit__(self, *exc: Any) -> None:
+        self.memory.flush()
+        target = self.memory.target
+        for lg, handlers, propagate in self._saved:
+            lg.removeHandler(self.memory)
+            for h in handlers:
+                lg.addHandler(h)
+            lg.propagate = propagate
+        logging.captureWarnings(False)
+        if target is not None:
+            target.close()
 
 
 class FERCLI(LightningCLI):
     """LightningCLI with linked model/data arguments, run folders, W&B and the checkpoint policy."""
+
+    library_log: LibraryLog | None = None  # set by run_lightning_cli(quiet=True)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--run_name", type=str | None, default=None,
@@ -62,10 +123,34 @@ class FERCLI(LightningCLI):
     def _cfg(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
 
+    # -- mistakes as one line (fer_zoo.cli_errors): parsing, then building the source / data module / model -------
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        from jsonargparse import ArgumentError
+
+        argv = [str(a) for a in args] if isinstance(args, list | tuple) else []
+        check_config_files(argv)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            command = argv[0] if argv and argv[0] in LIGHTNING_COMMANDS else "fit"
+            sub = getattr(parser, "_subcommands_action", None)
+            sub_parser = sub._name_parser_map.get(command) if sub is not None else None
+            raise from_argument_error(err, command, argv, parser_keys(sub_parser or parser)) from None
+
+    def instantiate_classes(self) -> None:
+        from datamodules.feature_store import StoreError
+        from datamodules.sources import LabelError
+
+        try:
+            super().instantiate_classes()
+        except (ValueError, KeyError, LabelError, FileNotFoundError, StoreError) as err:
+            raise from_config_value_error(err) from err
+
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg()
         if cfg.checkpoint_policy not in POLICIES:
-            raise ValueError(f"--checkpoint_policy must be one of {POLICIES}, got {cfg.checkpoint_policy!r}")
+            raise UsageError(f"checkpoint_policy: {cfg.checkpoint_policy!r} is not one of {list(POLICIES)}")
         ckpt = cfg.get("ckpt_path")
         if cfg.run_name is None and ckpt and Path(ckpt).parent.name == "checkpoints":
             run = Path(ckpt).parent.parent
@@ -83,6 +168,8 @@ class FERCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self._cfg()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.library_log is not None:
+            self.library_log.to_file(self.run_dir / f"{self.subcommand or 'run'}.log")
         loggers: list[Logger] = [CSVLogger(save_dir=str(self.run_dir), name="", version="")]
         if cfg.wandb:
             loggers.append(self._wandb_logger(cfg))
@@ -133,6 +220,11 @@ class FERCLI(LightningCLI):
         if self.trainer.is_global_zero:
             print(f"run folder: {self.run_dir} (config.yaml, metrics.csv, checkpoints/"
                   + (", results.json, confusion PNGs)" if cfg.test_after_fit else ")"))
+            if self.library_log is not None and self.library_log.path is not None:
+                print(f"library messages (Lightning, W&B, warnings): {self.library_log.path}")
+            wandb_runs = sorted((self.run_dir / "wandb").glob("offline-run-*"))
+            if wandb_runs:
+                print(f"W&B offline run: {wandb_runs[-1]}  (upload: wandb sync {wandb_runs[-1]})")
 
     def after_test(self) -> None:
         self._write_results(self._cfg().get("ckpt_path"))
@@ -179,11 +271,22 @@ def _share_cpu_cores(trainer: Any, num_workers: int) -> None:
 
 # One place for how fer_zoo builds its LightningCLI (the ablation grid parses configs with the same settings).
 CLI_KWARGS: dict[str, Any] = {"save_config_kwargs": {"overwrite": True}, "seed_everything_default": 42,
-                              "parser_kwargs": {"default_env": False, "allow_abbrev": False}}
+                              "parser_kwargs": {"default_env": False, "allow_abbrev": False, "exit_on_error": False,
+                                                "prog": "python -m fer_zoo"}}
 
 
-def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI) -> FERCLI:
-    return cli_class(FERLitModule, FeatureDataModule, args=argv, **CLI_KWARGS)
+def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI, quiet: bool = False) -> FERCLI:
+    """Run ``fit|validate|test|predict`` with ``argv``. ``quiet`` (what ``python -m fer_zoo`` uses) keeps library
+    chatter out of the terminal: it goes to ``<run folder>/<command>.log``; progress bars and results stay."""
+    saved_argv = sys.argv
+    sys.argv = sys.argv[:1]  # the arguments come in `argv`; LightningCLI warns when sys.argv carries them too
+    library_log = LibraryLog() if quiet else None
+    try:
+        with library_log or contextlib.nullcontext():
+            cls = type(cli_class.__name__, (cli_class,), {"library_log": library_log}) if quiet else cli_class
+            return cls(FERLitModule, FeatureDataModule, args=argv, **CLI_KWARGS)
+    finally:
+        sys.argv = saved_argv
 
 
 class _Parsed(Exception):
@@ -201,14 +304,10 @@ def parse_fit_config(args: list[str]) -> Any:
         def before_instantiate_classes(self) -> None:
             raise _Parsed(self._cfg())
 
-    saved_argv = sys.argv
-    sys.argv = sys.argv[:1]  # LightningCLI warns when both sys.argv and args carry arguments
     try:
         run_lightning_cli(["fit", *args], cli_class=_ParseOnly)
     except _Parsed as parsed:
         return parsed.config
-    finally:
-        sys.argv = saved_argv
     raise RuntimeError("FERCLI returned without reaching before_instantiate_classes")
 
 

@@ -108,6 +108,18 @@ class FERLitModule(L.LightningModule):
         self.val_class_recall = MulticlassRecall(num_classes, average=None)
         self.test_class_recall = MulticlassRecall(num_classes, average=None)
         self.last_confusion: dict[str, np.ndarray] = {}
+        self.checkpoint_epoch: int | None = None  # epoch of the checkpoint last loaded (what `test` evaluates)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.checkpoint_epoch = checkpoint.get("epoch")
+
+    def _evaluated(self, split: str) -> str:
+        """What the figure shows: the epoch being trained (val), or the checkpoint actually tested."""
+        ckpt = getattr(self.trainer, "ckpt_path", None) if self._trainer is not None else None
+        if split != "val" and ckpt:
+            epoch = f", epoch {self.checkpoint_epoch}" if self.checkpoint_epoch is not None else ""
+            return f"checkpoint {Path(ckpt).name}{epoch}"
+        return f"epoch {self.current_epoch}"
 
     def forward(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
         return self.model(features, valid)
@@ -189,7 +201,7 @@ class FERLitModule(L.LightningModule):
         if not self.trainer.is_global_zero:
             return
         uar, war = uar_war(cm)
-        fig = confusion_figure(cm, self.class_names, f"{split} confusion, epoch {self.current_epoch}", uar, war)
+        fig = confusion_figure(cm, self.class_names, f"{split} confusion, {self._evaluated(split)}", uar, war)
         self._log_figure(f"{split}/confusion", fig)
         save_figure(fig, Path(out_dir) / f"confusion_{split}.png")
 
