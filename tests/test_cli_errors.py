@@ -75,4 +75,4 @@ def test_ablate_unknown_key_in_overrides(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["ablate", "--config", "configs/ablation.yaml", "--runs_dir", str(tmp_path), "--dry_run=true",
                  "--", "--trainer.max_epoch=3"]) == 2
     msg = _one_error_line(capsys, "ablate")
-    assert "unknown key 'trainer.max_epoch'; did you mean trainer.max_epochs?" in msg, msg
+    assert "unknown key 'trainer.max_epoch'; did you mean trainer.max_epochs" in msg, msg

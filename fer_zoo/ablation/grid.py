@@ -148,7 +148,7 @@ def build_cells(modality_sets: Sequence[Sequence[str]], folds: Sequence[int | No
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m fer_zoo ablate", description=__doc__.split("\n\n")[0], default_env=False,
-                       exit_on_error=False)
+                       exit_on_error=False, allow_abbrev=False)
     p.add_argument("--config", action=ActionConfigFile, help="ablation YAML (see configs/ablation.yaml)")
     p.add_argument("--name", type=str, required=True, help="ablation name: W&B group and folder <runs_dir>/<name>")
     p.add_argument("--runs_dir", type=str, default="runs")

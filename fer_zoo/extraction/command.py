@@ -16,7 +16,8 @@ EXIT_SOME_FAILED = 3
 def build_parser() -> ArgumentParser:
     from datamodules.sources import ClipSource  # noqa: F401  (the base type jsonargparse resolves sources against)
 
-    p = ArgumentParser(prog="python -m fer_zoo extract", description=__doc__, default_env=False, exit_on_error=False)
+    p = ArgumentParser(prog="python -m fer_zoo extract", description=__doc__, default_env=False, exit_on_error=False,
+                       allow_abbrev=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML config (see configs/extract.yaml)")
     p.add_argument("--source", type=ClipSource, required=True, help="clip source: class_path + init_args")
     p.add_argument("--store_root", type=str, required=True, help="folder of this dataset's feature stores")
