@@ -9,6 +9,7 @@ import sys
 # Tool commands -> ("module:function", one line of help); imported lazily so `--help` is quick.
 COMMANDS = {
     "extract": ("fer_zoo.extraction.command:main", "run the configured extractors over a clip source into stores"),
+    "import-features": ("fer_zoo.imports.command:main", "turn OpenFace / py-feat CSVs or .npy files into a store"),
     "fetch-weights": ("fer_zoo.extraction.fetch_weights:main", "download the pretrained weights a config needs"),
     "ablate": ("fer_zoo.ablation.grid:main", "a grid of modality sets x folds x seeds, with a summary table and chart"),
     "preprocess": ("fer_zoo.video.preprocess:main", "track the face in raw videos and write DFEW-layout face crops"),
