@@ -202,3 +202,35 @@ def test_openface_import_fits_with_resnet_and_ablates(sample_stores: Path, tmp_p
     assert grid.main(["--config", str(cfg)]) == 0
     table = (tmp_path / "abl" / "imp" / "summary.md").read_text()
     assert "openface" in table and "openface+resnet" in table
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_modalities_at_other_rates_line_up_in_time(tmp_path: Path, train: bool) -> None:
+    """An OpenFace import keeps every frame (100 at 30 fps); an extracted store of the same clip holds 64 capped
+    frames. TSN sampling takes the same relative position in every modality, so both pick frames of the same
+    moment: within one segment's spacing of the sparser store (64 frames over 100: 1.6 source frames)."""
+    from datamodules.feature_datamodule import FeatureDataset
+    from datamodules.feature_store import ClipResult, ShardWriter, pack
+    from datamodules.frames import cap_indices
+
+    stores = {}
+    for name, idx in (("openface", np.arange(100)), ("resnet", cap_indices(100, 64))):
+        path = tmp_path / name
+        w = ShardWriter(path, {"m": name})
+        w.add(ClipResult("c", np.zeros((len(idx), 2), np.float32), np.ones(len(idx), bool), idx, idx / 30.0))
+        w.flush()
+        pack(path, ["c"], {"dim": 2})
+        stores[name] = FeatureStore(path)
+    ds = FeatureDataset(stores, ["c"], [0], num_frames=16, train=train, seed=3)
+    from datamodules.sampling import segment_indices
+
+    for seed in range(5 if train else 1):
+        drawn = {}
+        for name, store in stores.items():
+            # FeatureDataset's draw (one generator state per clip, shared by every length), replayed through each
+            # store's timestamps: which source moments were taken.
+            gen = np.random.default_rng(seed) if train else None
+            idx, _ = segment_indices(len(store.clip("c")[0]), 16, train, gen)
+            drawn[name] = store.frames("c")[1][idx]
+        assert np.abs(drawn["openface"] - drawn["resnet"]).max() <= 2.0 / 30.0 + 1e-9, drawn
+    assert ds[0]["features"]["openface"].shape == ds[0]["features"]["resnet"].shape == (16, 2)
