@@ -104,7 +104,14 @@ def test_missing_checkpoint_is_a_clear_error(dummy_video: Path, tmp_path: Path,
     from fer_zoo.video.predict import main
 
     assert main([str(dummy_video), "--ckpt", str(tmp_path / "runs" / "gone" / "last.ckpt")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "no such file or folder; pass a run folder" in capsys.readouterr().err
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("data: {}\n")
+    assert main([str(dummy_video), "--ckpt", str(run / "config.yaml")]) == 2  # the run's config, not a checkpoint
+    err = capsys.readouterr().err
+    assert f"--ckpt {run / 'config.yaml'}: a .yaml file is not a checkpoint; pass the run folder ({run}/)" in err
+    assert "weights_only" not in err
     lone = tmp_path / "lone.ckpt"
     lone.write_bytes(b"x")
     assert main([str(dummy_video), "--ckpt", str(lone)]) == 2

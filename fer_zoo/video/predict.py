@@ -113,6 +113,9 @@ class RunInfo:
     track_from: str = "defaults"
 
 
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+
+
 def _locate(path: str | Path | None, run_dir: Path) -> Path | None:
     """An existing path as written in a run's files: absolute, or relative to the cwd, the project or the run."""
     if not path:
@@ -146,7 +149,11 @@ def resolve_run(ckpt_arg: str | Path, track_overrides: dict[str, Any] | None = N
 
     arg = Path(ckpt_arg)
     if not arg.exists():
-        raise PredictError(f"checkpoint not found: {arg}")
+        raise PredictError(f"--ckpt {arg}: no such file or folder; pass a run folder (runs/<run>/) or one of its "
+                           "checkpoints (runs/<run>/checkpoints/*.ckpt)")
+    if arg.is_file() and arg.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise PredictError(f"--ckpt {arg}: a {arg.suffix or 'suffix-less'} file is not a checkpoint; pass the run "
+                           f"folder ({arg.parent}/) or one of its checkpoints (checkpoints/*.ckpt)")
     if arg.is_dir():
         run_dir, ckpt = arg, None
     else:
