@@ -201,10 +201,15 @@ class FERCLI(LightningCLI):
             id_file.write_text(run_id + "\n")
         mods = [m.split("/")[0] for m in cfg.data.modalities]
         tags = [*cfg.wandb_tags, *mods, f"fold{cfg.data.fold or 0}"]
-        return WandbLogger(project=cfg.wandb_project, name=self.run_dir.name, id=run_id, resume="allow",
-                           save_dir=str(self.run_dir), group=cfg.wandb_group, tags=tags, job_type=self.subcommand,
-                           config={"modalities": "+".join(sorted(mods)), "fold": cfg.data.fold or 0,
-                                   "seed": cfg.data.seed, "seed_everything": cfg.seed_everything})
+        logger = WandbLogger(project=cfg.wandb_project, name=self.run_dir.name, id=run_id, resume="allow",
+                             save_dir=str(self.run_dir), group=cfg.wandb_group, tags=tags, job_type=self.subcommand,
+                             config={"modalities": "+".join(sorted(mods)), "fold": cfg.data.fold or 0,
+                                     "seed": cfg.data.seed, "seed_everything": cfg.seed_everything})
+        # Lightning always passes `anonymous` (None by default); wandb >= 0.19 then prints a deprecation warning on
+        # the terminal for a setting nobody asked for. Dropping the unset key changes nothing else.
+        if getattr(logger, "_wandb_init", {}).get("anonymous", "set") is None:
+            logger._wandb_init.pop("anonymous")
+        return logger
 
     # -- after fit: test the policy's checkpoint once, write results.json -----------------------------------------
 
