@@ -18,6 +18,7 @@ import logging.handlers
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ class FERCLI(LightningCLI):
     def parse_arguments(self, parser: Any, args: Any) -> None:
         from jsonargparse import ArgumentError
 
-        argv = [str(a) for a in args] if isinstance(args, list | tuple) else []
+        argv = [str(a) for a in args] if isinstance(args, list | tuple) else sys.argv[1:]
         check_config_files(argv)
         try:
             super().parse_arguments(parser, args)
@@ -282,16 +283,18 @@ CLI_KWARGS: dict[str, Any] = {"save_config_kwargs": {"overwrite": True}, "seed_e
 
 def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI, quiet: bool = False) -> FERCLI:
     """Run ``fit|validate|test|predict`` with ``argv``. ``quiet`` (what ``python -m fer_zoo`` uses) keeps library
-    chatter out of the terminal: it goes to ``<run folder>/<command>.log``; progress bars and results stay."""
-    saved_argv = sys.argv
-    sys.argv = sys.argv[:1]  # the arguments come in `argv`; LightningCLI warns when sys.argv carries them too
+    chatter out of the terminal: it goes to ``<run folder>/<command>.log``; progress bars and results stay.
+
+    When ``argv`` is the process's own command line, LightningCLI reads ``sys.argv`` itself: DDP re-launches each
+    rank with ``sys.argv``, so it must stay whole (and then LightningCLI has nothing to warn about).
+    """
+    args = None if list(argv) == sys.argv[1:] else list(argv)
     library_log = LibraryLog() if quiet else None
-    try:
-        with library_log or contextlib.nullcontext():
-            cls = type(cli_class.__name__, (cli_class,), {"library_log": library_log}) if quiet else cli_class
-            return cls(FERLitModule, FeatureDataModule, args=argv, **CLI_KWARGS)
-    finally:
-        sys.argv = saved_argv
+    with library_log or contextlib.nullcontext(), warnings.catch_warnings():
+        # In-process callers (the ablation's parse-only check, tests) pass their own args beside pytest's argv.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cls = type(cli_class.__name__, (cli_class,), {"library_log": library_log}) if quiet else cli_class
+        return cls(FERLitModule, FeatureDataModule, args=args, **CLI_KWARGS)
 
 
 class _Parsed(Exception):
