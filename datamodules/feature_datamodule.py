@@ -14,6 +14,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -277,6 +278,15 @@ class FeatureDataset(Dataset):
 # ------------------------------------------------------------------------------------------------------ datamodule
 
 
+@dataclass(frozen=True)
+class DroppedClip:
+    """A clip taken out of its split because it holds nothing usable (``split``: where the split had put it)."""
+
+    clip_id: str
+    split: str
+    reason: str
+
+
 def modality_keys(modalities: Sequence[str]) -> list[str]:
     """Batch keys of the selected stores: the modality name without a ``/<extractor>-<hash>`` pin, unless two
     entries share a name (two extractors of one modality), then the full strings. Models and predict-video use
@@ -297,6 +307,11 @@ class FeatureDataModule(L.LightningDataModule):
 
     Validation (checkpoint selection) is always carved from the training pool, never from the test clips; a source
     whose records carry ``split == "val"`` (a manifest) supplies its own validation clips instead.
+
+    Unusable clips (extraction failed in a selected store, or no valid frame in any of them) are dropped from every
+    split after splitting, with one warning naming each clip, its split and the reason; they are listed in
+    ``dropped`` (and in the run's ``results.json``). ``strict=True`` raises ``ValueError`` with that list instead.
+    Classes that end up missing from a non-empty split are logged and listed in ``short_classes``.
     """
 
     def __init__(
@@ -313,6 +328,7 @@ class FeatureDataModule(L.LightningDataModule):
         num_workers: int = 2,
         class_balance: str = "none",
         vocabulary: str | None = None,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         if class_balance not in CLASS_BALANCE:
@@ -350,13 +366,8 @@ class FeatureDataModule(L.LightningDataModule):
         self.subjects: dict[str, str] = {r.clip_id: r.subject for r in records if r.subject is not None}
         self.split_ids: dict[str, list[str]] = self._split(records, list(source.folds))
         self._check_presence()
-        self.excluded: list[str] = [c for c in self.split_ids["train"] if self._unusable(c)]
-        if self.excluded:
-            dropped = set(self.excluded)
-            self.split_ids["train"] = [c for c in self.split_ids["train"] if c not in dropped]
-            log.warning("%s: %d training clips excluded (extraction failed or no valid frame in any modality), "
-                        "e.g. %s; val/test keep theirs as all-invalid inputs",
-                        source.name, len(self.excluded), self.excluded[:5])
+        self.dropped: dict[str, DroppedClip] = self._drop_unusable(strict)
+        self.short_classes: dict[str, dict[str, int]] = self._report_short_classes()
         self.class_weights: list[float] | None = (
             self._inverse_frequency() if class_balance == "weighted_loss" else None
         )
@@ -445,11 +456,59 @@ class FeatureDataModule(L.LightningDataModule):
                     dict(zip(s.index["clip_id"], s.index["valid_count"].astype(int))))
                 for m, s in self.stores.items()}
 
-    def _unusable(self, clip_id: str) -> bool:
-        """Failed in any store, or without a single valid frame in every store: nothing to learn from."""
-        health = self._store_health.values()
-        failed = any(status[clip_id] == "failed" for status, _ in health)
-        return failed or all(count[clip_id] == 0 for _, count in health)
+    def _unusable(self, clip_id: str) -> str | None:
+        """Why a clip holds nothing to learn from or score, else ``None``: extraction failed in any store (with the
+        store's recorded reason), or not a single valid frame in any store (no face / body found anywhere)."""
+        failed = [f"extraction failed in {m}: {self._reasons[m].get(clip_id) or 'no reason recorded'}"
+                  for m, (status, _) in self._store_health.items() if status[clip_id] == "failed"]
+        if failed:
+            return "; ".join(failed)
+        if all(count[clip_id] == 0 for _, count in self._store_health.values()):
+            return f"no valid frame in any modality ({', '.join(self._store_health)})"
+        return None
+
+    @functools.cached_property
+    def _reasons(self) -> dict[str, dict[str, str]]:
+        return {m: {c: str(r) for c, r in zip(s.index["clip_id"], s.index["reason"]) if isinstance(r, str) and r}
+                for m, s in self.stores.items()}
+
+    def _drop_unusable(self, strict: bool) -> dict[str, DroppedClip]:
+        """Take unusable clips out of every split (after splitting, so the split itself never depends on which
+        modalities are selected), with one log line naming each and why; ``strict`` stops the run instead.
+
+        An unusable clip kept in val or test would be scored as an all-padding input, silently moving the metrics.
+        """
+        dropped = {c: DroppedClip(c, split, why) for split in SPLITS for c in self.split_ids[split]
+                   if (why := self._unusable(c)) is not None}
+        if not dropped:
+            return dropped
+        listing = "; ".join(f"{d.clip_id} ({d.split}: {d.reason})" for d in dropped.values())
+        per_split = ", ".join(f"{n} {s}" for s in SPLITS if (n := sum(d.split == s for d in dropped.values())))
+        if strict:
+            raise ValueError(f"{self.source.name}: {len(dropped)} clips are unusable ({per_split}) and strict=True: "
+                             f"{listing}. Fix their files or paths and re-extract with --retry_failed true, or "
+                             "remove them from the source, or set strict=False to drop them")
+        for split in SPLITS:
+            self.split_ids[split] = [c for c in self.split_ids[split] if c not in dropped]
+        log.warning("%s: dropped %d unusable clips from the splits (%s): %s", self.source.name, len(dropped),
+                    per_split, listing)
+        return dropped
+
+    def _report_short_classes(self) -> dict[str, dict[str, int]]:
+        """Classes missing from a split they need to be in (too few clips for train, val and test to hold one
+        each): their recall there is undefined and UAR averages over the classes present. Logged once, returned
+        as ``{class: {split: clips}}``."""
+        needed = [s for s in SPLITS if self.split_ids[s]]  # an empty split (val_fraction 0) needs nothing
+        counts = {s: self.class_counts(s) for s in SPLITS}
+        total = {c: sum(counts[s][c] for s in SPLITS) for c in self.class_names}
+        short = {c: {s: counts[s][c] for s in SPLITS} for c in self.class_names
+                 if any(counts[s][c] == 0 for s in needed)}
+        if short:
+            what = "; ".join(f"{c!r}: {total[c]} clips (" + ", ".join(f"{n} {s}" for s, n in v.items()) + ")"
+                             for c, v in short.items())
+            log.warning("%s: classes with too few clips for the split (train, val and test need one each; their "
+                        "recall is undefined where they are missing): %s", self.source.name, what)
+        return short
 
     def _inverse_frequency(self) -> list[float]:
         counts = np.bincount([self.labels[c] for c in self.split_ids["train"]], minlength=self.num_classes)
@@ -555,7 +614,7 @@ class FeatureDataModule(L.LightningDataModule):
             "class_balance": self.class_balance,
             "class_weights": self.class_weights,
             "sizes": {s: len(self.split_ids[s]) for s in SPLITS},
-            "excluded_from_train": len(self.excluded),
+            "dropped": len(self.dropped),
             "class_counts": {s: self.class_counts(s) for s in SPLITS},
             "seed": self.seed,
         }

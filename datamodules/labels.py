@@ -118,3 +118,87 @@ def get_vocabulary(name: str) -> LabelVocabulary:
         return VOCABULARIES[name]
     except KeyError:
         raise KeyError(f"unknown label vocabulary {name!r}; known: {sorted(VOCABULARIES)}") from None
+
+
+# --------------------------------------------------------------------------------- inferred vocabularies: spellings
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions each cost 1) between two strings."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        cur = [i]
+        for j, cb in enumerate(b, start=1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _spelling_key(name: str) -> str:
+    """A label with case, spacing, ``_``/``-`` and known synonyms folded away (``"Very_Happy "`` -> ``veryhappy``)."""
+    folded = "".join(ch for ch in str(name).lower() if ch.isalnum())
+    return _SYNONYMS.get(folded, folded)
+
+
+def _near(a: str, b: str) -> bool:
+    """Keys one typo apart: edit distance <= 1, or <= 2 when both have 6 or more characters."""
+    limit = 2 if min(len(a), len(b)) >= 6 else 1
+    return abs(len(a) - len(b)) <= limit and edit_distance(a, b) <= limit
+
+
+def near_duplicate_labels(counts: dict[str, int]) -> list[dict[str, int]]:
+    """Groups of label spellings that look like one class written several ways, each ``{spelling: count}``.
+
+    ``counts`` maps each raw label cell (as written in the file) to how many clips carry it. Two spellings are
+    grouped when they differ only in case, spacing, ``_``/``-``, by a known synonym (``happy``/``happiness``, see
+    ``_SYNONYMS``), or by an edit distance of 1 (2 for names of 6+ characters: ``hapiness``/``happiness``).
+    Grouping is transitive. Only groups of two or more spellings are returned, largest count first within a group.
+    """
+    spellings = sorted(counts)
+    keys = {s: _spelling_key(s) for s in spellings}
+    parent = {s: s for s in spellings}
+
+    def find(s: str) -> str:
+        while parent[s] != s:
+            s = parent[s]
+        return s
+
+    for i, a in enumerate(spellings):
+        for b in spellings[i + 1:]:
+            if keys[a] == keys[b] or _near(keys[a], keys[b]):
+                parent[find(b)] = find(a)
+    groups: dict[str, list[str]] = {}
+    for s in spellings:
+        groups.setdefault(find(s), []).append(s)
+    return [{s: counts[s] for s in sorted(g, key=lambda s: (-counts[s], s))}
+            for g in groups.values() if len(g) > 1]
+
+
+class LabelSpellingError(ValueError):
+    """Labels of an inferred vocabulary that look like one class spelt several ways (the run stops)."""
+
+
+def check_inferred_labels(counts: dict[str, int], where: str) -> None:
+    """Stop when an inferred vocabulary would split one class over near-duplicate spellings.
+
+    ``counts``: raw label spelling -> number of clips; ``where``: the file the labels come from (named in the error).
+    Raises :class:`LabelSpellingError` listing every group with its spellings and counts, and the two ways out:
+    fix the spellings in the file, or name the classes (``vocabulary: [happiness, sadness, ...]``), which maps case
+    and known synonyms and refuses any other spelling with its file and line.
+    """
+    groups = near_duplicate_labels(counts)
+    if not groups:
+        return
+    found = "; ".join(", ".join(f"{s!r} x{n}" for s, n in g.items()) for g in groups)
+    grouped = {s for g in groups for s in g}
+    # the suggestion: every ungrouped class, and the most frequent spelling of each group
+    classes = sorted({canonical_label(s) for s in counts if s not in grouped}
+                     | {canonical_label(next(iter(g))) for g in groups})
+    raise LabelSpellingError(
+        f"{where}: labels that look like one class spelt several ways: {found}. The classes are inferred from the "
+        "labels (no vocabulary named), so fer_zoo will not guess which spellings are one class. Fix the spellings in "
+        f"{where}, or name the classes, e.g. vocabulary: [{', '.join(classes)}] (then case and known synonyms such "
+        "as happy/happiness map to one class, and any other spelling is an error naming its line)."
+    )

@@ -15,13 +15,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
 from datamodules.frames import IMAGE_SUFFIXES
-from datamodules.labels import DFEW, FERV39K, MAFW_ORDERS, LabelVocabulary, canonical_label, get_vocabulary
+from datamodules.labels import (
+    DFEW,
+    FERV39K,
+    MAFW_ORDERS,
+    LabelVocabulary,
+    canonical_label,
+    check_inferred_labels,
+    get_vocabulary,
+)
 from datamodules.records import ClipRecord
 
 SPLITS = ("train", "val", "test")
@@ -422,24 +431,41 @@ class ManifestSource:
     a manifest names no order). ``fold`` is the test fold of the clip in a K-fold protocol. ``subject`` (optional)
     names the person shown: seeded splits then keep each subject's clips on one side. ``vocabulary=None``
     takes the sorted set of labels found, read when the source is built so the class count is fixed before any
-    model is.
+    model is; labels that look like one class spelt several ways (``Happy``/``happy``, ``happy``/``happiness``,
+    ``hapiness``/``happiness``) then stop with :class:`~datamodules.labels.LabelSpellingError` listing them and their
+    counts. ``vocabulary`` may name a known vocabulary (``"faces8"``) or list your classes (``[happiness, neutral]``,
+    in this order); then case and known synonyms map to them and any other label is an error naming its line.
+    A row with an empty label (``preprocess`` writes the label column empty when it was given no labels) is an
+    error listing the lines to fill in.
     """
 
     csv: str | Path
     root: str | Path | None = None
-    vocabulary: str | LabelVocabulary | None = None
+    vocabulary: str | list[str] | LabelVocabulary | None = None
 
     name: ClassVar[str] = "manifest"
 
     def __post_init__(self) -> None:
         if self.vocabulary is None:
-            labels = {canonical_label(r["label"]) for _, r in self._rows() if r["label"]}
-            bad = sorted(x for x in labels if _is_int(x))
+            rows = list(self._rows())
+            self._require_labels(rows)
+            counts = Counter(r["label"] for _, r in rows)
+            bad = sorted(x for x in counts if _is_int(x))
             if bad:
                 raise LabelError(f"{self.csv}: integer labels {bad}; a manifest needs class names")
-            self.vocabulary = LabelVocabulary("manifest", tuple(sorted(labels)))
+            check_inferred_labels(dict(counts), str(self.csv))
+            self.vocabulary = LabelVocabulary("manifest", tuple(sorted({canonical_label(x) for x in counts})))
+        elif isinstance(self.vocabulary, (list, tuple)):
+            self.vocabulary = LabelVocabulary("manifest", tuple(str(c) for c in self.vocabulary))
         else:
             self.vocabulary = _resolve_vocabulary(self.vocabulary)
+
+    def _require_labels(self, rows: list[tuple[int, dict[str, str]]]) -> None:
+        empty = [n for n, r in rows if not r["label"]]
+        if empty:
+            lines = ", ".join(map(str, empty[:20])) + (", ..." if len(empty) > 20 else "")
+            raise LabelError(f"{self.csv}: {len(empty)} of {len(rows)} clips have no label (lines {lines}): fill in "
+                             "the label column, or delete the rows of clips you do not want to train on")
 
     @property
     def base(self) -> Path:
@@ -458,7 +484,9 @@ class ManifestSource:
         base = self.base
         records: dict[str, ClipRecord] = {}
         where_of: dict[str, str] = {}
-        for n, row in self._rows():
+        rows = list(self._rows())
+        self._require_labels(rows)
+        for n, row in rows:
             where = f"{self.csv}:{n}"
             rel = Path(row["path"])
             full = rel if rel.is_absolute() else base / rel

@@ -32,7 +32,40 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--retry_failed", type=bool, default=False,
                    help="extract again the clips that failed in an earlier run (after fixing their files or paths)")
     p.add_argument("--trainer", type=dict[str, Any], default={}, help="Lightning Trainer kwargs (devices, strategy)")
+    p.add_argument("--fit_config", type=str | None, default=None,
+                   help="a fit config (e.g. your copy of configs/my_clips.yaml): its data.source and data.store_root "
+                        "replace source and store_root, and unless --only is given only its data.modalities are "
+                        "extracted, so one file names your clips for both commands")
     return p
+
+
+def fit_config_data(path: str, extract_modalities: list[str]) -> tuple[dict[str, Any], str, list[str]]:
+    """``(source, store_root, modalities to extract)`` from a fit config's ``data`` section.
+
+    ``extract_modalities``: the modality names this extract config knows; the fit config's ``data.modalities``
+    (a ``/<extractor>-<hash>`` pin is cut off) must be among them. Raises ``ValueError`` naming the file and key.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"--fit_config: file not found: {file}")
+    cfg = yaml.safe_load(file.read_text()) or {}
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    missing = [k for k in ("source", "store_root", "modalities") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ValueError(f"--fit_config {file}: no data.{', data.'.join(missing)} in it (a fit config names the clip "
+                         "source, the store root and the modalities to train on under `data:`)")
+    mods = list(dict.fromkeys(str(m).split("/")[0] for m in data["modalities"]))
+    unknown = [m for m in mods if m not in extract_modalities]
+    if unknown:
+        raise ValueError(f"--fit_config {file}: data.modalities {unknown} are not modalities of the extract config "
+                         f"(known: {extract_modalities})")
+    return data["source"], str(data["store_root"]), mods
+
+
 
 
 def print_summary(summaries: list[StoreSummary]) -> None:
@@ -46,15 +79,35 @@ def print_summary(summaries: list[StoreSummary]) -> None:
             print(f"  FAILED [{s.modality}] {cid}: {reason}")
 
 
+def apply_fit_config(parser: ArgumentParser, cfg: Any) -> list[str]:
+    """Put ``--fit_config``'s source and store root into the parsed ``cfg``; return the modalities it trains on.
+
+    The source is parsed on its own: merged over the extract config's source, init_args that the other class also
+    has (the sample's ``root``) would carry over into it. Raises :class:`UsageError` naming the file.
+    """
+    from jsonargparse import ArgumentError
+
+    try:
+        source, cfg.store_root, mods = fit_config_data(cfg.fit_config, list(cfg.modalities))
+        cfg.source = parser.parse_object({"source": source, "store_root": cfg.store_root,
+                                          "modalities": cfg.modalities}).source
+    except (ValueError, ArgumentError) as err:
+        text = " ".join(str(err).split())
+        raise UsageError(text if text.startswith("--fit_config") else f"--fit_config {cfg.fit_config}: {text}") \
+            from None
+    return mods
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse_args(parser, argv, "extract")
+    fit_mods = apply_fit_config(parser, cfg) if cfg.fit_config else None
     try:
         init = parser.instantiate_classes(cfg)
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise from_config_value_error(err) from err
-    names = init.only or list(init.modalities)
+    names = init.only or fit_mods or list(init.modalities)
     unknown = [m for m in names if m not in init.modalities]
     if unknown:
         raise UsageError(f"--only names modalities {unknown} that are not under `modalities` ({list(init.modalities)})")

@@ -11,6 +11,7 @@ What this adds to plain LightningCLI, and why:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
@@ -253,6 +254,10 @@ class FERCLI(LightningCLI):
                            "meta": {k: v for k, v in dm.stores[m].meta.items() if k != "schema"}}
                        for m, p in dm.store_paths.items()},
             "split_sizes": {k: len(v) for k, v in dm.split_ids.items()},
+            # Clips taken out of the splits (extraction failed / no valid frame), and classes a split lacks.
+            "dropped_clips": {"count": len(dm.dropped),
+                              "clips": [dataclasses.asdict(d) for d in dm.dropped.values()]},
+            "short_classes": dm.short_classes,
         }
         if results["confusion"] is not None:
             results["confusion"] = results["confusion"].tolist()

@@ -6,9 +6,13 @@ Every video (mp4, mov, avi, webm, mkv, ...; a folder is searched recursively) be
     DIR/Clip/clip_224x224/<clip_id>/boxes.csv                 one row per decoded frame (see below)
     DIR/preprocess.json                                       the settings (a rerun with others is refused)
     DIR/clips.csv                                             clip_id, video, status, frame counts, reason
+    DIR/manifest.csv                                          path,label,subject: the training list (below)
 
-so ``DFEWSource(root=DIR)`` (whose default ``frames_subdir`` is ``Clip/clip_224x224``) and ``read_frames`` read it
-once ``DIR/EmoLabel_DataSplit`` holds your labels. With ``--size`` other than 224 the folder is
+``DIR/manifest.csv`` lists every clip folder with face crops for ``ManifestSource(csv=DIR/manifest.csv)``; its
+labels come from ``--labels`` (a CSV ``video,label[,subject]``) or are left empty for you to fill in, and a rerun
+keeps labels and rows you added (see :mod:`fer_zoo.video.manifest`). The tree is also read by
+``DFEWSource(root=DIR)`` (whose default ``frames_subdir`` is ``Clip/clip_224x224``) once ``DIR/EmoLabel_DataSplit``
+holds DFEW-style label files, and by ``read_frames``. With ``--size`` other than 224 the folder is
 ``Clip/clip_<S>x<S>``: pass that as DFEWSource's ``frames_subdir``. ``<clip_id>`` is the video's stem (a numeric
 stem is zero-padded to 5 digits as DFEW's ids are; two videos with one stem get ``_<ext>`` / ``_2`` suffixes).
 
@@ -53,6 +57,7 @@ from fer_zoo.video.face_track import (
     track_video,
     write_boxes_csv,
 )
+from fer_zoo.video.manifest import match_labels, print_summary, read_labels, write_manifest
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_NO_FACE = 0, 2, 3, 4
 
@@ -160,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames_subdir", default=None,
                    help="clip folder root inside --out (default: Clip/clip_224x224, DFEWSource's default)")
     p.add_argument("--overwrite", action="store_true", help="redo clips whose folder already exists")
+    p.add_argument("--labels", default=None,
+                   help="CSV with header video,label[,subject] (video: file name, stem or path): written into "
+                        "DIR/manifest.csv, the training list for ManifestSource. Without it the manifest's label "
+                        "column is left empty for you to fill in")
     return p
 
 
@@ -173,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         videos = collect_videos(args.inputs)
         out = Path(args.out)
         subdir = args.frames_subdir or default_frames_subdir(cfg.size)
+        ids = clip_ids(videos)
+        label_rows = read_labels(args.labels) if args.labels else []
+        labels, unmatched = match_labels(videos, ids, label_rows, args.labels) if args.labels else ({}, [])
         _check_settings(out, {**cfg.to_dict(), "frame_cap": args.frame_cap, "frames_subdir": subdir})
     except (InputError, ValueError) as err:
         print(f"preprocess: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    ids = clip_ids(videos)
     frames_root = out / subdir
     frames_root.mkdir(parents=True, exist_ok=True)
     print(f"preprocess: {len(videos)} video(s) -> {frames_root}/<clip_id>/ (crop {cfg.size}px, margin {cfg.margin}, "
@@ -203,7 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         detector.close()
     _write_index(out, outcomes)
-    return _report(outcomes, frames_root)
+    status = _report(outcomes, frames_root)
+    with open(out / "clips.csv", newline="") as f:
+        index = list(csv.DictReader(f))
+    try:
+        summary = write_manifest(out, subdir, index, labels)
+    except InputError as err:
+        print(f"preprocess: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print_summary(summary, bool(args.labels), unmatched)
+    _exit_note(status)
+    return status
 
 
 def _report(outcomes: list[ClipOutcome], frames_root: Path) -> int:
@@ -220,13 +241,14 @@ def _report(outcomes: list[ClipOutcome], frames_root: Path) -> int:
         print(f"  NO FACE {o.clip_id}: {o.reason}")
     for o in by["failed"]:
         print(f"  FAILED  {o.clip_id}: {o.video}: {o.reason}")
-    if by["failed"]:
+    return EXIT_FAILED if by["failed"] else EXIT_NO_FACE if by["no_face"] else EXIT_OK
+
+
+def _exit_note(status: int) -> None:
+    if status == EXIT_FAILED:
         print(f"some videos failed (listed above); exit status {EXIT_FAILED}", file=sys.stderr)
-        return EXIT_FAILED
-    if by["no_face"]:
-        print(f"some videos have no face; exit status {EXIT_NO_FACE}", file=sys.stderr)
-        return EXIT_NO_FACE
-    return EXIT_OK
+    elif status == EXIT_NO_FACE:
+        print(f"some videos have no face (listed above); exit status {EXIT_NO_FACE}", file=sys.stderr)
 
 
 if __name__ == "__main__":
