@@ -154,9 +154,10 @@ def near_duplicate_labels(counts: dict[str, int]) -> list[dict[str, int]]:
     ``counts`` maps each raw label cell (as written in the file) to how many clips carry it. Two spellings are
     grouped when they differ only in case, spacing, ``_``/``-``, by a known synonym (``happy``/``happiness``, see
     ``_SYNONYMS``), or by an edit distance of 1 (2 for names of 6+ characters: ``hapiness``/``happiness``).
-    Grouping is transitive. Only groups of two or more spellings are returned, largest count first within a group.
+    Grouping is transitive. Only groups of two or more spellings are returned, in the order of ``counts`` (a file's
+    order when counted from it), largest count first within a group.
     """
-    spellings = sorted(counts)
+    spellings = list(counts)
     keys = {s: _spelling_key(s) for s in spellings}
     parent = {s: s for s in spellings}
 
@@ -172,7 +173,7 @@ def near_duplicate_labels(counts: dict[str, int]) -> list[dict[str, int]]:
     groups: dict[str, list[str]] = {}
     for s in spellings:
         groups.setdefault(find(s), []).append(s)
-    return [{s: counts[s] for s in sorted(g, key=lambda s: (-counts[s], s))}
+    return [{s: counts[s] for s in sorted(g, key=lambda s: -counts[s])}
             for g in groups.values() if len(g) > 1]
 
 

@@ -101,6 +101,11 @@ def make_dm(store_root: Path, source: FakeSource | None = None, **kw: object) ->
     return FeatureDataModule(**args)
 
 
+def made(dm: FeatureDataModule, split: str) -> set[str]:
+    """The clips of ``split`` as the split made it, before unusable clips were dropped from it."""
+    return set(dm.split_ids[split]) | {d.clip_id for d in dm.dropped.values() if d.split == split}
+
+
 # ----------------------------------------------------------------------------------------------------- sampling
 
 
@@ -209,11 +214,11 @@ def test_kfold_splits_disjoint_stratified_deterministic(store_root: Path) -> Non
     for fold in src.folds:
         a, b = make_dm(store_root, fold=fold), make_dm(store_root, fold=fold)
         assert a.split_ids == b.split_ids  # same ids on every instantiation
-        train, val, test = (set(a.split_ids[s]) for s in ("train", "val", "test"))
+        train, val, test = (made(a, s) for s in ("train", "val", "test"))
         assert not (train & val) and not (train & test) and not (val & test)
         assert test == {r.clip_id for r in src.records if r.test_fold == fold}  # test clips never in val
-        assert train | val | test | set(a.excluded) == {r.clip_id for r in src.records}
-        pool = [a.labels[c] for c in a.split_ids["train"] + a.split_ids["val"] + a.excluded]
+        assert train | val | test == {r.clip_id for r in src.records}
+        pool = [a.labels[c] for c in train | val]
         pool_counts = Counter(pool)
         val_counts = Counter(a.labels[c] for c in val)
         assert sum(val_counts.values()) == round(0.2 * len(pool))
@@ -258,16 +263,16 @@ def test_fold_is_required_for_kfold_sources(store_root: Path) -> None:
 def test_train_test_source_and_no_protocol_source(store_root: Path) -> None:
     recs = [ClipRecord(f"c{i:03d}", "p", _label(i), "test" if i % 4 == 0 else "train") for i in range(N_CLIPS)]
     dm = make_dm(store_root, source=FakeSource(recs), fold=None)
-    assert set(dm.split_ids["test"]) == {r.clip_id for r in recs if r.split == "test"}
-    assert not set(dm.split_ids["val"]) & set(dm.split_ids["test"])
-    assert len(dm.split_ids["val"]) == round(0.2 * len(recs) * 3 / 4)
+    assert made(dm, "test") == {r.clip_id for r in recs if r.split == "test"}
+    assert not made(dm, "val") & made(dm, "test")
+    assert len(made(dm, "val")) == round(0.2 * len(recs) * 3 / 4)
 
     plain = [ClipRecord(r.clip_id, r.path, r.label) for r in recs]
     a = make_dm(store_root, source=FakeSource(plain), fold=None, test_fraction=0.25)
     b = make_dm(store_root, source=FakeSource(plain), fold=None, test_fraction=0.25)
     assert a.split_ids == b.split_ids
-    assert len(a.split_ids["test"]) == 15
-    assert Counter(a.labels[c] for c in a.split_ids["test"]) == {0: 8, 1: 5, 2: 2}  # 7.5, 5, 2.5: largest remainder
+    assert len(made(a, "test")) == 15
+    assert Counter(a.labels[c] for c in made(a, "test")) == {0: 8, 1: 5, 2: 2}  # 7.5, 5, 2.5: largest remainder
     with pytest.raises(ValueError, match="no folds"):
         make_dm(store_root, source=FakeSource(plain), fold=1)
 
@@ -306,22 +311,58 @@ def test_label_outside_vocabulary(store_root: Path) -> None:
         make_dm(store_root, source=src)
 
 
-def test_failed_clip_excluded_from_train_kept_in_test(store_root: Path) -> None:
-    failed_fold, invalid_fold = _fold(int(FAILED[1:])), _fold(int(ALL_INVALID[1:]))
-    assert 1 not in (failed_fold, invalid_fold)
-    for val_fraction in (0.0, 0.2):
-        dm = make_dm(store_root, fold=1, val_fraction=val_fraction)
-        assert {FAILED, ALL_INVALID} <= set(dm.excluded)
-        assert FAILED not in dm.split_ids["train"] and ALL_INVALID not in dm.split_ids["train"]
-        assert dm.describe()["excluded_from_train"] == len(dm.excluded)
-        assert not set(dm.excluded) & set(dm.split_ids["val"])  # excluded is what left train, nothing else
+@pytest.mark.parametrize("val_fraction", [0.0, 0.2])
+@pytest.mark.parametrize("fold", [1, 2, 3])
+def test_unusable_clips_are_dropped_from_every_split_with_one_line(store_root: Path, fold: int, val_fraction: float,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="datamodules.feature_datamodule"):
+        dm = make_dm(store_root, fold=fold, val_fraction=val_fraction)
+    assert set(dm.dropped) == {FAILED, ALL_INVALID}
+    for split in ("train", "val", "test"):
+        assert not {FAILED, ALL_INVALID} & set(dm.split_ids[split]), f"an unusable clip stayed in {split}"
+        assert not {FAILED, ALL_INVALID} & set(dm.dataset(split).clip_ids)
+    assert dm.dropped[FAILED].reason == "extraction failed in face: decoder error"
+    assert dm.dropped[ALL_INVALID].reason == "no valid frame in any modality (face, pose)"
+    where = {c: ("test" if _fold(int(c[1:])) == fold else ("train", "val")) for c in (FAILED, ALL_INVALID)}
+    assert all(dm.dropped[c].split in (w if isinstance(w, tuple) else (w,)) for c, w in where.items())
+    lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("fake: dropped 2 unusable clips from the splits")
+    for c in (FAILED, ALL_INVALID):
+        assert f"{c} ({dm.dropped[c].split}: {dm.dropped[c].reason})" in lines[0]
+    assert dm.describe()["dropped"] == 2
 
-    dm = make_dm(store_root, fold=failed_fold)
-    assert FAILED in dm.split_ids["test"]
-    test = dm.dataset("test")
-    item = test[test.clip_ids.index(FAILED)]
-    assert not item["valid"]["face"].any() and item["valid"]["pose"].any()
-    assert torch.count_nonzero(item["features"]["face"]) == 0
+
+def test_strict_stops_on_unusable_clips_naming_them(store_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"2 clips are unusable .* and strict=True: .*c007 \(\w+: extraction failed "
+                                         r"in face: decoder error\); c011 \(\w+: no valid frame in any modality"):
+        make_dm(store_root, strict=True)
+
+
+def test_a_clip_valid_in_one_modality_is_kept(store_root: Path) -> None:
+    """No valid frame in the pose store alone is not "nothing to learn from" when the face store has frames."""
+    dm = make_dm(store_root, fold=1, modalities=["pose"])
+    assert set(dm.dropped) == {ALL_INVALID, *[c for c in dm.labels if dm.stores["pose"].index.set_index(
+        "clip_id").loc[c, "valid_count"] == 0]}
+    assert FAILED not in dm.dropped  # it failed in the face store only, which is not selected
+
+
+def test_a_class_too_small_for_the_split_is_reported(store_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    recs = [ClipRecord(f"c{i:03d}", "p", "anger" if i < 20 else "happiness") for i in range(22)]
+    recs.append(ClipRecord("c030", "p", "neutral"))  # one clip: it stays in train (never lost to a held-out part)
+    ids = [r.clip_id for r in recs]
+    src = FakeSource(recs, name="small")
+    root = store_root.parent / "small_stores"
+    if not root.exists():
+        for m, d in DIMS.items():
+            build_store(root, m, d, ids, dataset="small")
+    with caplog.at_level("WARNING", logger="datamodules.feature_datamodule"):
+        dm = make_dm(root, source=src, fold=None, val_fraction=0.2)
+    assert dm.short_classes == {"happiness": {"train": 1, "val": 0, "test": 1},
+                                "neutral": {"train": 1, "val": 0, "test": 0}}
+    msg = next(r.getMessage() for r in caplog.records if "too few clips" in r.getMessage())
+    assert "'neutral': 1 clips (1 train, 0 val, 0 test)" in msg and "'happiness': 2 clips" in msg
+    assert "'anger'" not in msg
 
 
 # -------------------------------------------------------------------------------------------------- balance
