@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -191,6 +192,49 @@ def test_fit_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- the README path, end to end
 
 
+def readme_commands() -> dict[str, list[str]]:
+    """The ``python -m fer_zoo ...`` lines of README "Your own labeled clips", by command (argv after the module)."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Your own labeled clips"):]
+    section = section[:section.index("\n## ", 1)]
+    commands = {}
+    for line in section.splitlines():
+        if line.startswith("python -m fer_zoo "):
+            argv = shlex.split(line.split(" #")[0])[3:]
+            commands[argv[0]] = argv
+    assert sorted(commands) == ["extract", "fit", "predict-video", "preprocess"], commands
+    return commands
+
+
+def _readme_setup(tmp_path: Path, manifest_rows: str) -> None:
+    """A folder laid out as the README's steps leave the repository: configs/, your copy of my_clips.yaml."""
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    shutil.copy(REPO / "configs" / "my_clips.yaml", tmp_path / "my_clips.yaml")  # step 3: cp configs/my_clips.yaml
+    if manifest_rows:
+        _write(tmp_path / "data" / "my_clips" / "manifest.csv", "path,label,subject\n" + manifest_rows)
+
+
+def test_readme_commands_resolve_to_your_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fer_zoo.extraction.command import apply_fit_config, build_parser
+    from fer_zoo.training.cli import instantiate_spec, parse_fit_config
+
+    monkeypatch.chdir(tmp_path)
+    _readme_setup(tmp_path, "Clip/clip_224x224/a,happiness,\n/photos/p.jpg,neutral,\n")
+    cmd = readme_commands()
+    assert cmd["preprocess"][cmd["preprocess"].index("--out") + 1] == "data/my_clips"  # what my_clips.yaml reads
+    cfg = parse_fit_config(cmd["fit"][1:])
+    fit_source = instantiate_spec(cfg.data.source)
+    assert isinstance(fit_source, ManifestSource) and fit_source.base == Path("data/my_clips")
+    assert fit_source.vocabulary.classes == ("happiness", "neutral") and cfg.data.vocabulary is None
+    assert sorted(c.path for c in fit_source.clips()) == ["/photos/p.jpg", "data/my_clips/Clip/clip_224x224/a"]
+    parser = build_parser()
+    ext = parser.parse_args(cmd["extract"][1:])
+    assert apply_fit_config(parser, ext) == list(cfg.data.modalities)
+    ext_source = parser.instantiate_classes(ext).source
+    assert ext_source == fit_source and ext.store_root == cfg.data.store_root  # both commands read the same clips
+    assert cmd["predict-video"][cmd["predict-video"].index("--ckpt") + 1] == f"runs/{cfg.run_name}"
+
+
 LABELS = "video,label\nsingle_face.mp4,happiness\nface_noface.mov,happiness\nnoface_face.mov,neutral\n" \
          "no_face.mp4,neutral\n"
 TYPO = "Clip/clip_224x224/singel_face"  # a manifest row whose folder does not exist
@@ -216,14 +260,16 @@ def test_own_clips_end_to_end(face_videos: Path, face_photos: Path, tmp_path: Pa
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
+    cmd = readme_commands()
     videos = tmp_path / "my_videos"
     videos.mkdir()
     for name in ("single_face.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4"):
         (videos / name).symlink_to(face_videos / name)
-    _write(tmp_path / "labels.csv", LABELS)
+    _write(tmp_path / "my_labels.csv", LABELS)
+    _readme_setup(tmp_path, "")
 
-    # 1. preprocess: crops + a labeled manifest; the video without a face is left out and said so (exit 4).
-    assert main(["preprocess", "my_videos", "--out", "data/my_clips", "--labels", "labels.csv"]) == 4
+    # 1-2. preprocess: crops + a labeled manifest; the video without a face is left out and said so (exit 4).
+    assert main(cmd["preprocess"]) == 4
     out = capsys.readouterr().out
     assert "NOT IN MANIFEST no_face: no face found in" in out
     assert "manifest: data/my_clips/manifest.csv (3 clip folders; labels: happiness 2, neutral 1)" in out
@@ -231,29 +277,29 @@ def test_own_clips_end_to_end(face_videos: Path, face_photos: Path, tmp_path: Pa
     assert _rows(manifest) == [{"path": "Clip/clip_224x224/face_noface", "label": "happiness", "subject": ""},
                                {"path": "Clip/clip_224x224/noface_face", "label": "neutral", "subject": ""},
                                {"path": "Clip/clip_224x224/single_face", "label": "happiness", "subject": ""}]
-    # 2. photos and clips in one manifest (absolute paths), and a typo in one row.
+    # Photos and clips in one manifest (absolute paths), and a typo in one row.
     with open(manifest, "a") as f:
         f.writelines(f"{p},{label},\n" for p, label in _photos(face_photos, 4))
         f.write(f"{TYPO},neutral,\n")
-    shutil.copy(REPO / "configs" / "my_clips.yaml", "my_clips.yaml")
 
-    # 3. extract what my_clips.yaml trains on (facemesh here, to keep the test short); the typo fails (exit 3).
-    _write(tmp_path / "my_clips.yaml", Path("my_clips.yaml").read_text().replace(
-        "modalities: [resnet, facemesh]", "modalities: [facemesh]"))
-    assert main(["extract", "--config", str(REPO / "configs" / "extract.yaml"), "--fit_config", "my_clips.yaml",
-                 "--frame_cap", "16", "--num_workers", "0"]) == 3
+    # 3. your copy of my_clips.yaml: facemesh only, to keep the test short.
+    my = tmp_path / "my_clips.yaml"
+    _write(my, my.read_text().replace("modalities: [resnet, facemesh]", "modalities: [facemesh]"))
+
+    # 4. extract what my_clips.yaml trains on; the typo fails (exit 3), the others go on.
+    assert main([*cmd["extract"], "--frame_cap", "16", "--num_workers", "0"]) == 3
     out = capsys.readouterr().out
     assert "source manifest: 12 clips" in out
     assert f"FAILED [facemesh] {TYPO}: no such file or folder" in out
     assert "[resnet]" not in out, "only the modalities the fit config trains on are extracted"
 
-    # 4. fit: the failed clip is dropped from its split with one line naming it, and results.json records it.
+    # fit: the failed clip is dropped from its split with one line naming it, and results.json records it.
     with caplog.at_level("WARNING", logger="datamodules.feature_datamodule"):
-        assert main(["fit", "--config", "my_clips.yaml", "--run_name", "first", "--trainer.max_epochs", "3",
-                     "--trainer.enable_progress_bar", "false", "--data.test_fraction", "0.25", "--wandb", "false"]) == 0
+        assert main([*cmd["fit"], "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false",
+                     "--data.test_fraction", "0.25", "--wandb", "false"]) == 0
     dropped_lines = [r.getMessage() for r in caplog.records if "unusable clips" in r.getMessage()]
-    assert len(dropped_lines) == 1 and f"{TYPO} (" in dropped_lines[0] and "extraction failed in facemesh: no such "\
-        "file or folder" in dropped_lines[0]
+    assert len(dropped_lines) == 1 and f"{TYPO} (" in dropped_lines[0]
+    assert "extraction failed in facemesh: no such file or folder" in dropped_lines[0]
     results = json.loads((tmp_path / "runs" / "first" / "results.json").read_text())
     assert results["class_names"] == ["happiness", "neutral"]
     assert results["dropped_clips"]["count"] == 1
@@ -263,7 +309,8 @@ def test_own_clips_end_to_end(face_videos: Path, face_photos: Path, tmp_path: Pa
     assert 0.0 <= results["metrics"]["test/uar"] <= 1.0
 
     # 5. predict-video with the run folder.
-    assert main(["predict-video", "my_videos/single_face.mp4", "--ckpt", "runs/first", "--out", "predictions"]) == 0
+    predict = [a.replace("interview_01.mp4", "single_face.mp4") for a in cmd["predict-video"]]
+    assert main(predict) == 0
     pred = json.loads((tmp_path / "predictions" / "single_face" / "predictions.json").read_text())
     assert pred["status"] == "ok" and pred["class_names"] == ["happiness", "neutral"]
     assert all(w["probs"] is not None for w in pred["windows"])
