@@ -101,10 +101,16 @@ def _grouped_holdout(ids: Sequence[str], labels: Sequence[int], fraction: float,
 
     names = [g if g is not None else f"\0clip:{cid}" for cid, g in zip(ids, groups)]
     n_groups = len(set(names))
-    n_splits = min(max(2, round(1.0 / fraction)), n_groups)
     if n_groups < 2:
         raise ValueError(f"a subject-grouped split needs at least 2 subjects, got {n_groups}")
     y = np.asarray(labels, dtype=np.int64)
+    # StratifiedGroupKFold refuses more folds than the largest class has clips (a small own data set with a
+    # subject column: 8 clips per class and val_fraction 0.1 asked for 10): hold out one of fewer, larger folds.
+    biggest = int(np.bincount(y).max())
+    if biggest < 2:
+        raise ValueError(f"a subject-grouped split of {len(ids)} clips needs a class with at least 2 clips; every "
+                         "class has 1")
+    n_splits = min(max(2, round(1.0 / fraction)), n_groups, biggest)
     # StratifiedGroupKFold warns when a class has fewer members than folds; that is expected on small data sets.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -254,6 +254,19 @@ def test_grouped_holdout_never_splits_a_subject() -> None:
     assert again == (keep, held)  # deterministic for a seed
 
 
+def test_grouped_holdout_of_a_small_set_with_a_few_subjects() -> None:
+    """16 clips, 8 per class, 3 named subjects and 13 clips without one: val_fraction 0.1 asks for 10 folds, more
+    than either class has clips (scikit-learn refuses); one of 8 folds is held out instead."""
+    ids = [f"c{i}" for i in range(16)]
+    labels = [i % 2 for i in range(16)]
+    groups = ["s1", "s2", "s2"] + [None] * 13
+    keep, held = stratified_holdout(ids, labels, 0.1, np.random.default_rng(0), groups)
+    assert 1 <= len(held) <= 3 and sorted(keep + held) == sorted(ids)
+    assert not ({"c1", "c2"} & set(held) and {"c1", "c2"} & set(keep))  # subject s2 stays on one side
+    with pytest.raises(ValueError, match="needs a class with at least 2 clips; every class has 1"):
+        stratified_holdout(["a", "b", "c"], [0, 1, 2], 0.5, np.random.default_rng(0), ["x", "y", None])
+
+
 def test_fold_is_required_for_kfold_sources(store_root: Path) -> None:
     for fold in (None, 4):
         with pytest.raises(ValueError, match=r"\[1, 2, 3\]"):

@@ -15,7 +15,7 @@ import pytest
 from datamodules.labels import LabelSpellingError, check_inferred_labels, edit_distance, near_duplicate_labels
 from datamodules.sources import LabelError, ManifestSource
 from fer_zoo.video.face_track import InputError
-from fer_zoo.video.manifest import LabelRow, match_labels, read_labels, write_manifest
+from fer_zoo.video.manifest import LabelRow, match_labels, print_summary, read_labels, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,13 +115,17 @@ def _index(*rows: tuple[str, str, str]) -> list[dict[str, str]]:
     return [{"clip_id": c, "status": s, "reason": r} for c, s, r in rows]
 
 
-def test_manifest_is_written_and_a_rerun_keeps_what_you_typed_and_added(tmp_path: Path) -> None:
+def test_manifest_is_written_and_a_rerun_keeps_what_you_typed_and_added(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     sub = "Clip/clip_224x224"
     index = _index(("a", "ok", ""), ("b", "ok", ""), ("n", "no_face", "no face found in n.mp4"))
     s = write_manifest(tmp_path, sub, index, {"a": LabelRow("a.mp4", "happiness", "ann", "l:2")})
     assert _rows(tmp_path / "manifest.csv") == [{"path": f"{sub}/a", "label": "happiness", "subject": "ann"},
                                                 {"path": f"{sub}/b", "label": "", "subject": ""}]
     assert (s.clips, s.unlabeled, s.left_out) == (2, ["b"], {"n": "no face found in n.mp4"})
+    print_summary(s, True, [])
+    out = capsys.readouterr().out
+    assert "NOT IN MANIFEST n: no face found in n.mp4" in out and "1 clips have no label yet (b)" in out
 
     # You fill in b, add a photo and a split column; a rerun with a new clip keeps all of it.
     _write(tmp_path / "manifest.csv", f"path,label,subject,split\n{sub}/a,happiness,ann,\n{sub}/b,sadness,,test\n"
@@ -135,11 +139,15 @@ def test_manifest_is_written_and_a_rerun_keeps_what_you_typed_and_added(tmp_path
         {"path": f"{sub}/c", "label": "neutral", "subject": "", "split": ""}]
     assert (s.clips, s.other_rows, s.unlabeled, dict(s.labels)) == (3, 1, [], {"happiness": 1, "sadness": 1,
                                                                              "neutral": 1})
+    # A spelling that the training run would refuse is pointed out already here.
+    s = write_manifest(tmp_path, sub, index, {"c": LabelRow("c.mp4", "Happiness", "", "l:4")})
+    print_summary(s, True, [])
+    assert "LABELS look like one class spelt several ways: 'happiness' x1, 'Happiness' x1." in capsys.readouterr().out
     # --labels overrides what is there for the videos it names; a clip that lost its crops drops out.
     index[1] = {"clip_id": "b", "status": "failed", "reason": "corrupt"}
     write_manifest(tmp_path, sub, index, {"a": LabelRow("a.mp4", "anger", "", "l:2")})
     assert [(r["path"], r["label"], r["subject"]) for r in _rows(tmp_path / "manifest.csv")] == [
-        (f"{sub}/a", "anger", "ann"), ("/photos/p1.jpg", "neutral", ""), (f"{sub}/c", "neutral", "")]
+        (f"{sub}/a", "anger", "ann"), ("/photos/p1.jpg", "neutral", ""), (f"{sub}/c", "Happiness", "")]
 
 
 def test_preprocess_refuses_a_bad_labels_file_before_any_video(tmp_path: Path,

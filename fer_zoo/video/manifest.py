@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datamodules.labels import near_duplicate_labels
 from fer_zoo.video.face_track import InputError
 
 MANIFEST = "manifest.csv"
@@ -45,6 +46,7 @@ class ManifestSummary:
     unlabeled: list[str] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # clip id -> why (no face, failed)
     other_rows: int = 0  # rows you added that are not clip folders of this tree (kept as they were)
+    all_labels: Counter = field(default_factory=Counter)  # every row's label, the rows you added included
 
 
 def read_labels(path: str | Path) -> list[LabelRow]:
@@ -163,6 +165,7 @@ def write_manifest(out: Path, frames_subdir: str, index: list[dict[str, str]],
             seen.add(cid)
     for cid in sorted(set(ok) - seen):
         rows.append(fill({"path": prefix + cid, "label": "", "subject": ""}, cid))
+    summary.all_labels = Counter(r["label"] for r in rows if r.get("label"))
     tmp = path.with_name(f".{MANIFEST}.tmp")
     with tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=header, extrasaction="ignore", restval="")
@@ -182,6 +185,11 @@ def print_summary(s: ManifestSummary, labels_given: bool, unmatched: list[LabelR
     counts = ", ".join(f"{k} {n}" for k, n in sorted(s.labels.items()))
     other = f" and {s.other_rows} rows you added" if s.other_rows else ""
     print(f"manifest: {s.path} ({s.clips} clip folders{other}; labels: {counts or 'none yet'})")
+    groups = near_duplicate_labels(dict(s.all_labels))
+    if groups:
+        found = "; ".join(", ".join(f"{k!r} x{n}" for k, n in g.items()) for g in groups)
+        print(f"  LABELS look like one class spelt several ways: {found}. `extract` and `fit` stop on this unless "
+              f"you fix the spellings in {s.path} or name the classes (vocabulary: [...] in your config)")
     if s.unlabeled:
         shown = ", ".join(s.unlabeled[:10]) + (", ..." if len(s.unlabeled) > 10 else "")
         print(f"  {len(s.unlabeled)} clips have no label yet ({shown}): "
