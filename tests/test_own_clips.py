@@ -321,5 +321,6 @@ def test_own_clips_end_to_end(face_videos: Path, face_photos: Path, tmp_path: Pa
     assert main(predict) == 0
     pred = json.loads((tmp_path / "predictions" / "single_face" / "predictions.json").read_text())
     assert pred["status"] == "ok" and pred["class_names"] == ["happiness", "neutral"]
+    assert pred["face_crops"]["settings_from"].endswith("data/my_clips/preprocess.json")  # cropped as in training
     assert all(w["probs"] is not None for w in pred["windows"])
     assert (tmp_path / "predictions" / "single_face" / "timeline.png").is_file()

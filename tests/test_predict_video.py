@@ -340,3 +340,10 @@ def test_crops_follow_the_training_trees_preprocess_settings(tmp_path: Path) -> 
     assert info.track_from == str(tree / "preprocess.json")
     info = resolve_run(run, {"margin": 0.1, "size": None})
     assert (info.track.margin, info.track.size) == (0.1, 112) and "command line (margin)" in info.track_from
+    # A run trained on the manifest that `preprocess` wrote next to preprocess.json crops with the same settings.
+    config["data"]["source"] = {"class_path": "datamodules.sources.ManifestSource",
+                                "init_args": {"csv": str(tree / "manifest.csv"), "root": None}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    info = resolve_run(run)
+    assert (info.track.margin, info.track.size, info.track.detector) == (0.4, 112, "full")
+    assert info.track_from == str(tree / "preprocess.json")

@@ -216,7 +216,9 @@ def _track_config(data: dict[str, Any], run_dir: Path, overrides: dict[str, Any]
     base: dict[str, Any] = {}
     origin = "defaults"
     source = data.get("source") or {}
-    root = (source.get("init_args") or {}).get("root") if isinstance(source, dict) else None
+    init = (source.get("init_args") or {}) if isinstance(source, dict) else {}
+    # a DFEW-style tree's root, or the folder of a manifest that `preprocess` wrote next to its preprocess.json
+    root = init.get("root") or (str(Path(init["csv"]).parent) if init.get("csv") else None)
     found = _locate(Path(root) / "preprocess.json", run_dir) if root else None
     if found is not None:
         base = json.loads(found.read_text())
