@@ -452,8 +452,9 @@ class FeatureDataModule(L.LightningDataModule):
             if missing:
                 raise ValueError(
                     f"feature store {self.store_paths[m]} lacks {len(missing)} of the {len(needed)} clips of "
-                    f"{self.source.name!r} (fold {self.fold}), e.g. {missing[:5]}: built for another dataset or "
-                    "fold layout? Re-run extraction for this source into a fresh store root."
+                    f"{self.source.name!r} (fold {self.fold}), e.g. {missing[:5]}. Clips added to the source since "
+                    "extraction (new manifest rows)? Run the same `extract` again: it extracts only the missing "
+                    "clips. A store built for another dataset or fold layout? Extract into a fresh store root."
                 )
 
     @functools.cached_property

@@ -293,6 +293,14 @@ def test_train_test_source_and_no_protocol_source(store_root: Path) -> None:
 # ----------------------------------------------------------------------------------------------- stores
 
 
+def test_a_clip_missing_from_a_store_says_to_run_extract_again(store_root: Path) -> None:
+    src = kfold_source()
+    src.records.append(ClipRecord("c999", "/clips/new.mp4", "anger", None, 1))  # a row added after extraction
+    with pytest.raises(ValueError, match=r"lacks 1 of the 61 clips of 'fake' \(fold 1\), e.g. \['c999'\]\. Clips "
+                                         r"added to the source since extraction .* Run the same `extract` again"):
+        make_dm(store_root, source=src)
+
+
 def test_wrong_source_name(store_root: Path) -> None:
     with pytest.raises(ValueError) as err:
         make_dm(store_root, source=kfold_source(name="dfew"))
