@@ -489,16 +489,19 @@ class FeatureDataModule(L.LightningDataModule):
                    if (why := self._unusable(c)) is not None}
         if not dropped:
             return dropped
-        listing = "; ".join(f"{d.clip_id} ({d.split}: {d.reason})" for d in dropped.values())
+        shown = list(dropped.values())[:50]  # a whole broken data set would make an unreadable line
+        listing = "; ".join(f"{d.clip_id} ({d.split}: {d.reason})" for d in shown)
+        more = len(dropped) - len(shown)
         per_split = ", ".join(f"{n} {s}" for s in SPLITS if (n := sum(d.split == s for d in dropped.values())))
         if strict:
+            tail = f"; ... and {more} more" if more else ""
             raise ValueError(f"{self.source.name}: {len(dropped)} clips are unusable ({per_split}) and strict=True: "
-                             f"{listing}. Fix their files or paths and re-extract with --retry_failed true, or "
-                             "remove them from the source, or set strict=False to drop them")
+                             f"{listing}{tail}. Fix their files or paths and re-extract with --retry_failed true, "
+                             "or remove them from the source, or set strict=False to drop them")
         for split in SPLITS:
             self.split_ids[split] = [c for c in self.split_ids[split] if c not in dropped]
-        log.warning("%s: dropped %d unusable clips from the splits (%s): %s", self.source.name, len(dropped),
-                    per_split, listing)
+        log.warning("%s: dropped %d unusable clips from the splits (%s): %s%s", self.source.name, len(dropped),
+                    per_split, listing, f"; ... and {more} more (all in the run's results.json)" if more else "")
         return dropped
 
     def _report_short_classes(self) -> dict[str, dict[str, int]]:
