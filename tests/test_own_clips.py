@@ -14,6 +14,7 @@ import pytest
 
 from datamodules.labels import LabelSpellingError, check_inferred_labels, edit_distance, near_duplicate_labels
 from datamodules.sources import LabelError, ManifestSource
+from fer_zoo.cli_errors import UsageError
 from fer_zoo.video.face_track import InputError
 from fer_zoo.video.manifest import LabelRow, match_labels, print_summary, read_labels, write_manifest
 
@@ -73,6 +74,25 @@ def test_manifest_with_a_misspelt_label_stops_unless_the_vocabulary_is_named(tmp
     src = ManifestSource(csv=csv_path, vocabulary=["neutral", "happiness"])
     assert src.vocabulary.classes == ("neutral", "happiness")  # the order given
     assert [c.label for c in src.clips()] == ["happiness", "happiness", "neutral", "happiness", "neutral"]
+
+
+@pytest.mark.parametrize("command", ["extract", "fit"])
+def test_a_misspelt_label_stops_extract_and_fit_with_one_line(command: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from fer_zoo.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    _readme_setup(tmp_path, "a.jpg,happiness,\nb.jpg,hapiness,\nc.jpg,neutral,\n")
+    argv = [*readme_commands()[command], "--wandb", "false"][: None if command == "fit" else -2]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m fer_zoo {command}: error: data.source: data/my_clips/manifest.csv: labels that look "
+                   "like one class spelt several ways: 'happiness' x1, 'hapiness' x1. The classes are inferred from "
+                   "the labels (no vocabulary named), so fer_zoo will not guess which spellings are one class. Fix "
+                   "the spellings in data/my_clips/manifest.csv, or name the classes, e.g. vocabulary: [happiness, "
+                   "neutral] (then case and known synonyms such as happy/happiness map to one class, and any other "
+                   "spelling is an error naming its line)."]
 
 
 def test_manifest_with_empty_labels_lists_the_lines_to_fill_in(tmp_path: Path) -> None:
@@ -180,7 +200,7 @@ def test_extract_takes_source_store_and_modalities_from_the_fit_config(tmp_path:
 
     _write(fit_cfg, "data:\n  modalities: [resnet]\n")
     cfg = parser.parse_args(["--config", str(REPO / "configs" / "extract.yaml"), "--fit_config", str(fit_cfg)])
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match=r"--fit_config .*my_clips\.yaml: no data\.source, data\.store_root in it"):
         apply_fit_config(parser, cfg)
 
 
@@ -241,6 +261,15 @@ def test_readme_commands_resolve_to_your_manifest(tmp_path: Path, monkeypatch: p
     ext_source = parser.instantiate_classes(ext).source
     assert ext_source == fit_source and ext.store_root == cfg.data.store_root  # both commands read the same clips
     assert cmd["predict-video"][cmd["predict-video"].index("--ckpt") + 1] == f"runs/{cfg.run_name}"
+
+    # Every README fit command on my_clips.yaml (e.g. import-features' example) reads the same manifest.
+    from test_documented_configs import _readme_commands
+
+    others = [c for c in _readme_commands() if c[0] == "fit" and any(a.endswith("my_clips.yaml") for a in c)]
+    assert len(others) >= 2, others
+    for c in others:
+        other = instantiate_spec(parse_fit_config(c[1:]).data.source)
+        assert isinstance(other, ManifestSource) and Path(other.csv) == Path("data/my_clips/manifest.csv")
 
 
 LABELS = "video,label\nsingle_face.mp4,happiness\nface_noface.mov,happiness\nnoface_face.mov,neutral\n" \
