@@ -11,6 +11,7 @@ from fer_zoo.cli_errors import UsageError, from_config_value_error, parse_args
 from fer_zoo.extraction.run import ExtractorSpec, StoreSummary, extract_modality
 
 EXIT_SOME_FAILED = 3
+LIST_AT_MOST = 20  # changed clips listed by name per modality
 
 
 def build_parser() -> ArgumentParser:
@@ -30,7 +31,8 @@ def build_parser() -> ArgumentParser:
                    help="video decoder threads per worker (0: FFmpeg's choice); scale with num_workers instead")
     p.add_argument("--flush_every", type=int, default=16, help="clips per shard")
     p.add_argument("--retry_failed", type=bool, default=False,
-                   help="extract again the clips that failed in an earlier run (after fixing their files or paths)")
+                   help="extract again the clips that failed in an earlier run although their files did not change "
+                        "(clips whose file changed are extracted again anyway)")
     p.add_argument("--trainer", type=dict[str, Any], default={}, help="Lightning Trainer kwargs (devices, strategy)")
     return p
 
@@ -42,6 +44,16 @@ def print_summary(summaries: list[StoreSummary]) -> None:
         print(f"{s.modality:<10} {s.clips:>6} {s.skipped:>8} {s.ok:>6} {len(s.failed):>7} {s.valid_frames:>12.1%}  "
               f"{s.path}")
     for s in summaries:
+        if s.extracted:
+            print(f"  [{s.modality}] extracted: " + ", ".join(f"{n} {why}" for why, n in s.extracted.items()))
+        for cid, how in list(s.changed.items())[:LIST_AT_MOST]:
+            print(f"  SOURCE CHANGED [{s.modality}] {cid}: {how} (extracted again)")
+        if len(s.changed) > LIST_AT_MOST:
+            print(f"  SOURCE CHANGED [{s.modality}] ... and {len(s.changed) - LIST_AT_MOST} more")
+        for cid, was in s.gone.items():
+            print(f"  SOURCE GONE [{s.modality}] {cid}: {was} no longer exists; its earlier features are kept")
+        if s.unknown:
+            print(f"  [{s.modality}] {s.unknown} clips packed before stores recorded their source: not checked")
         for cid, reason in s.failed.items():
             print(f"  FAILED [{s.modality}] {cid}: {reason}")
 
@@ -76,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if rank_zero_only.rank == 0:
         print_summary(summaries)
+    gone = max((len(s.gone) for s in summaries), default=0)
+    if gone:
+        print(f"{gone} clips' sources no longer exist (SOURCE GONE above); their features from the earlier run are "
+              "kept and training reports them. Restore the files, or remove the clips from the source.",
+              file=sys.stderr)
     if any(s.failed for s in summaries):
-        print(f"some clips failed (listed above); exit status {EXIT_SOME_FAILED}. A rerun skips them like finished "
-              "clips; after fixing their files or paths, rerun with --retry_failed true", file=sys.stderr)
+        print(f"some clips failed (listed above); exit status {EXIT_SOME_FAILED}. A rerun extracts again the clips "
+              "whose file changed (fixed, replaced, or now present) and skips the others; to retry those too (a "
+              "fixed decoder, a moved mount), rerun with --retry_failed true", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0
