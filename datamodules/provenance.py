@@ -20,9 +20,8 @@ import os
 import stat
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,8 +32,7 @@ UNKNOWN = ""  # the fingerprint of a clip packed before provenance was recorded
 MISSING = "missing"
 
 
-@dataclass(frozen=True)
-class Provenance:
+class Provenance(NamedTuple):  # a tuple: it rides in ClipItem through Lightning's batch transfer (no dataclasses)
     """``path``: the clip's source resolved (``os.path.realpath``: absolute, symlinks followed); ``fingerprint``:
     ``file:<size>:<mtime_ns>``, ``frames:<count>:<sha256[:16] of name, size, mtime_ns per frame>``, ``missing``,
     ``error:<reason>`` (unreadable), or ``""`` (unknown: packed before provenance was recorded)."""
