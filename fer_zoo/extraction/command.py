@@ -7,6 +7,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from datamodules.provenance import sources_provenance
 from fer_zoo.cli_errors import UsageError, from_config_value_error, parse_args
 from fer_zoo.extraction.run import ExtractorSpec, StoreSummary, extract_modality
 
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{key} must be >= 0, got {getattr(init, key)}")
     clips = init.source.clips()
     print(f"source {init.source.name}: {len(clips)} clips")
+    # Where each clip's features come from, stat'ed once for every modality (datamodules.provenance).
+    current = dict(zip([c.clip_id for c in clips], sources_provenance(c.path for c in clips)))
     summaries = []
     for modality in names:
         spec = init.modalities[modality]
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         summaries.append(extract_modality(
             init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
             trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every,
-            decoder_threads=init.decoder_threads, retry_failed=init.retry_failed))
+            decoder_threads=init.decoder_threads, retry_failed=init.retry_failed, current=current))
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:

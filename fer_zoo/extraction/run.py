@@ -231,7 +231,8 @@ class StoreSummary:
 def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Path, modality: str,
                      spec: ExtractorSpec, frame_cap: int | None = None, trainer_kwargs: dict[str, Any] | None = None,
                      num_workers: int = 2, flush_every: int = 16, decoder_threads: int = 1,
-                     retry_failed: bool = False, log: Any = print) -> StoreSummary:
+                     retry_failed: bool = False, log: Any = print,
+                     current: dict[str, Provenance] | None = None) -> StoreSummary:
     """Extract one modality over ``clips`` into its store (skipping finished clips) and pack it.
 
     ``num_workers`` loader processes decode (and run MediaPipe extractors), each with ``decoder_threads`` video
@@ -241,6 +242,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
 
     A clip whose source changed since its features were extracted (``fer_zoo.extraction.plan``) is extracted again
     and replaces the old result at the pack; with nothing to extract and nothing unpacked, no Trainer is built.
+    ``current``: every clip's provenance when the caller has it (one stat pass shared by all modalities of a run).
     """
     extractor, fallback_note = build_extractor(spec, log)
     key = store_key(extractor.config_hash, frame_cap)
@@ -250,7 +252,8 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     if path.exists():  # a folder made for another request is refused, even when all of its clips look done
         check_request(path, request)
     order = [c.clip_id for c in clips]
-    current = dict(zip(order, sources_provenance(c.path for c in clips)))  # stat calls only (module docstring)
+    if current is None:
+        current = dict(zip(order, sources_provenance(c.path for c in clips)))  # stat calls only
     plan = plan_rerun(clips, stored_clips(path) if path.exists() else {}, current, retry_failed)
     todo = plan.todo
     log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done"
