@@ -147,6 +147,13 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
     for m, prov in known.items():
         rows = prov.reindex(ids)
         has = rows["source_fingerprint"].fillna(UNKNOWN).ne(UNKNOWN).to_numpy()
+        if not has.all():  # clips packed before provenance was recorded, then more clips added to the store
+            line = (f"feature store {store.path} ({m}): {int((~has).sum())} of {len(ids)} clips were packed before "
+                    "stores recorded each clip's source, so whether their files changed since is unknown (refresh: "
+                    "extract into a new store root)")
+            if strict:
+                raise ProvenanceError(line + "; strict_provenance refuses it")
+            warnings.append(line)
         first = has & stored["fingerprint"].eq(UNKNOWN).to_numpy()
         clash = has & ~first & ((rows["source_path"].to_numpy() != stored["path"].to_numpy())
                                 | (rows["source_fingerprint"].to_numpy() != stored["fingerprint"].to_numpy()))

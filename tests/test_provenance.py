@@ -351,3 +351,15 @@ def test_two_manifests_with_the_same_relative_paths_re_extract(tmp_path: Path,
     a = next((store / "mn").glob("*/meta.json")).parent
     for name in ("features.npy", "valid.npy", "index.parquet"):
         assert (a / name).read_bytes() == (fresh.path / name).read_bytes(), name
+
+
+def test_clips_without_provenance_in_a_newer_store_are_counted(tmp_path: Path) -> None:
+    """An older store to which a rerun added clips: the old clips' provenance stays unknown, and training says so."""
+    clips = _photo_clips(tmp_path, 3)
+    now = {c.clip_id: source_provenance(c.path) for c in clips}
+    _fake_store(tmp_path / "s", "face", {**now, "p0": None})
+    _fake_store(tmp_path / "s", "pose", now)
+    dm = _dm(tmp_path / "s", clips)
+    assert len(dm.provenance_warnings) == 1 and "1 of 3 clips were packed before" in dm.provenance_warnings[0]
+    with pytest.raises(ProvenanceError, match="strict_provenance"):
+        _dm(tmp_path / "s", clips, strict_provenance=True)
