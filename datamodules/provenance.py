@@ -123,6 +123,9 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
       (modified, gone, or the source's path now names another file: the same relative paths under another root).
     - One warning line per store packed before provenance was recorded (``strict``: an error), which cannot be checked.
 
+    Stores made by ``import-features`` are left out: their clips come from feature files (OpenFace CSVs, .npy), whose
+    fingerprints are part of the store's key, so changed files make a new store.
+
     Cost: one :func:`sources_provenance` over ``clips`` (stat calls only) and a few vectorised comparisons.
     """
     import pandas as pd
@@ -130,6 +133,8 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
     warnings: list[str] = []
     known: dict[str, pd.DataFrame] = {}
     for m, store in stores.items():
+        if "import" in (getattr(store, "meta", None) or {}):  # import-features: its store key fingerprints the files
+            continue
         prov = store.provenance()
         if prov is None:
             line = (f"feature store {store.path} ({m}) was packed before stores recorded each clip's source: whether "
