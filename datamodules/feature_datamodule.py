@@ -28,6 +28,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from datamodules.feature_store import FeatureStore, find_store
 from datamodules.labels import LabelVocabulary, get_vocabulary
+from datamodules.provenance import check_sources
 from datamodules.records import ClipRecord
 from datamodules.sampling import segment_indices
 
@@ -318,6 +319,12 @@ class FeatureDataModule(L.LightningDataModule):
     split after splitting, with one warning naming each clip, its split and the reason; they are listed in
     ``dropped`` (and in the run's ``results.json``). ``strict=True`` raises ``ValueError`` with that list instead.
     Classes that end up missing from a non-empty split are logged and listed in ``short_classes``.
+
+    Provenance (``datamodules.provenance.check_sources``): stores that hold one clip extracted from different files
+    are refused (``ProvenanceError``, naming the clip and both stores); clips whose source changed since extraction
+    (another file under the same relative path, modified, gone) are reported in one warning line with the command that
+    refreshes them, and refused when ``strict_provenance`` (``--data.strict_provenance true``), which also refuses
+    stores packed before provenance was recorded.
     """
 
     def __init__(
@@ -335,6 +342,7 @@ class FeatureDataModule(L.LightningDataModule):
         class_balance: str = "none",
         vocabulary: str | None = None,
         strict: bool = False,
+        strict_provenance: bool = False,
     ) -> None:
         super().__init__()
         if class_balance not in CLASS_BALANCE:
@@ -358,6 +366,7 @@ class FeatureDataModule(L.LightningDataModule):
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.class_balance = class_balance
+        self.strict_provenance = bool(strict_provenance)
 
         vocab: LabelVocabulary | str = vocabulary if vocabulary is not None else source.vocabulary
         self.vocabulary = vocab if isinstance(vocab, LabelVocabulary) else get_vocabulary(vocab)
@@ -372,6 +381,11 @@ class FeatureDataModule(L.LightningDataModule):
         self.subjects: dict[str, str] = {r.clip_id: r.subject for r in records if r.subject is not None}
         self.split_ids: dict[str, list[str]] = self._split(records, list(source.folds))
         self._check_presence()
+        used = {c for s in SPLITS for c in self.split_ids[s]}
+        self.provenance_warnings = check_sources(self.stores, [r for r in records if r.clip_id in used],
+                                                 self.store_root, self.strict_provenance)
+        for line in self.provenance_warnings:
+            log.warning("%s", line)
         self.dropped: dict[str, DroppedClip] = self._drop_unusable(strict)
         self.short_classes: dict[str, dict[str, int]] = self._report_short_classes()
         self.class_weights: list[float] | None = (

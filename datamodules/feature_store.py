@@ -7,12 +7,15 @@ Layout of one store (one dataset x one extractor configuration)::
         shards/          finished clips while extracting, one atomic .npz per flush and rank
         features.npy     float16 [total_frames, D]   \
         valid.npy        bool    [total_frames]       > written by `pack`, each via a temporary name + rename
-        index.parquet    one row per clip            /
+        index.parquet    one row per clip            /   (with the clip's provenance: source_path, source_fingerprint)
         meta.json        written last: its presence is what makes the store trusted
 
 A kill at any moment loses at most the clips in flight: shards are renamed into place only when complete, the
 packed files likewise, and a reader refuses a folder without ``meta.json``. Packing follows the source's clip order,
 so the packed bytes do not depend on how the work was split over shards, ranks or reruns.
+
+Every clip records where its features came from (``datamodules.provenance``): a rerun re-extracts the clips whose
+source changed and the pack keeps, per clip, the result made from the source as it is now.
 """
 
 from __future__ import annotations
@@ -30,10 +33,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+
+from datamodules.provenance import UNKNOWN, Provenance
 
 STORE_FORMAT = 1
 FEATURE_DTYPE = np.float16
 INDEX_COLUMNS = ["clip_id", "offset", "length", "valid_count", "status", "reason"]  # FeatureStore.index
+PROVENANCE_COLUMNS = ["source_path", "source_fingerprint"]  # FeatureStore.provenance(); absent in older stores
+PROVENANCE_METHOD = "resolved path + size/mtime_ns (frame folders: of every frame); datamodules.provenance"
 
 
 class StoreError(RuntimeError):
@@ -42,7 +50,8 @@ class StoreError(RuntimeError):
 
 @dataclass
 class ClipResult:
-    """What extraction produced for one clip (features ``None`` when it failed)."""
+    """What extraction produced for one clip (features ``None`` when it failed), and from which source
+    (``source_path``/``fingerprint``: a :class:`~datamodules.provenance.Provenance`; ``""`` when unknown)."""
 
     clip_id: str
     features: np.ndarray | None = None
@@ -51,10 +60,22 @@ class ClipResult:
     timestamps: np.ndarray | None = None
     status: str = "ok"
     reason: str = ""
+    source_path: str = ""
+    fingerprint: str = UNKNOWN
 
     @classmethod
     def failed(cls, clip_id: str, reason: str) -> ClipResult:
         return cls(clip_id=clip_id, status="failed", reason=reason)
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.source_path, self.fingerprint)
+
+    def from_source(self, prov: Provenance | None) -> ClipResult:
+        """This result, recorded as made from ``prov`` (the source as it was stat'ed before it was read)."""
+        if prov is not None:
+            self.source_path, self.fingerprint = prov.path, prov.fingerprint
+        return self
 
 
 def store_key(extractor_hash: str, frame_cap: int | None) -> str:
@@ -146,6 +167,8 @@ def _results_to_arrays(results: list[ClipResult]) -> dict[str, np.ndarray]:
         "clip_ids": np.array([r.clip_id for r in results], dtype=np.str_),
         "status": np.array([r.status for r in results], dtype=np.str_),
         "reason": np.array([r.reason for r in results], dtype=np.str_),
+        "source_paths": np.array([r.source_path for r in results], dtype=np.str_),
+        "fingerprints": np.array([r.fingerprint for r in results], dtype=np.str_),
         "lengths": lengths,
         "features": cat([r.features for r in ok], FEATURE_DTYPE, (0, dim)),
         "valid": cat([r.valid for r in ok], np.bool_, (0,)),
@@ -154,57 +177,107 @@ def _results_to_arrays(results: list[ClipResult]) -> dict[str, np.ndarray]:
     }
 
 
+def _shard_provenance(z: Any, n: int) -> tuple[list[str], list[str]]:
+    """The shard's per-clip source paths and fingerprints (unknown in shards written before they were recorded)."""
+    if "fingerprints" not in z.files:
+        return [""] * n, [UNKNOWN] * n
+    return [str(x) for x in z["source_paths"]], [str(x) for x in z["fingerprints"]]
+
+
 def _iter_shard(file: Path) -> Iterable[ClipResult]:
     with np.load(file) as z:  # no pickles: every array is numeric, bool or fixed-width unicode
         offs = np.concatenate([[0], np.cumsum(z["lengths"])])
         feats, valid, fidx, ts = z["features"], z["valid"], z["frame_indices"], z["timestamps"]
+        paths, fps = _shard_provenance(z, len(z["clip_ids"]))
         for i, cid in enumerate(z["clip_ids"]):
             a, b = offs[i], offs[i + 1]
             if z["status"][i] == "ok":
-                yield ClipResult(str(cid), feats[a:b], valid[a:b], fidx[a:b], ts[a:b])
+                r = ClipResult(str(cid), feats[a:b], valid[a:b], fidx[a:b], ts[a:b])
             else:
-                yield ClipResult.failed(str(cid), str(z["reason"][i]))
+                r = ClipResult.failed(str(cid), str(z["reason"][i]))
+            yield r.from_source(Provenance(paths[i], fps[i]))
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """One finished result of a clip, in an earlier pack or a shard: its status and the source it was made from."""
+
+    status: str
+    provenance: Provenance
+
+
+def stored_clips(path: str | Path) -> dict[str, list[StoredClip]]:
+    """Every finished result per clip: the packed one first (when packed), then the shards' oldest first."""
+    path = Path(path)
+    out: dict[str, list[StoredClip]] = {}
+    if (path / "meta.json").exists():
+        have = set(pq.read_schema(path / "index.parquet").names)
+        cols = ["clip_id", "status", *[c for c in PROVENANCE_COLUMNS if c in have]]
+        idx = pd.read_parquet(path / "index.parquet", columns=cols)
+        n = len(idx)
+        paths = idx["source_path"] if "source_path" in have else [""] * n
+        fps = idx["source_fingerprint"] if "source_fingerprint" in have else [UNKNOWN] * n
+        for cid, status, sp, fp in zip(idx["clip_id"], idx["status"], paths, fps):
+            out.setdefault(cid, []).append(StoredClip(status, Provenance(sp, fp)))
+    for f in sorted((path / "shards").glob("shard-*.npz")):
+        with np.load(f) as z:
+            ids = [str(c) for c in z["clip_ids"]]
+            paths, fps = _shard_provenance(z, len(ids))
+            for cid, status, sp, fp in zip(ids, map(str, z["status"]), paths, fps):
+                out.setdefault(cid, []).append(StoredClip(status, Provenance(sp, fp)))
+    return out
 
 
 def done_clip_ids(path: str | Path, failed: bool = True) -> set[str]:
-    """Clips already finished in shards or an earlier pack; a rerun skips them. ``failed=False`` leaves out the
-    clips that failed (with no later success), so a rerun can try them again."""
-    path = Path(path)
-    ok: set[str] = set()
-    bad: set[str] = set()
-    for f in sorted((path / "shards").glob("shard-*.npz")):
-        with np.load(f) as z:
-            for cid, status in zip(map(str, z["clip_ids"]), z["status"]):
-                (ok if status == "ok" else bad).add(cid)
-    if (path / "meta.json").exists():
-        idx = pd.read_parquet(path / "index.parquet", columns=["clip_id", "status"])
-        ok.update(idx.clip_id[idx.status == "ok"])
-        bad.update(idx.clip_id[idx.status != "ok"])
-    return ok | bad if failed else ok
+    """Clips already finished in shards or an earlier pack, whatever their source. ``failed=False`` leaves out the
+    clips that failed (with no later success). The extraction run decides per clip with :func:`stored_clips` and the
+    clip's provenance (``fer_zoo.extraction.plan``)."""
+    stored = stored_clips(path)
+    return {c for c, rs in stored.items() if failed or any(r.status == "ok" for r in rs)}
 
 
-def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[str, Any]:
-    """Concatenate shards (and any earlier pack) into the packed store, in ``clip_order``; returns the meta."""
+def choose_result(results: list[ClipResult], current: Provenance | None) -> ClipResult:
+    """The result a pack keeps for one clip out of every finished one (the packed one first, then the shards).
+
+    Those made from the source as it is now (``current``) win; when none is (a source that is gone, or a clip packed
+    before provenance was recorded) all of them are candidates. Among the candidates an ok result beats a failure (a
+    retried clip replaces its earlier failure) and a later one an earlier (DDP samplers may repeat a clip: identical
+    copies).
+    """
+    cands = [r for r in results if current is not None and r.provenance == current] or results
+    ok = [r for r in cands if r.status == "ok"]
+    return (ok or cands)[-1]
+
+
+def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any],
+         current: dict[str, Provenance] | None = None) -> dict[str, Any]:
+    """Concatenate shards (and any earlier pack) into the packed store, in ``clip_order``; returns the meta.
+
+    ``current``: each clip's provenance as the run found it; of a clip's results the pack keeps one made from that
+    source (:func:`choose_result`), so a re-extracted clip replaces its stale features.
+    """
     path = Path(path)
-    results: dict[str, ClipResult] = {}
+    current = current or {}
+    results: dict[str, list[ClipResult]] = {}
     if (path / "meta.json").exists():
         old = FeatureStore(path)
-        for row in old.index.itertuples():
+        prov = old.provenance()
+        for i, row in enumerate(old.index.itertuples()):
             if row.status == "ok":
                 f, v = old.clip(row.clip_id)
-                results[row.clip_id] = ClipResult(row.clip_id, np.array(f), np.array(v), *old.frames(row.clip_id))
+                r = ClipResult(row.clip_id, np.array(f), np.array(v), *old.frames(row.clip_id))
             else:
-                results[row.clip_id] = ClipResult.failed(row.clip_id, row.reason)
+                r = ClipResult.failed(row.clip_id, row.reason)
+            if prov is not None:
+                r.from_source(Provenance(prov["source_path"].iat[i], prov["source_fingerprint"].iat[i]))
+            results[row.clip_id] = [r]
     for f in sorted((path / "shards").glob("shard-*.npz")):
         for r in _iter_shard(f):
-            # DDP samplers may repeat a clip (identical copies: the first stays); a retried clip replaces its
-            # earlier failure (shards are read oldest first).
-            if r.clip_id not in results or results[r.clip_id].status != "ok":
-                results[r.clip_id] = r
+            results.setdefault(r.clip_id, []).append(r)
     missing = [c for c in clip_order if c not in results]
     if missing:
         raise StoreError(f"{path}: cannot pack, {len(missing)} clips not extracted yet (e.g. {missing[:3]})")
-    ordered = [results[c] for c in clip_order]
+    ordered = [choose_result(results[c], current.get(c)) for c in clip_order]
     dim = int(meta["dim"])
     total = sum(len(r.features) for r in ordered if r.status == "ok")  # type: ignore[arg-type]
     rows, off = [], 0
@@ -219,6 +292,7 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[
         rows.append({
             "clip_id": r.clip_id, "offset": off, "length": n,
             "valid_count": int(np.sum(r.valid)) if n else 0, "status": r.status, "reason": r.reason,
+            "source_path": r.source_path, "source_fingerprint": r.fingerprint,
             "frame_indices": [int(i) for i in r.frame_indices] if n else [],  # type: ignore[union-attr]
             "timestamps": [float(t) for t in r.timestamps] if n else [],  # type: ignore[union-attr]
         })
@@ -234,7 +308,8 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[
     os.replace(idx_tmp, path / "index.parquet")
     statuses = [r.status for r in ordered]
     meta = {**meta, "format": STORE_FORMAT, "num_clips": len(ordered), "num_ok": statuses.count("ok"),
-            "num_failed": statuses.count("failed"), "total_frames": total, "dtype": "float16"}
+            "num_failed": statuses.count("failed"), "total_frames": total, "dtype": "float16",
+            "provenance": PROVENANCE_METHOD}
     _atomic_json(path / "meta.json", meta)
     for f in (path / "shards").glob("*shard-*"):  # finished shards and temp files a killed run left behind
         f.unlink()
@@ -266,6 +341,7 @@ class FeatureStore:
         # objects they cost ~5 KiB per clip in every process that opens the store (DataLoader workers, DDP ranks).
         self.index = pd.read_parquet(self.path / "index.parquet", columns=INDEX_COLUMNS)
         self._frame_lists: pd.DataFrame | None = None
+        self._provenance: pd.DataFrame | None = None
         self._row = {cid: i for i, cid in enumerate(self.index["clip_id"])}
         self._offsets = self.index["offset"].to_numpy()
         self._lengths = self.index["length"].to_numpy()
@@ -273,7 +349,7 @@ class FeatureStore:
         self._prefetch: tuple[mmap.mmap | None, int, int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_arrays": None, "_prefetch": None, "_frame_lists": None}
+        return {**self.__dict__, "_arrays": None, "_prefetch": None, "_frame_lists": None, "_provenance": None}
 
     @property
     def dim(self) -> int:
@@ -321,6 +397,21 @@ class FeatureStore:
             self._frame_lists = pd.read_parquet(self.path / "index.parquet", columns=["frame_indices", "timestamps"])
         row = self._frame_lists.iloc[self._row[clip_id]]
         return np.asarray(row["frame_indices"], np.int64), np.asarray(row["timestamps"], np.float64)
+
+    @property
+    def has_provenance(self) -> bool:
+        """False for a store packed before clips recorded their source (then :meth:`provenance` is ``None``)."""
+        return "provenance" in self.meta
+
+    def provenance(self) -> pd.DataFrame | None:
+        """Columns ``clip_id``, ``source_path``, ``source_fingerprint`` (str), one row per clip in index order;
+        read on first use (kept out of ``index``: ~100 bytes per clip in every loader worker otherwise). A clip added
+        to an older store has ``""`` for both (unknown). ``None`` when the store predates provenance."""
+        if not self.has_provenance:
+            return None
+        if self._provenance is None:
+            self._provenance = pd.read_parquet(self.path / "index.parquet", columns=["clip_id", *PROVENANCE_COLUMNS])
+        return self._provenance
 
     def status(self, clip_id: str) -> tuple[str, str]:
         row = self.index.iloc[self._row[clip_id]]

@@ -396,9 +396,10 @@ def test_mediapipe_log_goes_to_the_store_not_the_terminal(tmp_path: Path) -> Non
     assert str(log) in proc.stdout, _explain(proc)
 
 
-def test_failed_clips_are_kept_until_retried(tmp_path: Path) -> None:
-    """A rerun skips clips that failed (a corrupt file fails the same way again); after the cause is fixed,
-    --retry_failed extracts them, and the packed store holds them as ok."""
+def test_failed_clips_are_kept_until_retried_or_their_file_changes(tmp_path: Path) -> None:
+    """A rerun skips clips that failed when their file did not change (a corrupt file fails the same way again);
+    --retry_failed extracts them anyway; once the file is there (fixed, copied), a plain rerun extracts it, and the
+    packed store holds it as ok."""
     rows = _add_photos(tmp_path, 2)
     late = tmp_path / "clips" / "late.jpg"  # listed but not there yet: a wrong path or an unfinished copy
     manifest = _manifest(tmp_path, [*rows, ("clips/late.jpg", "happiness")])
@@ -407,11 +408,13 @@ def test_failed_clips_are_kept_until_retried(tmp_path: Path) -> None:
     assert first.returncode == 3, _explain(first)
     assert f"no such file or folder ({late})" in first.stdout, _explain(first)  # the reason names the file
     assert "--retry_failed" in first.stderr, _explain(first)
-    shutil.copy(tmp_path / "clips" / "photo00.jpg", late)
     again = _extract(config)
     assert again.returncode == 3 and "0 to extract, 3 already done" in again.stdout, _explain(again)
     retried = _extract(config, "--retry_failed", "true")
-    assert retried.returncode == 0 and "1 to extract, 2 already done" in retried.stdout, _explain(retried)
+    assert retried.returncode == 3 and "1 to extract, 2 already done (retry 1)" in retried.stdout, _explain(retried)
+    shutil.copy(tmp_path / "clips" / "photo00.jpg", late)
+    fixed = _extract(config)
+    assert fixed.returncode == 0 and "1 to extract, 2 already done (changed 1)" in fixed.stdout, _explain(fixed)
     store = FeatureStore(_store(tmp_path / "store", "mn"))
     assert store.meta["num_ok"] == 3 and store.status("clips/late") == ("ok", "")
     assert (store.clip("clips/late")[0] == store.clip("clips/photo00")[0]).all()  # the same photo

@@ -7,10 +7,12 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from datamodules.provenance import sources_provenance
 from fer_zoo.cli_errors import UsageError, from_config_value_error, parse_args
 from fer_zoo.extraction.run import ExtractorSpec, StoreSummary, extract_modality
 
 EXIT_SOME_FAILED = 3
+LIST_AT_MOST = 20  # changed clips listed by name per modality
 
 
 def build_parser() -> ArgumentParser:
@@ -30,7 +32,8 @@ def build_parser() -> ArgumentParser:
                    help="video decoder threads per worker (0: FFmpeg's choice); scale with num_workers instead")
     p.add_argument("--flush_every", type=int, default=16, help="clips per shard")
     p.add_argument("--retry_failed", type=bool, default=False,
-                   help="extract again the clips that failed in an earlier run (after fixing their files or paths)")
+                   help="extract again the clips that failed in an earlier run although their files did not change "
+                        "(clips whose file changed are extracted again anyway)")
     p.add_argument("--trainer", type=dict[str, Any], default={}, help="Lightning Trainer kwargs (devices, strategy)")
     p.add_argument("--fit_config", type=str | None, default=None,
                    help="a fit config (e.g. your copy of configs/my_clips.yaml): its data.source and data.store_root "
@@ -75,6 +78,16 @@ def print_summary(summaries: list[StoreSummary]) -> None:
         print(f"{s.modality:<10} {s.clips:>6} {s.skipped:>8} {s.ok:>6} {len(s.failed):>7} {s.valid_frames:>12.1%}  "
               f"{s.path}")
     for s in summaries:
+        if s.extracted:
+            print(f"  [{s.modality}] extracted: " + ", ".join(f"{n} {why}" for why, n in s.extracted.items()))
+        for cid, how in list(s.changed.items())[:LIST_AT_MOST]:
+            print(f"  SOURCE CHANGED [{s.modality}] {cid}: {how} (extracted again)")
+        if len(s.changed) > LIST_AT_MOST:
+            print(f"  SOURCE CHANGED [{s.modality}] ... and {len(s.changed) - LIST_AT_MOST} more")
+        for cid, was in s.gone.items():
+            print(f"  SOURCE GONE [{s.modality}] {cid}: {was} no longer exists; its earlier features are kept")
+        if s.unknown:
+            print(f"  [{s.modality}] {s.unknown} clips packed before stores recorded their source: not checked")
         for cid, reason in s.failed.items():
             print(f"  FAILED [{s.modality}] {cid}: {reason}")
 
@@ -116,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"{key} must be >= 0, got {getattr(init, key)}")
     clips = init.source.clips()
     print(f"source {init.source.name}: {len(clips)} clips")
+    # Where each clip's features come from, stat'ed once for every modality (datamodules.provenance).
+    current = dict(zip([c.clip_id for c in clips], sources_provenance(c.path for c in clips)))
     summaries = []
     for modality in names:
         spec = init.modalities[modality]
@@ -124,13 +139,19 @@ def main(argv: list[str] | None = None) -> int:
         summaries.append(extract_modality(
             init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
             trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every,
-            decoder_threads=init.decoder_threads, retry_failed=init.retry_failed))
+            decoder_threads=init.decoder_threads, retry_failed=init.retry_failed, current=current))
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:
         print_summary(summaries)
+    gone = max((len(s.gone) for s in summaries), default=0)
+    if gone:
+        print(f"{gone} clips' sources no longer exist (SOURCE GONE above); their features from the earlier run are "
+              "kept and training reports them. Restore the files, or remove the clips from the source.",
+              file=sys.stderr)
     if any(s.failed for s in summaries):
-        print(f"some clips failed (listed above); exit status {EXIT_SOME_FAILED}. A rerun skips them like finished "
-              "clips; after fixing their files or paths, rerun with --retry_failed true", file=sys.stderr)
+        print(f"some clips failed (listed above); exit status {EXIT_SOME_FAILED}. A rerun extracts again the clips "
+              "whose file changed (fixed, replaced, or now present) and skips the others; to retry those too (a "
+              "fixed decoder, a moved mount), rerun with --retry_failed true", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0

@@ -20,11 +20,13 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.feature_store import ClipResult, ShardWriter, check_request, done_clip_ids, pack, store_key, store_path
+from datamodules.feature_store import ClipResult, ShardWriter, check_request, pack, store_key, store_path, stored_clips
 from datamodules.frames import ClipReadError, FrameCountMismatch, read_frames, stream_frames
+from datamodules.provenance import Provenance, sources_provenance
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.weights import WeightsUnavailableError
+from fer_zoo.extraction.plan import plan_rerun
 
 WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers wrote to stderr
 
@@ -61,37 +63,45 @@ class ClipItem:
     result: ClipResult | None = None
     frame_indices: np.ndarray | None = None
     timestamps: np.ndarray | None = None
+    provenance: Provenance | None = None
 
 
 class ClipFrames(Dataset):
-    """Decodes clips in loader workers; CPU-bound extractors also run here (one instance per worker process)."""
+    """Decodes clips in loader workers; CPU-bound extractors also run here (one instance per worker process).
+
+    ``sources``: each clip's provenance, stat'ed by the run before any clip is read, recorded with its result (a
+    file that changes after that stat no longer matches it, so the next run extracts it again).
+    """
 
     def __init__(self, clips: list[ClipRecord], extractor: Extractor, frame_cap: int | None,
-                 decoder_threads: int = 1) -> None:
+                 decoder_threads: int = 1, sources: list[Provenance] | None = None) -> None:
         self.clips, self.extractor, self.frame_cap = clips, extractor, frame_cap
         self.decoder_threads = decoder_threads
+        self.sources = sources
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, i: int) -> ClipItem:
         clip = self.clips[i]
+        prov = self.sources[i] if self.sources is not None else None
         try:
             try:
-                return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads))
+                return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads), prov)
             except FrameCountMismatch:  # the container misstated its frame count: read it whole, counting first
-                return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads))
+                return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads), prov)
         except ClipReadError as err:  # the reason names the file: a wrong root shows at once in the summary
-            return ClipItem(clip.clip_id, result=ClipResult.failed(clip.clip_id, f"{err.reason} ({err.path})"))
+            failed = ClipResult.failed(clip.clip_id, f"{err.reason} ({err.path})").from_source(prov)
+            return ClipItem(clip.clip_id, result=failed, provenance=prov)
 
-    def _item(self, clip: ClipRecord, frames: Any) -> ClipItem:
+    def _item(self, clip: ClipRecord, frames: Any, prov: Provenance | None) -> ClipItem:
         """Frames are consumed as they decode (one full-size frame in memory); indices are known after the pass."""
         if self.extractor.runs_in_workers:
             feats, valid = self.extractor.extract(frames)
-            res = ClipResult(clip.clip_id, feats, valid, frames.indices, frames.timestamps)
-            return ClipItem(clip.clip_id, result=res)
+            res = ClipResult(clip.clip_id, feats, valid, frames.indices, frames.timestamps).from_source(prov)
+            return ClipItem(clip.clip_id, result=res, provenance=prov)
         pre = self.extractor.preprocess(frames)
-        return ClipItem(clip.clip_id, pre, None, frames.indices, frames.timestamps)
+        return ClipItem(clip.clip_id, pre, None, frames.indices, frames.timestamps, prov)
 
 
 def _one(batch: list[ClipItem]) -> ClipItem:
@@ -149,7 +159,7 @@ class ExtractionModule(L.LightningModule):
         if item.result is not None:
             return item.result
         feats, valid = self.extractor.forward(item.pre)
-        return ClipResult(item.clip_id, feats, valid, item.frame_indices, item.timestamps)
+        return ClipResult(item.clip_id, feats, valid, item.frame_indices, item.timestamps).from_source(item.provenance)
 
 
 class StoreWriter(BasePredictionWriter):
@@ -202,6 +212,9 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class StoreSummary:
+    """One modality's run; ``extracted``: reason (new, changed, retry) -> clips; ``changed``: clip -> how its source
+    changed; ``gone``: clip -> its vanished source (features kept); ``unknown``: clips kept with no provenance."""
+
     modality: str
     path: Path
     clips: int
@@ -209,18 +222,27 @@ class StoreSummary:
     ok: int
     failed: dict[str, str]
     valid_frames: float
+    extracted: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, str] = field(default_factory=dict)
+    gone: dict[str, str] = field(default_factory=dict)
+    unknown: int = 0
 
 
 def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Path, modality: str,
                      spec: ExtractorSpec, frame_cap: int | None = None, trainer_kwargs: dict[str, Any] | None = None,
                      num_workers: int = 2, flush_every: int = 16, decoder_threads: int = 1,
-                     retry_failed: bool = False, log: Any = print) -> StoreSummary:
+                     retry_failed: bool = False, log: Any = print,
+                     current: dict[str, Provenance] | None = None) -> StoreSummary:
     """Extract one modality over ``clips`` into its store (skipping finished clips) and pack it.
 
     ``num_workers`` loader processes decode (and run MediaPipe extractors), each with ``decoder_threads`` video
     decoder threads (0: FFmpeg's choice, one per core). Scale with workers, one per core: with as many workers as
     cores, more decoder threads only add CPU time (measured in benchmarks/bench_extraction.py). Clips that failed
     in an earlier run are skipped like finished ones unless ``retry_failed`` (after fixing a path or a file).
+
+    A clip whose source changed since its features were extracted (``fer_zoo.extraction.plan``) is extracted again
+    and replaces the old result at the pack; with nothing to extract and nothing unpacked, no Trainer is built.
+    ``current``: every clip's provenance when the caller has it (one stat pass shared by all modalities of a run).
     """
     extractor, fallback_note = build_extractor(spec, log)
     key = store_key(extractor.config_hash, frame_cap)
@@ -229,10 +251,19 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
                "config": extractor.config, "frame_cap": frame_cap, "source": source.name}
     if path.exists():  # a folder made for another request is refused, even when all of its clips look done
         check_request(path, request)
-    done = done_clip_ids(path, failed=not retry_failed) if path.exists() else set()
     order = [c.clip_id for c in clips]
-    todo = [c for c in clips if c.clip_id not in done]
-    log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done")
+    if current is None:
+        current = dict(zip(order, sources_provenance(c.path for c in clips)))  # stat calls only
+    plan = plan_rerun(clips, stored_clips(path) if path.exists() else {}, current, retry_failed)
+    todo = plan.todo
+    log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done"
+        f"{plan.note()}")
+    if plan.unknown:
+        log(f"[{modality}] {len(plan.unknown)} clips were packed before stores recorded their source: kept unchecked "
+            "(extract into a new --store_root to record where every clip came from)")
+    unpacked = any((path / "shards").glob("shard-*.npz")) if path.exists() else False
+    if not todo and not unpacked and (path / "meta.json").exists():  # a no-op rerun: no Trainer, no pack
+        return summarize(modality, path, len(order), plan)
     kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
               "enable_model_summary": False, **(trainer_kwargs or {})}
     callbacks: list[Any] = [StoreWriter(path, request, flush_every)]
@@ -243,29 +274,34 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
         context = _worker_context(extractor) if num_workers else None
         stderr_log = str(path / WORKER_LOG) if extractor.runs_in_workers else None
         init = functools.partial(_worker_init, stderr_log=stderr_log) if num_workers else None
-        loader = DataLoader(ClipFrames(todo, extractor, frame_cap, decoder_threads), batch_size=1, collate_fn=_one,
+        sources = [current[c.clip_id] for c in todo]
+        loader = DataLoader(ClipFrames(todo, extractor, frame_cap, decoder_threads, sources), batch_size=1,
+                            collate_fn=_one,
                             num_workers=num_workers, worker_init_fn=init,
                             multiprocessing_context=context, persistent_workers=False)
         trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
     elif not (path / "meta.json").exists():
         check_request(path, request, create=True)  # nothing to extract but never packed: put the request on disk
     trainer.strategy.barrier()
-    if trainer.is_global_zero and (todo or not (path / "meta.json").exists()):
+    # Packs also when only shards are new: a run killed after its last shard, before the pack, left them unpacked.
+    if trainer.is_global_zero and (todo or unpacked or not (path / "meta.json").exists()):
         meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,
                 "source": {"name": source.name, "num_clips": len(order)}, "libraries": library_versions(),
                 **extractor.describe(), **fallback_note}
-        pack(path, order, meta)
+        pack(path, order, meta, current)
     trainer.strategy.barrier()
     if todo and num_workers and extractor.runs_in_workers and (path / WORKER_LOG).exists():
         log(f"[{modality}] the workers' stderr (MediaPipe's C++ log) is in {path / WORKER_LOG}")
-    return summarize(modality, path, skipped=len(order) - len(todo))
+    return summarize(modality, path, len(order), plan)
 
 
-def summarize(modality: str, path: Path, skipped: int) -> StoreSummary:
+def summarize(modality: str, path: Path, num_clips: int, plan: Any) -> StoreSummary:
+    """The packed store's counts plus what ``plan`` (a ``RerunPlan``) extracted, kept and found gone."""
     import pandas as pd
 
     idx = pd.read_parquet(path / "index.parquet", columns=["clip_id", "length", "valid_count", "status", "reason"])
     failed = dict(zip(idx.clip_id[idx.status == "failed"], idx.reason[idx.status == "failed"]))
     total = int(idx.length.sum())
-    return StoreSummary(modality, path, len(idx), skipped, int((idx.status == "ok").sum()), failed,
-                        float(idx.valid_count.sum() / total) if total else 0.0)
+    return StoreSummary(modality, path, len(idx), num_clips - len(plan.todo), int((idx.status == "ok").sum()),
+                        failed, float(idx.valid_count.sum() / total) if total else 0.0, plan.counts(),
+                        dict(plan.changes), dict(plan.gone), len(plan.unknown))
