@@ -19,13 +19,19 @@ class Pose(Extractor):
     ``backend="mediapipe"``: 33 landmarks x (x, y, z, visibility), ``model_complexity`` 1 (the only one whose model
     ships in the MediaPipe wheel, so it works offline). ``backend="openpifpaf"``: COCO-17 x (x, y, confidence) from a
     local ``checkpoint`` (install with ``make install-openpifpaf``). Frames with no body are ``valid=False``.
+
+    ``static_image_mode`` (MediaPipe, default false: track the body from the previous frame): measured on the shared
+    face videos over capped frames (benchmarks/bench_mediapipe_modes.py), detecting on every frame finds FEWER
+    bodies (face_noface.mov at cap 64: 29 frames vs 42 tracked, 49 when tracking through every frame; cap 16: 7 vs
+    9 vs 12) and lies farther from the landmarks of tracking through every frame (12-20 px vs 1-9 px mean, caps
+    8-64), unlike the face mesh (see ``extractors/facemesh.py``). Recorded in the config, so in the store hash.
     """
 
     version = "1"
     runs_in_workers = True
 
     def __init__(self, backend: str = "mediapipe", model_complexity: int = 1, min_detection_confidence: float = 0.5,
-                 checkpoint: str | None = None) -> None:
+                 checkpoint: str | None = None, static_image_mode: bool = False) -> None:
         if backend not in {"mediapipe", "openpifpaf"}:
             raise ValueError(f"pose: backend must be 'mediapipe' or 'openpifpaf', got {backend!r}")
         if backend == "mediapipe" and model_complexity != 1:
@@ -34,7 +40,8 @@ class Pose(Extractor):
             raise ValueError(f"pose: min_detection_confidence must be in [0, 1], got {min_detection_confidence}")
         cfg: dict[str, Any] = {"backend": backend}
         if backend == "mediapipe":
-            cfg.update(model_complexity=model_complexity, min_detection_confidence=float(min_detection_confidence))
+            cfg.update(model_complexity=model_complexity, min_detection_confidence=float(min_detection_confidence),
+                       static_image_mode=bool(static_image_mode))
         else:
             cfg.update(checkpoint=checkpoint)
         super().__init__(**cfg)
@@ -82,7 +89,8 @@ class Pose(Extractor):
         feats: list[np.ndarray] = []
         valid: list[bool] = []
         empty = np.zeros(self.dim, np.float32)
-        with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=False,
+        with mp.solutions.pose.Pose(static_image_mode=self.config["static_image_mode"], model_complexity=1,
+                                    enable_segmentation=False,
                                     min_detection_confidence=self.config["min_detection_confidence"]) as pose:
             for frame in frames:  # one at a time: a decoder stream never holds the whole clip
                 res = pose.process(np.ascontiguousarray(frame))
