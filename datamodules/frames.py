@@ -115,7 +115,14 @@ def read_frames(path: str | Path, max_frames: int | None = None, threads: int = 
     if suffix in IMAGE_SUFFIXES:
         rgb = _read_image(p)[None]
         return Frames(rgb, np.zeros(1, np.int64), np.zeros(1), None)
-    return _read_video(p, max_frames, threads)
+    try:
+        return _read_video(p, max_frames, threads)
+    except ClipReadError as err:
+        if suffix in VIDEO_SUFFIXES:
+            raise
+        raise ClipReadError(p, f"{err.reason}; {suffix or 'no suffix'} is not a known video or image type "
+                               f"(videos: {' '.join(sorted(VIDEO_SUFFIXES))}; images: "
+                               f"{' '.join(sorted(IMAGE_SUFFIXES))})") from err
 
 
 class FrameCountMismatch(Exception):
@@ -162,8 +169,8 @@ def stream_frames(path: str | Path, max_frames: int | None = None, threads: int 
     ``indices`` and ``timestamps``.
     """
     p = Path(path)
-    if p.suffix.lower() in IMAGE_SUFFIXES or p.is_dir() or not p.exists() or p.stat().st_size == 0:
-        return read_frames(p, max_frames, threads)
+    if p.suffix.lower() not in VIDEO_SUFFIXES or p.is_dir() or not p.exists() or p.stat().st_size == 0:
+        return read_frames(p, max_frames, threads)  # images, folders, files of unknown type (a clear error)
     return FrameStream(p, max_frames, threads)
 
 
