@@ -20,18 +20,19 @@ class Pose(Extractor):
     ships in the MediaPipe wheel, so it works offline). ``backend="openpifpaf"``: COCO-17 x (x, y, confidence) from a
     local ``checkpoint`` (install with ``make install-openpifpaf``). Frames with no body are ``valid=False``.
 
-    ``static_image_mode`` (MediaPipe, default false: track the body from the previous frame): measured on the shared
-    face videos over capped frames (benchmarks/bench_mediapipe_modes.py), detecting on every frame finds FEWER
-    bodies (face_noface.mov at cap 64: 29 frames vs 42 tracked, 49 when tracking through every frame; cap 16: 7 vs
-    9 vs 12) and lies farther from the landmarks of tracking through every frame (12-20 px vs 1-9 px mean, caps
-    8-64), unlike the face mesh (see ``extractors/facemesh.py``). Recorded in the config, so in the store hash.
+    ``static_image_mode`` (MediaPipe, default true: detect the body on every frame instead of tracking it from the
+    previous frame). Measured on the shared videos over capped frames (benchmarks/bench_mediapipe_modes.py),
+    tracking keeps "finding" a body where there is none: on no_face.mp4 (sky and a logo, no person) it marks 37 of
+    64 capped frames valid, detection 9; on face_noface.mov (a person, then a cartoon sky) 42 of 64, detection 29,
+    while the face mesh finds the person on 27. Detection costs up to 3x the time on long uncapped clips (133 vs
+    42 s for 472 frames), 1.6x at cap 64. Recorded in the config, so in the store hash.
     """
 
     version = "1"
     runs_in_workers = True
 
     def __init__(self, backend: str = "mediapipe", model_complexity: int = 1, min_detection_confidence: float = 0.5,
-                 checkpoint: str | None = None, static_image_mode: bool = False) -> None:
+                 checkpoint: str | None = None, static_image_mode: bool = True) -> None:
         if backend not in {"mediapipe", "openpifpaf"}:
             raise ValueError(f"pose: backend must be 'mediapipe' or 'openpifpaf', got {backend!r}")
         if backend == "mediapipe" and model_complexity != 1:
