@@ -646,6 +646,11 @@ class SampleSource:
     def clips(self) -> list[ClipRecord]:
         return self._images.clips()
 
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Files of the sample folders that are not photos, after :meth:`clips` (see :class:`ImageFolderSource`)."""
+        return self._images.skipped
+
     def __repr__(self) -> str:
         return f"SampleSource(root={str(SAMPLE_ROOT)!r}, vocabulary='faces8')"
 
