@@ -127,7 +127,6 @@ def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path: Path, capsys: pyt
     assert "notes.txt: not a video file" in capsys.readouterr().err
 
 
-
 def test_bad_videos_named_on_the_command_line_are_recorded_and_the_batch_goes_on(
         tmp_path: Path, dummy_video: Path, face_videos: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """Issue 10: a file that does not open, or a truncated one, used to stop the whole batch (exit 2) before any
