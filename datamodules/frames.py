@@ -8,14 +8,24 @@ holds one full-size frame instead of the whole clip.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4v", ".mpg", ".mpeg"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# Every suffix OpenCV's imread reads in the pinned build (checked in tests/test_frames.py); ".jfif" is JPEG.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
+
+#: How frame files of a folder are ordered; recorded in every store's request and meta (provenance), so a store
+#: built under another rule is never mixed with this one. "natural": the numbers in file names compared as
+#: integers (1.jpg, 2.jpg, ..., 10.jpg; 00002.jpg before 10.jpg), hidden files (``.*``: macOS ``._00001.jpg``,
+#: ``.DS_Store``) ignored.
+FRAME_ORDER = "natural"
 
 
 class ClipReadError(RuntimeError):
@@ -41,6 +51,35 @@ class Frames:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.rgb)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that compares the digit runs of ``name`` as integers: ``2.jpg`` < ``10.jpg``, ``00002`` < ``10``.
+
+    Text runs compare case-insensitively; two names whose numbers are equal (``1.jpg``, ``01.jpg``) get equal keys.
+    """
+    parts = re.split(r"(\d+)", name)  # text, number, text, number, ...: types match position by position
+    return tuple(int(x) if i % 2 else x.lower() for i, x in enumerate(parts))
+
+
+def is_hidden(path: str | Path) -> bool:
+    """Hidden files and folders (``.DS_Store``, AppleDouble ``._00001.jpg``, ``.ipynb_checkpoints``)."""
+    return Path(path).name.startswith(".")
+
+
+def list_frame_files(folder: str | Path) -> list[Path]:
+    """The frame images of a frame folder in time order (:data:`FRAME_ORDER`): image files by suffix, hidden files
+    skipped, natural numeric order.
+
+    Raises :class:`ClipReadError` when two files carry the same frame number (``1.jpg`` and ``01.jpg``): their
+    order would be a guess.
+    """
+    p = Path(folder)
+    names = frame_names(p)
+    for a, b in zip(names, names[1:]):
+        if natural_key(a) == natural_key(b):
+            raise ClipReadError(p, f"frames {a!r} and {b!r} have the same number: their order is unknown")
+    return [p / n for n in names]
 
 
 def cap_indices(n: int, max_frames: int | None) -> np.ndarray:
@@ -76,7 +115,14 @@ def read_frames(path: str | Path, max_frames: int | None = None, threads: int = 
     if suffix in IMAGE_SUFFIXES:
         rgb = _read_image(p)[None]
         return Frames(rgb, np.zeros(1, np.int64), np.zeros(1), None)
-    return _read_video(p, max_frames, threads)
+    try:
+        return _read_video(p, max_frames, threads)
+    except ClipReadError as err:
+        if suffix in VIDEO_SUFFIXES:
+            raise
+        raise ClipReadError(p, f"{err.reason}; {suffix or 'no suffix'} is not a known video or image type "
+                               f"(videos: {' '.join(sorted(VIDEO_SUFFIXES))}; images: "
+                               f"{' '.join(sorted(IMAGE_SUFFIXES))})") from err
 
 
 class FrameCountMismatch(Exception):
@@ -123,8 +169,8 @@ def stream_frames(path: str | Path, max_frames: int | None = None, threads: int 
     ``indices`` and ``timestamps``.
     """
     p = Path(path)
-    if p.suffix.lower() in IMAGE_SUFFIXES or p.is_dir() or not p.exists() or p.stat().st_size == 0:
-        return read_frames(p, max_frames, threads)
+    if p.suffix.lower() not in VIDEO_SUFFIXES or p.is_dir() or not p.exists() or p.stat().st_size == 0:
+        return read_frames(p, max_frames, threads)  # images, folders, files of unknown type (a clear error)
     return FrameStream(p, max_frames, threads)
 
 
@@ -140,9 +186,11 @@ def _read_image(p: Path) -> np.ndarray:
 
 
 def frame_names(folder: str | Path) -> list[str]:
-    """File names of a frame folder's frames, in frame order: the one listing that :func:`read_frames` reads and a
-    store's provenance fingerprints (``datamodules.provenance``), so both always see the same files."""
-    return sorted(n for n in os.listdir(folder) if _suffix(n).lower() in IMAGE_SUFFIXES)
+    """File names of a frame folder's frames, in frame order (natural numeric order, hidden files skipped): the one
+    listing that :func:`read_frames` reads and a store's provenance fingerprints (``datamodules.provenance``), so
+    both always see the same files. Names only (no stat per file): 16k folders x 30 frames stay quick."""
+    names = (n for n in os.listdir(folder) if _suffix(n).lower() in IMAGE_SUFFIXES and not n.startswith("."))
+    return sorted(names, key=natural_key)
 
 
 def _suffix(name: str) -> str:
@@ -152,7 +200,7 @@ def _suffix(name: str) -> str:
 
 
 def _read_folder(p: Path, max_frames: int | None) -> Frames:
-    files = [p / n for n in frame_names(p)]
+    files = list_frame_files(p)
     if not files:
         raise ClipReadError(p, "frame folder holds no images")
     keep = cap_indices(len(files), max_frames)
@@ -207,6 +255,8 @@ def _decode(p: Path, choose: Callable[[int], np.ndarray | None], threads: int) -
     if seen.wanted is None:
         rgb = np.stack(loose)
     assert rgb is not None
+    if len(seen.got) < len(rgb):  # fewer frames than the container stated: never hand out unfilled slots
+        rgb = rgb[[slot[i] for i in seen.got]]
     return rgb, seen
 
 
@@ -227,11 +277,7 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int,
     times = seen.times
     try:
         with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise ClipReadError(p, "no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = threads
+            stream = open_video_stream(container, p, threads)
             fps = seen.fps = float(stream.average_rate) if stream.average_rate else None
             seen.stated = stream.frames
             seen.wanted = choose(stream.frames)
@@ -247,6 +293,7 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int,
                     shape = img.shape
                     seen.got.append(i)
                     yield i, img
+            check_complete(p, stream, times)
     except ClipReadError:
         raise
     except (av.FFmpegError, ValueError, OSError) as err:  # corrupt container or truncated stream
@@ -254,3 +301,59 @@ def _decoded(p: Path, choose: Callable[[int], np.ndarray | None], threads: int,
         raise ClipReadError(p, f"cannot decode video after {len(times)} frames ({type(err).__name__}: {err})") from err
     if not times:
         raise ClipReadError(p, "video decoded to zero frames")
+
+
+#: A decoded stream may end this many frame durations before the duration its container declares; a shorter
+#: stream is truncated. Good files end within one frame of it (measured on the shared videos: 0.00-0.04 s at
+#: 24-30 fps; no_face.mp4 states 98 frames and decodes 95, an edit list, yet ends 0.01 s after its duration);
+#: the first half of WolfgangLanger_Pexels.mp4 ends at 9.55 s of a declared 19.69 s.
+TRUNCATION_TOLERANCE_FRAMES = 3
+
+
+def open_video_stream(container: Any, p: Path, threads: int = 0) -> Any:
+    """The clip's video stream in an open PyAV container, set up for strict, threaded decoding.
+
+    The stream: the one with the most stated frames among those that are not an attached picture (the 1-frame
+    cover or thumbnail some files carry as their first video stream), else FFmpeg's best guess
+    (``streams.best``). Decoder errors are not concealed: FFmpeg's ``err_detect=explode`` makes a corrupt packet
+    raise instead of being patched over with guessed pixels (on a garbled H.264 file, PyAV then stops at frame 16
+    instead of 38). Raises :class:`ClipReadError` when there is no video stream (or only a cover picture).
+    """
+    import av
+
+    video = list(container.streams.video)
+    moving = [s for s in video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not moving:
+        raise ClipReadError(p, "no video stream" + (" (only a still cover picture)" if video else ""))
+    stated = [s.frames for s in moving]
+    if len(moving) == 1 or max(stated) > 0:
+        stream = moving[stated.index(max(stated))]
+    else:  # no stream states a count (Matroska): FFmpeg's choice, if it is not a cover
+        best = container.streams.best("video")
+        stream = best if best in moving else moving[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    stream.codec_context.options = {**stream.codec_context.options, "err_detect": "explode"}
+    return stream
+
+
+def check_complete(p: Path, stream: Any, times: list[float]) -> None:
+    """Raise :class:`ClipReadError` when the decoded frames stop well before the duration the container declares.
+
+    A download cut short keeps an MP4's index (moov atom at the front), which still lists every frame: FFmpeg
+    then ends the stream quietly where the bytes end (it logs "partial file" but raises nothing). The frame count
+    alone cannot tell (edit lists make good files decode a few frames fewer than they state); the time the frames
+    cover can: see :data:`TRUNCATION_TOLERANCE_FRAMES`.
+    """
+    fps = float(stream.average_rate) if stream.average_rate else None
+    if not times or not fps or stream.duration is None or stream.time_base is None:
+        return  # no duration of this stream's own (Matroska): nothing to compare with. Never the container's
+        # duration: an audio track or a cover picture can outlast the video of a good file.
+    declared = float(stream.duration * stream.time_base)
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    covered = times[-1] + 1.0 / fps - start
+    if declared - covered > TRUNCATION_TOLERANCE_FRAMES / fps and not (0 < stream.frames <= len(times)):
+        raise ClipReadError(p, f"truncated or corrupt video: the frames decoded ({len(times)}"
+                               + (f" of {stream.frames} stated" if stream.frames else "")
+                               + f") end at {covered:.2f} s of a declared {declared:.2f} s (file size "
+                               f"{p.stat().st_size} bytes; an interrupted download or copy?)")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class ClipRecord:
     """One clip as a source lists it.
 
-    ``path`` is a video file, a folder of frames (sorted by name) or a single image (a 1-frame clip).
+    ``path`` is a video file, a folder of frames (in natural numeric order: ``datamodules.frames.FRAME_ORDER``) or a
+    single image (a 1-frame clip).
     ``label`` is the canonical class name of the source's vocabulary (never an integer: label orders differ).
     ``split`` is ``"train"``/``"test"`` for fixed train/test protocols (FERV39K), else ``None``.
     ``test_fold`` is the fold (1..K) whose test set holds this clip in K-fold protocols (DFEW, MAFW), else ``None``.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
-from datamodules.frames import IMAGE_SUFFIXES
+from datamodules.frames import IMAGE_SUFFIXES, MEDIA_SUFFIXES, is_hidden
 from datamodules.labels import (
     DFEW,
     FERV39K,
@@ -131,6 +131,14 @@ def _require_file(path: Path, what: str, layout: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: expected {path} (layout: {layout})")
     return path
+
+
+def clip_id_of(rel: str | Path) -> str:
+    """A clip id from a path relative to the data root: the whole path, with only a known media suffix
+    (:data:`~datamodules.frames.MEDIA_SUFFIXES`) stripped, so frame folders ``subj.1/`` and ``subj.2/`` stay two
+    clips (``Path.with_suffix("")`` would make both ``subj``) while ``subj.1.mp4`` becomes ``subj.1``."""
+    rel = Path(rel)
+    return (rel.with_suffix("") if rel.suffix.lower() in MEDIA_SUFFIXES else rel).as_posix()
 
 
 def _resolve_clip(folder: Path, stem: str) -> Path:
@@ -338,7 +346,7 @@ class MAFWSource:
             where = f"{path}:{n}"
             if len(fields) != 2:
                 raise ValueError(f"{where}: expected '<clip> <label>', got {len(fields)} fields: {fields}")
-            clip = Path(fields[0]).name.split(".")[0]
+            clip = clip_id_of(Path(fields[0]).name)
             rows.append((clip, _to_class(fields[1], self.vocabulary, where, base), where))
         return rows
 
@@ -399,7 +407,7 @@ class FERV39KSource:
             if len(fields) != 2:
                 raise ValueError(f"{where}: expected '<path> <label>', got {len(fields)} fields: {fields}")
             clip = fields[0].strip("/")
-            clip = Path(clip).with_suffix("").as_posix() if Path(clip).suffix.lower() == ".mp4" else clip
+            clip = clip_id_of(clip)
             rows.append((clip, _to_class(fields[1], vocab, where, self.label_base), where))
         return rows
 
@@ -491,9 +499,9 @@ class ManifestSource:
             rel = Path(row["path"])
             full = rel if rel.is_absolute() else base / rel
             try:
-                clip = full.relative_to(base).with_suffix("").as_posix()
+                clip = clip_id_of(full.relative_to(base))
             except ValueError:  # an absolute path outside root: its own path is the only stable id
-                clip = full.with_suffix("").as_posix()
+                clip = clip_id_of(full)
             split = row.get("split", "").lower() or None
             if split is not None and split not in SPLITS:
                 raise ValueError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
@@ -525,6 +533,10 @@ class ImageFolderSource:
     match) names the person, e.g. ``"^(.+)_\\d+[a-z]*$"`` for the shared LFW-style names (``Aaron_Peirsol_0002`` ->
     ``Aaron_Peirsol``). Seeded splits then never put one person in two splits. A stem it does not match raises
     ``ValueError`` naming the file (a silent fallback would leak that person across splits).
+
+    Hidden files (``.DS_Store``, ``._x.jpg``) are ignored; any other file in a class folder whose type is not read
+    (``.heic``, ``.gif``, ``.txt``) is listed, after :meth:`clips`, in ``skipped`` as ``(file, reason)``, which the
+    extraction summary prints: never dropped without a word.
     """
 
     root: str | Path
@@ -536,6 +548,7 @@ class ImageFolderSource:
 
     def __post_init__(self) -> None:
         self.vocabulary = _resolve_vocabulary(self.vocabulary)
+        self.skipped: list[tuple[str, str]] = []  # (file, reason) of files in class folders not taken as photos
         if self.subject_pattern is not None:
             try:
                 re.compile(self.subject_pattern)
@@ -570,12 +583,18 @@ class ImageFolderSource:
         if not class_dirs:
             raise FileNotFoundError(f"no class folders under {root} (expected layout: {_IMAGE_LAYOUT})")
         records: dict[str, ClipRecord] = {}
+        self.skipped = []
         for d in class_dirs:
             label = _to_class(d.name, vocab, str(d), None)
             for f in sorted(d.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
-                    clip = f.relative_to(root).with_suffix("").as_posix()
-                    records[clip] = ClipRecord(clip, str(f), label)
+                if not f.is_file() or any(is_hidden(part) for part in f.relative_to(root).parts):
+                    continue  # .DS_Store, AppleDouble ._x.jpg, .ipynb_checkpoints/: not photos
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    self.skipped.append((str(f), f"not an image type read here ({f.suffix or 'no suffix'}; read: "
+                                                 f"{' '.join(sorted(IMAGE_SUFFIXES))})"))
+                    continue
+                clip = clip_id_of(f.relative_to(root))
+                records[clip] = ClipRecord(clip, str(f), label)
         return records
 
     def _from_legend(self, root: Path) -> dict[str, ClipRecord]:
@@ -586,7 +605,7 @@ class ImageFolderSource:
         for n, row in _csv_rows(legend, ("image", "emotion")):
             where = f"{legend}:{n}"
             label = _to_class(row["emotion"], vocab, where, None)
-            clip = Path(row["image"]).with_suffix("").as_posix()
+            clip = clip_id_of(row["image"])
             prev = records.get(clip)
             if prev is not None and prev.label != label:
                 raise ValueError(
@@ -626,6 +645,11 @@ class SampleSource:
 
     def clips(self) -> list[ClipRecord]:
         return self._images.clips()
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Files of the sample folders that are not photos, after :meth:`clips` (see :class:`ImageFolderSource`)."""
+        return self._images.skipped
 
     def __repr__(self) -> str:
         return f"SampleSource(root={str(SAMPLE_ROOT)!r}, vocabulary='faces8')"

@@ -27,22 +27,33 @@ class FaceMesh(Extractor):
 
     Config: ``refine_landmarks`` (478 points with iris when true, else 468), ``geometry`` (append 9 derived values:
     the face box in frame coordinates and mouth/eye opening and brow raise ratios), ``min_detection_confidence``,
-    ``min_tracking_confidence``. Frames with no face are ``valid=False`` with zero features. A fresh MediaPipe graph
-    per clip keeps results independent of which clips ran before (deterministic, resumable).
+    ``min_tracking_confidence``, ``static_image_mode``. Frames with no face are ``valid=False`` with zero features.
+    A fresh MediaPipe graph per clip keeps results independent of which clips ran before (deterministic, resumable).
+
+    ``static_image_mode`` (default true): detect the face on every frame instead of tracking it from the previous
+    frame's landmarks. A store holds capped frames far apart in time (frame_cap 8 on a 472-frame clip: 67 frames,
+    2.8 s between samples), where the tracked region is stale: on WolfgangLanger_Pexels.mp4 the tracked landmarks
+    at cap 8/16 lie 8.4/8.2 px (mean) from those of tracking through every frame, detected ones 2.3/2.7 px; at cap
+    64 (7 frames apart) tracking is closer (1.7 vs 2.7 px). Both modes find a face on the same frames of every
+    shared video at caps 8/16/64; detection costs 1.3-2x the time. It also makes a frame's features independent of
+    which other frames were sampled. Measured by benchmarks/bench_mediapipe_modes.py; ``false`` restores tracking
+    (for dense, consecutive frames).
     """
 
     version = "1"
     runs_in_workers = True
 
     def __init__(self, refine_landmarks: bool = False, geometry: bool = True,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 static_image_mode: bool = True) -> None:
         for key, val in (("min_detection_confidence", min_detection_confidence),
                          ("min_tracking_confidence", min_tracking_confidence)):
             if not 0.0 <= val <= 1.0:
                 raise ValueError(f"facemesh: {key} must be in [0, 1], got {val}")
         super().__init__(refine_landmarks=bool(refine_landmarks), geometry=bool(geometry),
                          min_detection_confidence=float(min_detection_confidence),
-                         min_tracking_confidence=float(min_tracking_confidence))
+                         min_tracking_confidence=float(min_tracking_confidence),
+                         static_image_mode=bool(static_image_mode))  # in the config: part of the store hash
 
     @property
     def num_points(self) -> int:
@@ -70,7 +81,7 @@ class FaceMesh(Extractor):
         empty = np.zeros(self.dim, np.float32)
         c = self.config
         with mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=c["refine_landmarks"],
+            static_image_mode=c["static_image_mode"], max_num_faces=1, refine_landmarks=c["refine_landmarks"],
             min_detection_confidence=c["min_detection_confidence"],
             min_tracking_confidence=c["min_tracking_confidence"],
         ) as mesh:

@@ -19,13 +19,20 @@ class Pose(Extractor):
     ``backend="mediapipe"``: 33 landmarks x (x, y, z, visibility), ``model_complexity`` 1 (the only one whose model
     ships in the MediaPipe wheel, so it works offline). ``backend="openpifpaf"``: COCO-17 x (x, y, confidence) from a
     local ``checkpoint`` (install with ``make install-openpifpaf``). Frames with no body are ``valid=False``.
+
+    ``static_image_mode`` (MediaPipe, default true: detect the body on every frame instead of tracking it from the
+    previous frame). Measured on the shared videos over capped frames (benchmarks/bench_mediapipe_modes.py),
+    tracking keeps "finding" a body where there is none: on no_face.mp4 (sky and a logo, no person) it marks 37 of
+    64 capped frames valid, detection 9; on face_noface.mov (a person, then a cartoon sky) 42 of 64, detection 29,
+    while the face mesh finds the person on 27. Detection costs up to 3x the time on long uncapped clips (133 vs
+    42 s for 472 frames), 1.6x at cap 64. Recorded in the config, so in the store hash.
     """
 
     version = "1"
     runs_in_workers = True
 
     def __init__(self, backend: str = "mediapipe", model_complexity: int = 1, min_detection_confidence: float = 0.5,
-                 checkpoint: str | None = None) -> None:
+                 checkpoint: str | None = None, static_image_mode: bool = True) -> None:
         if backend not in {"mediapipe", "openpifpaf"}:
             raise ValueError(f"pose: backend must be 'mediapipe' or 'openpifpaf', got {backend!r}")
         if backend == "mediapipe" and model_complexity != 1:
@@ -34,7 +41,8 @@ class Pose(Extractor):
             raise ValueError(f"pose: min_detection_confidence must be in [0, 1], got {min_detection_confidence}")
         cfg: dict[str, Any] = {"backend": backend}
         if backend == "mediapipe":
-            cfg.update(model_complexity=model_complexity, min_detection_confidence=float(min_detection_confidence))
+            cfg.update(model_complexity=model_complexity, min_detection_confidence=float(min_detection_confidence),
+                       static_image_mode=bool(static_image_mode))
         else:
             cfg.update(checkpoint=checkpoint)
         super().__init__(**cfg)
@@ -82,7 +90,8 @@ class Pose(Extractor):
         feats: list[np.ndarray] = []
         valid: list[bool] = []
         empty = np.zeros(self.dim, np.float32)
-        with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=False,
+        with mp.solutions.pose.Pose(static_image_mode=self.config["static_image_mode"], model_complexity=1,
+                                    enable_segmentation=False,
                                     min_detection_confidence=self.config["min_detection_confidence"]) as pose:
             for frame in frames:  # one at a time: a decoder stream never holds the whole clip
                 res = pose.process(np.ascontiguousarray(frame))

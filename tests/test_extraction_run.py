@@ -380,6 +380,7 @@ def test_mediapipe_workers_survive_mediapipe_in_the_parent(face_videos: Path, tm
         (images / f.name).write_bytes(f.read_bytes())
     monkeypatch.chdir(REPO)
     rc = extract(["--config", "configs/extract.yaml", "--store_root", str(tmp_path / "features"), "--only", "facemesh",
+                  "--source.class_path", "datamodules.sources.ImageFolderSource",
                   "--source.init_args.root", str(tmp_path / "images"), "--num_workers", "2"])
     assert rc == 0
 

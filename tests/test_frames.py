@@ -140,3 +140,169 @@ def test_face_mesh_of_a_rotated_video_matches_the_upright_clip(tmp_path: Path, u
     assert both.mean() >= 0.9
     err = np.abs(feats[both] - ref[both]).mean()
     assert err < 0.02, f"features differ from the upright clip's by {err:.3f} on average"
+
+
+# ------------------------------------------------------------------------- issue 10: inputs that read wrong silently
+
+
+def _gray_frames(folder: Path, names: list[str], values: list[int]) -> Path:
+    """Frame files whose pixels all equal ``value``: which file a frame came from is read back from its pixels."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, v in zip(names, values):
+        assert cv2.imwrite(str(folder / name), np.full((24, 32, 3), v, np.uint8))
+    return folder
+
+
+def _frame_values(frames: np.ndarray) -> list[int]:
+    return [int(round(float(f.mean()))) for f in frames]
+
+
+def test_unpadded_frame_names_read_in_numeric_order(tmp_path: Path) -> None:
+    """1.jpg ... 16.jpg (some public DFEW/FERV39K dumps): name order would give 1, 10, 11, ..., 16, 2, 3, ..."""
+    names = [f"{i}.jpg" for i in range(1, 17)]
+    folder = _gray_frames(tmp_path / "clip", names, [10 * i for i in range(1, 17)])
+    assert _frame_values(read_frames(folder).rgb) == [10 * i for i in range(1, 17)]
+    capped = read_frames(folder, 4)  # the cap picks by time position, so it must see time order too
+    assert capped.indices.tolist() == [0, 5, 10, 15]
+    assert _frame_values(capped.rgb) == [10, 60, 110, 160]
+
+
+def test_mixed_padded_and_unpadded_names_sort_by_number(tmp_path: Path) -> None:
+    names = ["frame_10.png", "frame_002.png", "frame_1.png", "frame_0003.png", "frame_00011.png"]
+    folder = _gray_frames(tmp_path / "clip", names, [100, 20, 10, 30, 110])
+    assert _frame_values(read_frames(folder).rgb) == [10, 20, 30, 100, 110]
+    from datamodules.frames import list_frame_files
+
+    assert [f.name for f in list_frame_files(folder)] == ["frame_1.png", "frame_002.png", "frame_0003.png",
+                                                         "frame_10.png", "frame_00011.png"]
+
+
+def test_two_files_with_one_frame_number_are_refused(tmp_path: Path) -> None:
+    from datamodules.frames import ClipReadError
+
+    folder = _gray_frames(tmp_path / "clip", ["1.jpg", "01.jpg", "2.jpg"], [10, 10, 20])
+    with pytest.raises(ClipReadError, match="same number"):
+        read_frames(folder)
+
+
+def test_hidden_and_appledouble_files_are_ignored_in_frame_folders(tmp_path: Path) -> None:
+    """A zip made on a Mac: ``._00001.jpg`` AppleDouble files (not images) and ``.DS_Store`` beside the frames."""
+    folder = _gray_frames(tmp_path / "clip", ["00001.jpg", "00002.jpg", "00003.jpg"], [40, 80, 120])
+    for name in ("._00001.jpg", "._00002.jpg", ".DS_Store"):
+        (folder / name).write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    frames = read_frames(folder)
+    assert _frame_values(frames.rgb) == [40, 80, 120] and frames.indices.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".tiff", ".jfif", ".webp", ".png", ".jpg"])
+def test_every_listed_image_type_reads(tmp_path: Path, upright_frames: np.ndarray, suffix: str) -> None:
+    import cv2
+
+    from datamodules.frames import IMAGE_SUFFIXES
+
+    assert suffix in IMAGE_SUFFIXES
+    path = tmp_path / f"photo{suffix}"
+    ok, buf = cv2.imencode(".jpg" if suffix == ".jfif" else suffix, np.ascontiguousarray(upright_frames[0][:, :, ::-1]))
+    assert ok
+    path.write_bytes(buf.tobytes())
+    rgb = read_frames(path).rgb
+    assert rgb.shape == (1, *upright_frames.shape[1:])
+    assert np.abs(rgb[0].astype(np.int16) - upright_frames[0]).mean() < 3  # lossless or JPEG
+
+
+def _truncated(src: Path, dst: Path) -> Path:
+    """The first half of a file: an interrupted download (the MP4's moov atom is at the front, so it still opens)."""
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def test_a_truncated_video_is_refused_with_the_reason(tmp_path: Path, face_videos: Path) -> None:
+    """Before: 472 frames, the second half uninitialised memory (mean abs diff ~60 vs the real frames), stored ok."""
+    from datamodules.frames import ClipReadError
+    from fer_zoo.extraction.run import ClipFrames
+    from fer_zoo.video.face_track import open_video
+
+    half = _truncated(face_videos / "WolfgangLanger_Pexels.mp4", tmp_path / "half.mp4")
+    for cap in (None, 8):
+        with pytest.raises(ClipReadError, match=r"truncated.*228 of 472 stated.*9\.55 s of a declared 19\.6"):
+            read_frames(half, cap)
+        with pytest.raises(ClipReadError, match="truncated"):
+            list(stream_frames(half, cap, threads=1))
+    with pytest.raises(ClipReadError, match="truncated"), open_video(half) as (_, frames):
+        list(frames)
+    item = ClipFrames([ClipRecord("half", str(half), "neutral")], get_extractor("resnet18", weights="none"), 8)[0]
+    assert item.result is not None and item.result.status == "failed" and "truncated" in item.result.reason
+
+
+def test_a_garbled_stream_raises_instead_of_being_concealed(tmp_path: Path, face_videos: Path) -> None:
+    """Bytes garbled inside the H.264 data: the decoder's error concealment would paint guessed pixels."""
+    from datamodules.frames import ClipReadError
+
+    data = bytearray((face_videos / "single_face.mp4").read_bytes())
+    rng = np.random.default_rng(1)
+    for off in range(60_000, 180_000, 30_000):
+        data[off:off + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+    path = tmp_path / "garbled.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ClipReadError, match="cannot decode video after"):
+        read_frames(path)
+
+
+def _pyav_count(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(c.streams.video[0]))
+
+
+@pytest.mark.parametrize("video", ["single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov",
+                                   "noface_face.mov", "no_face.mp4"])
+def test_every_shared_video_still_reads_fully(face_videos: Path, video: str) -> None:
+    """The truncation check must not reject good files. no_face.mp4 states 98 frames and decodes 95 (its last
+    frames are cut by an edit list): before, read_frames returned 98 frames, 3 of them never written."""
+    n = _pyav_count(face_videos / video)
+    whole = read_frames(face_videos / video)
+    assert len(whole.rgb) == len(whole.indices) == len(whole.timestamps) == n
+    assert whole.indices.tolist() == list(range(n))
+    assert sum(1 for _ in stream_frames(face_videos / video, threads=1)) == n
+
+
+def _cover_then_video(path: Path, frames: np.ndarray) -> Path:
+    """A file whose FIRST video stream is a 1-frame MJPEG cover (black, 320x180) and whose second is the clip."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 320, 180, "yuvj420p"
+        clip = out.add_stream("mpeg4", rate=25)
+        clip.width, clip.height, clip.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for packet in cover.encode(av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")):
+            out.mux(packet)
+        for packet in cover.encode():
+            out.mux(packet)
+        for f in frames:
+            for packet in clip.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in clip.encode():
+            out.mux(packet)
+    with av.open(str(path)) as c:  # the premise: the cover really is the first video stream
+        assert c.streams.video[0].codec_context.name == "mjpeg" and len(c.streams.video) == 2
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])  # MP4 states frame counts (1 and 12), Matroska none
+def test_the_real_stream_is_read_not_the_cover(tmp_path: Path, upright_frames: np.ndarray, suffix: str) -> None:
+    from fer_zoo.video.face_track import open_video, probe_video
+
+    path = _cover_then_video(tmp_path / f"cover{suffix}", upright_frames)
+    for rgb in (read_frames(path).rgb, np.stack(list(stream_frames(path, threads=1))), read_frames(path, 4).rgb):
+        assert rgb.shape[1:] == upright_frames.shape[1:]
+        assert np.abs(rgb[0].astype(np.int16) - upright_frames[0]).mean() < 8
+    assert len(read_frames(path)) == len(upright_frames)
+    probe_video(path)
+    with open_video(path) as (info, frames):
+        assert (info.width, info.height) == (upright_frames.shape[2], upright_frames.shape[1])
+        assert sum(1 for _ in frames) == len(upright_frames)

@@ -125,10 +125,32 @@ def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path: Path, capsys: pyt
     notes.write_text("hello")
     assert main([str(notes), "--ckpt", str(tmp_path)]) == 2
     assert "notes.txt: not a video file" in capsys.readouterr().err
+
+
+def test_bad_videos_named_on_the_command_line_are_recorded_and_the_batch_goes_on(
+        tmp_path: Path, dummy_video: Path, face_videos: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Issue 10: a file that does not open, or a truncated one, used to stop the whole batch (exit 2) before any
+    video was processed; now each is recorded in summary.json with its reason, the others go on, exit 3. MediaPipe's
+    C++ log goes to <out>/native_stderr.log, not the terminal."""
+    from fer_zoo.video.predict import main
+
+    run = _fake_run(tmp_path, {"pose": POSE_META, "facemesh": MESH_META})
     fake = tmp_path / "fake.mp4"
     fake.write_bytes(b"not a video at all")
-    assert main([str(fake), "--ckpt", str(tmp_path)]) == 2
-    assert "fake.mp4: not a video: not a readable video" in capsys.readouterr().err
+    data = (face_videos / "WolfgangLanger_Pexels.mp4").read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    assert main([str(fake), str(half), str(dummy_video), "--ckpt", str(run), "--out", str(out)]) == 3
+    summary = {Path(r["video"]).name: r for r in json.loads((out / "summary.json").read_text())}
+    assert summary["fake.mp4"]["status"] == "failed" and "not a readable video" in summary["fake.mp4"]["message"]
+    assert summary["half.mp4"]["status"] == "failed" and "truncated" in summary["half.mp4"]["message"]
+    assert summary["clip.mp4"]["status"] == "no_face"  # the good (black) video was still processed
+    assert (out / "clip" / "predictions.json").is_file()
+    err = capfd.readouterr().err
+    assert "FAILED" in err and "half.mp4" in err
+    assert "W0000" not in err and "XNNPACK" not in err, err[-2000:]
+    assert (out / "native_stderr.log").is_file()
 
 
 def test_a_corrupt_video_in_a_folder_is_reported_and_the_others_go_on(tmp_path: Path,
@@ -199,8 +221,10 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for f in sorted(cls.glob("*.jpg"))[:4]:
                 shutil.copy(f, images / cls.name / f.name)
     _cli(["extract", "--config", "configs/extract.yaml", "--store_root", str(tmp / "features"), "--only",
-          "pose", "facemesh", "--source.init_args.root", str(images), "--num_workers", "0"], REPO)
-    _cli(["fit", "--config", "configs/pose_facemesh.yaml", "--data.source.init_args.root", str(images),
+          "pose", "facemesh", "--source.class_path", "datamodules.sources.ImageFolderSource",
+          "--source.init_args.root", str(images), "--num_workers", "0"], REPO)
+    _cli(["fit", "--config", "configs/pose_facemesh.yaml", "--data.source.class_path",
+          "datamodules.sources.ImageFolderSource", "--data.source.init_args.root", str(images),
           "--data.store_root", str(tmp / "features"), "--runs_dir", str(tmp / "runs"), "--run_name", "t",
           "--trainer.max_epochs", "1", "--data.num_workers", "0", "--wandb", "false",
           "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"], REPO)

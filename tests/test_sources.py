@@ -421,3 +421,53 @@ def test_built_from_config_by_jsonargparse(tmp_path: Path) -> None:
     )
     src = parser.instantiate(cfg).source
     assert isinstance(src, DFEWSource) and src.frames_subdir == "faces" and src.vocabulary.name == "dfew"
+
+
+# ------------------------------------------------------------------------- issue 10: names that must not be mangled
+
+
+def test_manifest_clip_folders_with_dots_keep_their_whole_name(tmp_path: Path) -> None:
+    """Frame folders ``subj.1/`` and ``subj.2/``: ``with_suffix("")`` made both ``subj`` ("listed twice")."""
+    from datamodules.sources import clip_id_of
+
+    csv_path = _write(tmp_path / "m.csv", "path,label\nsubj.1,anger\nsubj.2,happiness\nsubj.3.mp4,anger\n"
+                                          "v2.0/take.1.MOV,anger\n")
+    clips = ManifestSource(csv=csv_path).clips()
+    assert [c.clip_id for c in clips] == ["subj.1", "subj.2", "subj.3", "v2.0/take.1"]
+    assert clips[0].path == str(tmp_path / "subj.1")
+    assert clip_id_of("a/b.c.tif") == "a/b.c" and clip_id_of("a/b.c") == "a/b.c"
+
+
+def test_mafw_clip_ids_keep_dots_before_the_suffix(tmp_path: Path) -> None:
+    root = tmp_path / "MAFW"
+    split = root / "Train & Test Set" / "single" / "no_caption"
+    for k in range(1, 6):
+        _write(split / f"set_{k}" / "test.txt", f"clip.{k}.mp4 anger\n")
+        _write(split / f"set_{k}" / "train.txt", "".join(f"clip.{j}.mp4 anger\n" for j in range(1, 6) if j != k))
+    assert [c.clip_id for c in MAFWSource(root=root).clips()] == [f"clip.{k}" for k in range(1, 6)]
+
+
+def test_image_folder_reads_every_image_type_and_lists_what_it_skips(tmp_path: Path) -> None:
+    """.tif, .tiff, .jfif, .webp photos were skipped without a word (2 of 6 listed); now read, and files that are
+    not photos are listed in ``skipped`` with the reason; hidden files (macOS ``._x.jpg``, ``.DS_Store``) ignored."""
+    import cv2
+
+    folder = tmp_path / "happy"
+    folder.mkdir()
+    img = np.full((40, 30, 3), 128, np.uint8)
+    for name, ext in (("a.jpg", ".jpg"), ("b.png", ".png"), ("c.tif", ".tif"), ("d.tiff", ".tiff"),
+                      ("e.jfif", ".jpg"), ("f.webp", ".webp")):
+        ok, buf = cv2.imencode(ext, img)
+        (folder / name).write_bytes(buf.tobytes())
+    (folder / "._a.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "g.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (folder / "notes.txt").write_text("shot on a phone\n")
+    src = ImageFolderSource(root=tmp_path)
+    clips = src.clips()
+    assert [c.clip_id for c in clips] == [f"happy/{x}" for x in "abcdef"]
+    for c in clips:
+        assert read_frames(c.path).rgb.shape == (1, 40, 30, 3), c.path
+    assert [(Path(f).name, r.split(" (")[0]) for f, r in src.skipped] == [
+        ("g.heic", "not an image type read here"), ("notes.txt", "not an image type read here")]
+    assert ".heic" in src.skipped[0][1]

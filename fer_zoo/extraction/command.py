@@ -71,7 +71,8 @@ def fit_config_data(path: str, extract_modalities: list[str]) -> tuple[dict[str,
 
 
 
-def print_summary(summaries: list[StoreSummary]) -> None:
+def print_summary(summaries: list[StoreSummary], skipped: list[tuple[str, str]] | None = None) -> None:
+    """The per-modality table, then every failed clip and every file the source skipped, each with its reason."""
     print("\nextraction summary")
     print(f"{'modality':<10} {'clips':>6} {'skipped':>8} {'ok':>6} {'failed':>7} {'valid frames':>13}  store")
     for s in summaries:
@@ -90,6 +91,8 @@ def print_summary(summaries: list[StoreSummary]) -> None:
             print(f"  [{s.modality}] {s.unknown} clips packed before stores recorded their source: not checked")
         for cid, reason in s.failed.items():
             print(f"  FAILED [{s.modality}] {cid}: {reason}")
+    for path, reason in skipped or []:
+        print(f"  SKIPPED {path}: {reason}")
 
 
 def apply_fit_config(parser: ArgumentParser, cfg: Any) -> list[str]:
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(init, key) < 0:
             raise UsageError(f"{key} must be >= 0, got {getattr(init, key)}")
     clips = init.source.clips()
-    print(f"source {init.source.name}: {len(clips)} clips")
+    skipped = list(getattr(init.source, "skipped", []))  # files the source saw but could not take as clips
+    print(f"source {init.source.name}: {len(clips)} clips" + (f", {len(skipped)} files skipped" if skipped else ""))
     # Where each clip's features come from, stat'ed once for every modality (datamodules.provenance).
     current = dict(zip([c.clip_id for c in clips], sources_provenance(c.path for c in clips)))
     summaries = []
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:
-        print_summary(summaries)
+        print_summary(summaries, skipped)
     gone = max((len(s.gone) for s in summaries), default=0)
     if gone:
         print(f"{gone} clips' sources no longer exist (SOURCE GONE above); their features from the earlier run are "

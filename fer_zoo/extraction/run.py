@@ -21,14 +21,16 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.feature_store import ClipResult, ShardWriter, check_request, pack, store_key, store_path, stored_clips
-from datamodules.frames import ClipReadError, FrameCountMismatch, read_frames, stream_frames
+from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.provenance import Provenance, sources_provenance
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.weights import WeightsUnavailableError
 from fer_zoo.extraction.plan import plan_rerun
+from fer_zoo.native_stderr import native_stderr_to
 
-WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers wrote to stderr
+WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers (or, with 0 workers, MediaPipe
+# running in the main process) wrote to stderr
 
 
 @dataclass
@@ -248,7 +250,8 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     key = store_key(extractor.config_hash, frame_cap)
     path = store_path(store_root, modality, extractor.name, key)
     request = {"modality": modality, "extractor": extractor.name, "version": extractor.version,
-               "config": extractor.config, "frame_cap": frame_cap, "source": source.name}
+               "config": extractor.config, "frame_cap": frame_cap, "source": source.name,
+               "frame_order": FRAME_ORDER}  # how frame folders were ordered: part of the provenance
     if path.exists():  # a folder made for another request is refused, even when all of its clips look done
         check_request(path, request)
     order = [c.clip_id for c in clips]
@@ -279,7 +282,10 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
                             collate_fn=_one,
                             num_workers=num_workers, worker_init_fn=init,
                             multiprocessing_context=context, persistent_workers=False)
-        trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
+        # With 0 workers MediaPipe runs here: its C++ log goes to the same file the workers' would, not the terminal.
+        quiet = native_stderr_to(path / WORKER_LOG) if stderr_log and not num_workers else contextlib.nullcontext()
+        with quiet:
+            trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
     elif not (path / "meta.json").exists():
         check_request(path, request, create=True)  # nothing to extract but never packed: put the request on disk
     trainer.strategy.barrier()
@@ -290,8 +296,8 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
                 **extractor.describe(), **fallback_note}
         pack(path, order, meta, current)
     trainer.strategy.barrier()
-    if todo and num_workers and extractor.runs_in_workers and (path / WORKER_LOG).exists():
-        log(f"[{modality}] the workers' stderr (MediaPipe's C++ log) is in {path / WORKER_LOG}")
+    if todo and extractor.runs_in_workers and (path / WORKER_LOG).exists():
+        log(f"[{modality}] MediaPipe's C++ log (native stderr) is in {path / WORKER_LOG}")
     return summarize(modality, path, len(order), plan)
 
 

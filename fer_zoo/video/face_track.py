@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.frames import VIDEO_SUFFIXES, ClipReadError, upright
+from datamodules.frames import VIDEO_SUFFIXES, ClipReadError, check_complete, is_hidden, open_video_stream, upright
 
 TRACK_VERSION = "1"
 JPEG_QUALITY = 95
@@ -240,22 +240,23 @@ def open_video(path: str | Path) -> Iterator[tuple[VideoInfo, Iterator[tuple[int
     except (av.FFmpegError, ValueError, OSError) as err:
         raise ClipReadError(p, f"not a readable video ({type(err).__name__}: {err})") from err
     with container:
-        if not container.streams.video:
-            raise ClipReadError(p, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame threads: faster, same pixels
+        stream = open_video_stream(container, p)  # the real video, not a cover picture; strict decoding
         fps = float(stream.average_rate) if stream.average_rate else None
         info = VideoInfo(p, fps, int(stream.codec_context.width), int(stream.codec_context.height))
 
         def frames() -> Iterator[tuple[int, float, np.ndarray]]:
             n = 0
+            times: list[float] = []
             try:
                 for frame in container.decode(stream):
                     t = frame.time
                     ts = float(t) if t is not None else (n / fps if fps else float(n))
+                    times.append(ts)
                     # one conversion thread and the display rotation applied: see datamodules/frames.py
                     yield n, ts, upright(frame.to_ndarray(format="rgb24", threads=1), frame.rotation)
                     n += 1
+                if n:
+                    check_complete(p, stream, times)
             except (av.FFmpegError, ValueError, OSError) as err:
                 raise ClipReadError(p, f"cannot decode video after {n} frames ({type(err).__name__}: {err})") from err
             if n == 0:
@@ -273,8 +274,7 @@ def probe_video(path: str | Path) -> None:
         raise ClipReadError(p, "empty (0-byte) file")
     try:
         with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise ClipReadError(p, "no video stream")
+            open_video_stream(container, p)
     except (av.FFmpegError, ValueError, OSError) as err:
         raise ClipReadError(p, f"not a readable video ({type(err).__name__}: {err})") from err
 
@@ -416,7 +416,7 @@ def collect_videos(inputs: list[str | Path]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES
-                           and not f.name.startswith("."))
+                           and not any(is_hidden(part) for part in f.relative_to(p).parts))
             if not found:
                 raise InputError(f"{p}: folder holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
             out.extend(found)

@@ -32,11 +32,13 @@ Face crops vs. training inputs: the model learned from the features of whatever 
 crops from ``preprocess``, DFEW's aligned faces, face photos). The features here are computed on the tracked face
 crops, the consistent choice for such models; a model trained on whole frames would see a different input here.
 
+MediaPipe's C++ log (and any other native library's stderr) goes to ``<out>/native_stderr.log``, not the terminal.
+
 Exit status: 0 every video has predictions; 2 nothing could start (a path that does not exist, a file named on the
-command line that is not a video by its suffix or does not open as one, a missing or unreadable checkpoint or run
-folder, an extractor of the checkpoint that cannot be built here, e.g. openpifpaf not installed); 3 at least one
-video could not be decoded (a corrupt file found in a folder, a stream that breaks part way; reported, the others
-go on); 4 none
+command line that is not a video by its suffix, a missing or unreadable checkpoint or run folder, an extractor of
+the checkpoint that cannot be built here, e.g. openpifpaf not installed); 3 at least one video failed (one that does
+not open as a video, a corrupt or truncated file, a stream that breaks part way, an error while extracting its
+features): each is recorded in ``summary.json`` with the reason and the others go on; 4 none
 failed but at least one video had no face at all (its ``predictions.json`` has ``"status": "no_face"`` and the
 message "no face found in <video>"), or faces but no window the model could score (``"no_valid_frames"``).
 """
@@ -56,6 +58,7 @@ import numpy as np
 
 from datamodules.frames import ClipReadError, cap_indices
 from datamodules.sampling import segment_indices
+from fer_zoo.native_stderr import native_stderr_to
 from fer_zoo.video.face_track import (
     FaceDetector,
     InputError,
@@ -70,6 +73,7 @@ from fer_zoo.video.face_track import (
 )
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_NO_FACE = 0, 2, 3, 4
+NATIVE_LOG = "native_stderr.log"  # in --out: MediaPipe's C++ log and tracebacks of videos that failed
 CROP_NOTE = ("features computed on the tracked face crops (square, margin, resized), the same crops `preprocess` "
              "writes; the model learned from the features of its training clips")
 
@@ -498,12 +502,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         videos = collect_videos(args.inputs)
-        for item in args.inputs:  # a file named on the command line must be a video; folders are searched
-            if Path(item).is_file():
-                try:
-                    probe_video(item)
-                except ClipReadError as err:
-                    raise InputError(f"{item}: not a video: {err.reason}") from None
         overrides = {"margin": args.margin, "size": args.size, "min_confidence": args.min_confidence,
                      "detector": args.detector}
         run = resolve_run(args.ckpt, overrides)
@@ -523,16 +521,37 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     names = clip_ids(videos, dfew_numbers=False)
     results: list[VideoResult] = []
-    detector = FaceDetector(run.track)
-    try:
-        for video in videos:
-            res = predict_one(video, out / names[video], run, model, extractors, window, stride, detector)
-            results.append(res)
-            print(f"  -> {res.status}: {res.message} ({res.seconds:.1f}s)"
-                  + (f" -> {res.out_dir}" if res.status != "failed" else ""))
-    finally:
-        detector.close()
+    with native_stderr_to(out / NATIVE_LOG):
+        detector = FaceDetector(run.track)
+        try:
+            for video in videos:
+                res = _predict_or_record(video, out / names[video], run, model, extractors, window, stride, detector)
+                results.append(res)
+                print(f"  -> {res.status}: {res.message} ({res.seconds:.1f}s)"
+                      + (f" -> {res.out_dir}" if res.status != "failed" else ""), flush=True)
+        finally:
+            detector.close()
     return _summary(results, out)
+
+
+def _predict_or_record(video: Path, out_dir: Path, run: RunInfo, model: Any, extractors: dict[str, Any],
+                       window: int, stride: int, detector: FaceDetector) -> VideoResult:
+    """:func:`predict_one`, with any failure of this one video recorded (status "failed", the reason) so the batch
+    goes on, as ``extract`` and ``preprocess`` do. Interrupts (Ctrl-C) still stop the batch."""
+    t0 = time.perf_counter()
+    try:
+        probe_video(video)  # not a video at all (wrong container, no video stream): say so before decoding
+        return predict_one(video, out_dir, run, model, extractors, window, stride, detector)
+    except ClipReadError as err:
+        return VideoResult(video, out_dir, "failed", f"cannot read {video}: {err.reason}",
+                           seconds=time.perf_counter() - t0)
+    except Exception as err:  # noqa: BLE001  (one video's failure must not cost the others their predictions)
+        import os
+        import traceback
+
+        os.write(2, f"{video}:\n{traceback.format_exc()}".encode())  # fd 2 is the native log here
+        return VideoResult(video, out_dir, "failed", f"error while predicting {video}: {type(err).__name__}: {err} "
+                           f"(traceback in {NATIVE_LOG})", seconds=time.perf_counter() - t0)
 
 
 def _summary(results: list[VideoResult], out: Path) -> int:
