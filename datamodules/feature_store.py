@@ -161,7 +161,7 @@ def _iter_shard(file: Path) -> Iterable[ClipResult]:
         for i, cid in enumerate(z["clip_ids"]):
             a, b = offs[i], offs[i + 1]
             if z["status"][i] == "ok":
-                yield ClipResult(str(cid), feats[a:b], valid[a:b], fidx[a:b], ts[a:b])
+                yield ClipResult(str(cid), feats[a:b], valid[a:b], fidx[a:b], ts[a:b], reason=str(z["reason"][i]))
             else:
                 yield ClipResult.failed(str(cid), str(z["reason"][i]))
 
@@ -192,7 +192,8 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any]) -> dict[
         for row in old.index.itertuples():
             if row.status == "ok":
                 f, v = old.clip(row.clip_id)
-                results[row.clip_id] = ClipResult(row.clip_id, np.array(f), np.array(v), *old.frames(row.clip_id))
+                results[row.clip_id] = ClipResult(row.clip_id, np.array(f), np.array(v), *old.frames(row.clip_id),
+                                                  reason=row.reason)
             else:
                 results[row.clip_id] = ClipResult.failed(row.clip_id, row.reason)
     for f in sorted((path / "shards").glob("shard-*.npz")):
