@@ -258,3 +258,11 @@ def test_manifest_audio_column_and_audio_root(tmp_path: Path) -> None:
     recs = {r.clip_id: r for r in ManifestSource(tmp_path / "m.csv", audio_root=tmp_path / "wav").clips()}
     assert recs["a"].audio == str(tmp_path / "snd" / "a.wav")  # the column wins
     assert recs["b"].audio == str(tmp_path / "wav" / "b.wav")
+
+
+def test_fetch_weights_covers_the_speech_checkpoint(tiny_speech: Path) -> None:
+    from fer_zoo.extraction.fetch_weights import fetch_speech, needed_weights
+
+    assert ("speech", "facebook/wav2vec2-base") in needed_weights(["configs/extract_speech.yaml"])
+    assert not any(arch == "speech" for arch, _ in needed_weights(["configs/extract.yaml"]))  # fbank: no weights
+    assert fetch_speech(str(tiny_speech))  # a local folder is not downloaded
