@@ -70,9 +70,12 @@ class AudioExtractor(Extractor):
     kind: ClassVar[str] = "audio"
 
     def __init__(self, window: float = 1.0, silence_dbfs: float = -60.0, folder_fps: float | None = None,
-                 **config: Any) -> None:
+                 decoding: dict[str, Any] | None = None, **config: Any) -> None:
         from datamodules.audio import AUDIO_DECODING
 
+        if decoding is not None and decoding != AUDIO_DECODING:  # rebuilt from a store's meta (predict-video)
+            raise ValueError(f"{self.name}: the store's audio was decoded as {decoding}, this fer_zoo decodes as "
+                             f"{AUDIO_DECODING}; its features would differ")
         if not window > 0:
             raise ValueError(f"{self.name}: window must be > 0 seconds, got {window!r}")
         if folder_fps is not None and not folder_fps > 0:

@@ -47,6 +47,7 @@ def _folder_sha256(folder: Path) -> str:
 
 
 @register_extractor("speech")
+@register_extractor("speech_random", random_init=True)  # the name a random-weights store records (tests only)
 class SpeechEncoder(AudioExtractor):
     """Config: ``checkpoint`` (Hub id or folder), ``layer`` (int or ``"mean"``, default -1), ``precision``
     (``auto``: bf16 autocast where supported | ``bf16`` | ``fp32``), ``batch_windows`` (16), ``random_init``
@@ -68,8 +69,9 @@ class SpeechEncoder(AudioExtractor):
             raise ValueError(f"speech: batch_windows must be a positive integer, got {batch_windows!r}")
         resolved = ("bf16" if bf16_supported() else "fp32") if precision == "auto" else precision
         self.batch_windows = batch_windows
-        if random_init:
-            self.name = "speech_random"  # type: ignore[misc]  # the store's folder says it is not pretrained
+        if random_init != (self.name == "speech_random"):
+            # the store's folder and meta say it is not pretrained: the name follows random_init, both ways
+            self.name = "speech_random" if random_init else "speech"  # type: ignore[misc]
         self.model, self.weights_source, do_norm, self.weights_sha256 = self._build(str(checkpoint), bool(random_init),
                                                                                    normalize)
         n_layers = self.model.config.num_hidden_layers

@@ -60,7 +60,7 @@ def tiny_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(name: str, tiny: Path) -> dict:
-    return {"checkpoint": str(tiny), "precision": "fp32"} if name == "speech" else {}
+    return {"checkpoint": str(tiny), "precision": "fp32"} if name.startswith("speech") else {}
 
 
 def _input(path: Path, frames: int = 12) -> AudioInput:
@@ -128,6 +128,11 @@ def test_audio_extractor_contract(name: str, clips: dict[str, Path], tiny_speech
     shipped, v3 = pickle.loads(pickle.dumps(ext)).extract(inp)  # a loader worker's copy computes the same
     np.testing.assert_array_equal(feats, shipped)
     assert get_extractor(name, **_config(name, tiny_speech), window=0.5).config_hash != ext.config_hash
+    # rebuilt from the config a store records (as predict-video does): the same extractor, the same hash
+    import json
+
+    rebuilt = get_extractor(ext.name, **json.loads(json.dumps(ext.config)))
+    assert rebuilt.config_hash == ext.config_hash and rebuilt.name == ext.name
     with pytest.raises(TypeError, match="AudioInput"):
         ext.extract(np.zeros((2, 8, 8, 3), np.uint8))
 

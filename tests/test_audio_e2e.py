@@ -48,7 +48,8 @@ def av_data(face_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return {"root": tmp, "extract": tmp / "extract.yaml", "data": tmp / "data.yaml"}
 
 
-def test_extract_fit_and_ablate_with_audio(av_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extract_fit_and_ablate_with_audio(av_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
     from datamodules.feature_store import FeatureStore, find_store
     from fer_zoo.ablation import grid as ablate
     from fer_zoo.extraction.command import main as extract
@@ -73,6 +74,14 @@ def test_extract_fit_and_ablate_with_audio(av_data: dict[str, Path], monkeypatch
     res = json.loads((runs / "ra" / "results.json").read_text())
     assert res["modalities"] == ["resnet", "audio"] and 0.0 <= res["metrics"]["test/uar"] <= 1.0
     assert sorted(res["class_names"]) == ["happiness", "sadness"], res.get("class_names")
+    # predict-video on a clip with speech: the run's audio modality reads the video's own soundtrack
+    from fer_zoo.video.predict import main as predict
+
+    out = av_data["root"] / "pred"
+    assert predict([str(av_data["root"] / "clip00.mp4"), "--ckpt", str(runs / "ra"), "--out", str(out)]) == 0
+    pred = json.loads(next(out.rglob("predictions.json")).read_text())
+    assert "audio" in json.dumps(pred.get("modalities", {})) and next(out.rglob("timeline.png")).stat().st_size
+    assert any(w.get("probs") for w in pred["windows"])
     cfg = av_data["root"] / "ablation.yaml"
     cfg.write_text(yaml.safe_dump({
         "name": "av", "runs_dir": str(runs), "base": ["configs/demo.yaml", str(av_data["data"])],
@@ -80,6 +89,13 @@ def test_extract_fit_and_ablate_with_audio(av_data: dict[str, Path], monkeypatch
                       "--model.d_model=16", "--model.depth=1"],
         "modalities": ["resnet", "audio"], "modality_sets": [["audio"], ["resnet", "audio"]], "seeds": [1],
         "wandb": False, "env": {"OMP_NUM_THREADS": "1"}}))
+    # audio as an optional modality joins the grid because its store exists; pose has none and stays out
+    capsys.readouterr()
+    assert ablate.main(["--config", str(cfg), "--modality_sets=null", "--modalities=[resnet]",
+                        "--optional_modalities=[audio, pose]", "--dry_run=true"]) == 0
+    dry = capsys.readouterr().out
+    assert "'audio' joins the grid" in dry and "'pose' left out" in dry
+    assert '--data.modalities=["resnet","audio"]' in dry and '"pose"' not in dry
     assert ablate.main(["--config", str(cfg)]) == 0
     summary = (runs / "av" / "summary.md").read_text()
     assert "| `audio` |" in summary and "| `audio+resnet` |" in summary, summary
