@@ -271,3 +271,12 @@ def test_fetch_weights_covers_the_speech_checkpoint(tiny_speech: Path) -> None:
     assert ("speech", "facebook/wav2vec2-base") in needed_weights(["configs/extract_speech.yaml"])
     assert not any(arch == "speech" for arch, _ in needed_weights(["configs/extract.yaml"]))  # fbank: no weights
     assert fetch_speech(str(tiny_speech))  # a local folder is not downloaded
+
+
+def test_audio_root_names_a_wav_per_clip_id(tmp_path: Path) -> None:
+    from datamodules.records import ClipRecord
+    from datamodules.sources import _with_audio
+
+    recs = [ClipRecord("00001", "/d/Clip/clip_224x224/00001", "happy", None, 1)]
+    assert _with_audio(recs, None) == recs
+    assert _with_audio(recs, tmp_path)[0].audio == str(tmp_path / "00001.wav")
