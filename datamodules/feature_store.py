@@ -192,7 +192,7 @@ def _iter_shard(file: Path) -> Iterable[ClipResult]:
         for i, cid in enumerate(z["clip_ids"]):
             a, b = offs[i], offs[i + 1]
             if z["status"][i] == "ok":
-                r = ClipResult(str(cid), feats[a:b], valid[a:b], fidx[a:b], ts[a:b])
+                r = ClipResult(str(cid), feats[a:b], valid[a:b], fidx[a:b], ts[a:b], reason=str(z["reason"][i]))
             else:
                 r = ClipResult.failed(str(cid), str(z["reason"][i]))
             yield r.from_source(Provenance(paths[i], fps[i]))
@@ -265,7 +265,7 @@ def pack(path: str | Path, clip_order: list[str], meta: dict[str, Any],
         for i, row in enumerate(old.index.itertuples()):
             if row.status == "ok":
                 f, v = old.clip(row.clip_id)
-                r = ClipResult(row.clip_id, np.array(f), np.array(v), *old.frames(row.clip_id))
+                r = ClipResult(row.clip_id, np.array(f), np.array(v), *old.frames(row.clip_id), reason=row.reason)
             else:
                 r = ClipResult.failed(row.clip_id, row.reason)
             if prov is not None:

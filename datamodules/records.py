@@ -16,6 +16,9 @@ class ClipRecord:
     ``test_fold`` is the fold (1..K) whose test set holds this clip in K-fold protocols (DFEW, MAFW), else ``None``.
     ``subject`` names the person (or recording session) shown, when the source knows it; seeded splits then keep all
     clips of one subject on one side (a person never appears in both train and test), else ``None``.
+    ``audio`` is a sibling audio file holding the clip's soundtrack (time 0 = the first frame), when the data set
+    ships audio apart from the frames (a manifest's ``audio`` column, a source's ``audio_root``); ``None``: the
+    soundtrack, if any, is the video file's own audio stream (``datamodules.audio``).
     """
 
     clip_id: str
@@ -24,3 +27,4 @@ class ClipRecord:
     split: str | None = None
     test_fold: int | None = None
     subject: str | None = None
+    audio: str | None = None

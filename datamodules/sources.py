@@ -153,6 +153,17 @@ def _resolve_clip(folder: Path, stem: str) -> Path:
     return as_video if as_video.is_file() else as_dir
 
 
+def _with_audio(records: list[ClipRecord], audio_root: str | Path | None) -> list[ClipRecord]:
+    """Point every clip at ``audio_root/<clip_id>.wav`` (a data set that ships its audio apart from the frames).
+
+    Listed, not checked: a missing file fails that clip in the audio store, naming the path (a wrong root shows at
+    once), never the visual stores.
+    """
+    if audio_root is None:
+        return records
+    return [dataclasses.replace(r, audio=str(Path(audio_root) / f"{r.clip_id}.wav")) for r in records]
+
+
 def _text_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Non-blank lines of a whitespace-separated label file as (line number, fields)."""
     with path.open(encoding="utf-8-sig") as f:
@@ -244,6 +255,7 @@ class DFEWSource:
     frames_subdir: str = "Clip/clip_224x224"
     vocabulary: str | LabelVocabulary = "dfew"
     custom_order: bool = False
+    audio_root: str | Path | None = None
 
     name: ClassVar[str] = "dfew"
     n_folds: ClassVar[int] = 5
@@ -280,10 +292,10 @@ class DFEWSource:
         test = {k: self._read(self._split_file("test", k)) for k in self.folds}
         train = {k: self._read(self._split_file("train", k)) for k in self.folds}
         frames = root / self.frames_subdir
-        return [
+        return _with_audio([
             ClipRecord(clip, str(_resolve_clip(frames, clip)), label, None, fold)
             for clip, (label, fold) in sorted(_merge_kfold(test, train).items())
-        ]
+        ], self.audio_root)
 
 
 # ------------------------------------------------------------------------------------------------------------- MAFW
@@ -314,6 +326,7 @@ class MAFWSource:
     root: str | Path
     frames_subdir: str = "data/frames"
     label_order: str = "mafw_official"
+    audio_root: str | Path | None = None
 
     name: ClassVar[str] = "mafw"
     n_folds: ClassVar[int] = 5
@@ -355,10 +368,10 @@ class MAFWSource:
         test = {k: self._read(split / f"set_{k}" / "test.txt") for k in self.folds}
         train = {k: self._read(split / f"set_{k}" / "train.txt") for k in self.folds}
         frames = Path(self.root) / self.frames_subdir
-        return [
+        return _with_audio([
             ClipRecord(clip, str(_resolve_clip(frames, clip)), label, None, fold)
             for clip, (label, fold) in sorted(_merge_kfold(test, train).items())
-        ]
+        ], self.audio_root)
 
 
 # ---------------------------------------------------------------------------------------------------------- FERV39K
@@ -433,11 +446,13 @@ class FERV39KSource:
 
 @dataclass
 class ManifestSource:
-    """Your own clips from a CSV with header ``path,label[,split][,fold][,subject]``.
+    """Your own clips from a CSV with header ``path,label[,split][,fold][,subject][,audio]``.
 
     ``path`` is relative to ``root`` (default: the CSV's folder) and ``label`` a class name (integers are refused:
     a manifest names no order). ``fold`` is the test fold of the clip in a K-fold protocol. ``subject`` (optional)
-    names the person shown: seeded splits then keep each subject's clips on one side. ``vocabulary=None``
+    names the person shown: seeded splits then keep each subject's clips on one side. ``audio`` (optional, relative
+    like ``path``) names a sibling audio file holding the clip's soundtrack; else ``audio_root/<clip_id>.wav`` when
+    ``audio_root`` is set; else the video's own audio stream. ``vocabulary=None``
     takes the sorted set of labels found, read when the source is built so the class count is fixed before any
     model is; labels that look like one class spelt several ways (``Happy``/``happy``, ``happy``/``happiness``,
     ``hapiness``/``happiness``) then stop with :class:`~datamodules.labels.LabelSpellingError` listing them and their
@@ -450,6 +465,7 @@ class ManifestSource:
     csv: str | Path
     root: str | Path | None = None
     vocabulary: str | list[str] | LabelVocabulary | None = None
+    audio_root: str | Path | None = None
 
     name: ClassVar[str] = "manifest"
 
@@ -511,8 +527,14 @@ class ManifestSource:
             if clip in records:
                 raise ValueError(f"clip {clip!r} is listed twice: {where_of[clip]} and {where}")
             label = _to_class(row["label"], vocab, where, None)
+            audio_text = row.get("audio", "").strip()
+            audio = None
+            if audio_text:
+                audio = str(Path(audio_text) if Path(audio_text).is_absolute() else base / audio_text)
+            elif self.audio_root is not None:
+                audio = str(Path(self.audio_root) / f"{clip}.wav")
             records[clip] = ClipRecord(clip, str(full), label, split, int(fold_text) if fold_text else None,
-                                       row.get("subject", "").strip() or None)
+                                       row.get("subject", "").strip() or None, audio)
             where_of[clip] = where
         return [records[c] for c in sorted(records)]
 

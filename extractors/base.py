@@ -34,6 +34,8 @@ class Extractor(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     runs_in_workers: ClassVar[bool] = False
+    #: What ``extract`` takes: ``"frames"`` (RGB frames) or ``"audio"`` (``extractors.audio_base.AudioInput``).
+    kind: ClassVar[str] = "frames"
 
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = dict(config)

@@ -13,7 +13,8 @@ _DEFAULT_ARGS: dict[str, dict[str, Any]] = {}
 E = TypeVar("E", bound=type[Extractor])
 
 # Modules that register extractors; imported lazily so `import extractors` stays light (no MediaPipe, no torch).
-_MODULES = ("extractors.torchvision_frames", "extractors.facemesh", "extractors.pose")
+_MODULES = ("extractors.torchvision_frames", "extractors.facemesh", "extractors.pose", "extractors.fbank",
+            "extractors.speech")
 
 
 def register_extractor(name: str, **default_args: Any) -> Callable[[E], E]:
@@ -34,10 +35,10 @@ def _load_all() -> None:
         importlib.import_module(mod)
 
 
-def list_extractors() -> list[str]:
-    """Names of every registered extractor, sorted."""
+def list_extractors(kind: str | None = None) -> list[str]:
+    """Names of every registered extractor, sorted; ``kind`` (``"frames"`` or ``"audio"``) keeps only those."""
     _load_all()
-    return sorted(_REGISTRY)
+    return sorted(n for n, cls in _REGISTRY.items() if kind is None or cls.kind == kind)
 
 
 def get_extractor(name: str, **config: Any) -> Extractor:

@@ -21,7 +21,7 @@ from extractors import get_extractor, list_extractors
 from extractors.base import config_hash
 from extractors.weights import WeightsUnavailableError, offline_mobilenet_path
 
-ALL = list_extractors()
+ALL = list_extractors(kind="frames")  # audio extractors: tests/test_audio_extractors.py
 HEAVY = {"resnet34", "resnet50"}  # big random nets: their per-extractor checks run in the slow set
 PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in ALL]
 # Config each extractor is built with here: ResNets are random (no ImageNet weights offline), the rest are real.

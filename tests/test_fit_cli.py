@@ -16,7 +16,7 @@ from fer_zoo.training.cli import run_lightning_cli
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ["resnet", "pose", "facemesh", "resnet_pose", "resnet_facemesh", "pose_facemesh", "all"]
+CONFIGS = ["resnet", "pose", "facemesh", "resnet_pose", "resnet_facemesh", "pose_facemesh", "all", "resnet_audio"]
 
 
 def fit_args(stores: Path, runs: Path, name: str, config: str = "resnet_pose", epochs: int = 2) -> list[str]:

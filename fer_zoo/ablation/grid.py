@@ -157,6 +157,9 @@ def build_parser() -> ArgumentParser:
                    help="LightningCLI arguments for every cell, e.g. --trainer.max_epochs=5")
     p.add_argument("--modalities", type=list[str], default=["resnet", "pose", "facemesh"],
                    help="modalities whose non-empty subsets form the grid when modality_sets is null")
+    p.add_argument("--optional_modalities", type=list[str], default=[],
+                   help="added to `modalities` when a finished store of theirs exists under the data's store root "
+                        "(e.g. [audio]: only audio-visual data sets have one); ignored with modality_sets")
     p.add_argument("--modality_sets", type=list[list[str]] | None, default=None, help="explicit modality sets")
     p.add_argument("--folds", type=list[int] | None, default=None,
                    help="null: every fold of the source (one 'fold 0' for a source without folds)")
@@ -187,6 +190,17 @@ def resolve_protocol(base: list[str], overrides: list[str], first: Cell, seed_ar
     dataset = f"{source.name} ({where})" if where else str(source.name)
     return Protocol(dataset=dataset, folds=list(source.folds), fold_override=cfg.data.fold,
                     store_root=str(cfg.data.store_root))
+
+
+def has_store(store_root: str, modality: str) -> bool:
+    """Whether ``modality`` has exactly one finished store under ``store_root`` (what ``fit`` would open)."""
+    from datamodules.feature_store import StoreError, find_store
+
+    try:
+        find_store(store_root, modality)
+    except StoreError:
+        return False
+    return True
 
 
 def grid_folds(requested: list[int] | None, protocol: Protocol) -> list[int | None]:
@@ -359,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError, ImportError) as err:
         print(f"ablate: {err}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+
+    if cfg.optional_modalities and not cfg.modality_sets:
+        present = [m for m in cfg.optional_modalities if m not in cfg.modalities and has_store(protocol.store_root, m)]
+        for m in cfg.optional_modalities:
+            print(f"ablate: optional modality {m!r} "
+                  f"{'joins the grid' if m in present else 'left out: no finished store under ' + protocol.store_root}")
+        modality_sets = [list(s) for s in all_subsets([*cfg.modalities, *present])]
 
     cells = build_cells(modality_sets, folds, cfg.seeds)
     abl_dir = Path(cfg.runs_dir) / cfg.name

@@ -14,6 +14,7 @@ import yaml
 from extractors.weights import OFFLINE_MOBILENET, offline_mobilenet_path, torchvision_weights
 
 _TORCHVISION = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
+_SPEECH_DEFAULT = "facebook/wav2vec2-base"  # extractors.speech.SpeechEncoder's default checkpoint
 
 
 def needed_weights(config_files: list[str]) -> list[tuple[str, str]]:
@@ -24,12 +25,34 @@ def needed_weights(config_files: list[str]) -> list[tuple[str, str]]:
         for spec in (cfg.get("modalities") or {}).values():
             for s in (spec, spec.get("fallback") or {}):
                 name = s.get("name")
-                if name in _TORCHVISION:
+                if name == "speech":
+                    ckpt = str((s.get("config") or {}).get("checkpoint", _SPEECH_DEFAULT))
+                    if ("speech", ckpt) not in out:
+                        out.append(("speech", ckpt))
+                elif name in _TORCHVISION:
                     default = OFFLINE_MOBILENET if name == "mobilenet_v2" else "DEFAULT"
                     w = (s.get("config") or {}).get("weights", default)
                     if w and w != "none" and (name, w) not in out:
                         out.append((name, str(w)))
     return out
+
+
+def fetch_speech(checkpoint: str) -> bool:
+    """Download a Hugging Face speech checkpoint (model + preprocessor config) into the HF cache ($HF_HOME)."""
+    if Path(checkpoint).is_dir():
+        print(f"skip: speech uses the local folder {checkpoint} (copy it to the compute nodes yourself)")
+        return True
+    try:
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+        AutoConfig.from_pretrained(checkpoint)
+        AutoFeatureExtractor.from_pretrained(checkpoint)
+        AutoModel.from_pretrained(checkpoint)
+    except Exception as err:  # report every weight, then fail once at the end
+        print(f"FAILED: speech {checkpoint}: {err}")
+        return False
+    print(f"ok: speech {checkpoint} (in the Hugging Face cache, $HF_HOME; share it with the compute nodes)")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             rc = subprocess.call(["bash", str(script), str(dest.parent), sys.executable])
             print(f"{'ok' if rc == 0 else 'FAILED'}: {arch} offline weights -> {dest}")
             failed += rc != 0
+        elif arch == "speech":
+            failed += not fetch_speech(w)
         elif "/" in w or w.endswith((".pt", ".pth", ".ckpt")):
             print(f"skip: {arch} uses the local file {w} (copy it to the compute nodes yourself)")
         else:

@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.audio import read_soundtrack
 from datamodules.feature_store import ClipResult, ShardWriter, check_request, pack, store_key, store_path, stored_clips
 from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.provenance import Provenance, sources_provenance
@@ -66,6 +67,7 @@ class ClipItem:
     frame_indices: np.ndarray | None = None
     timestamps: np.ndarray | None = None
     provenance: Provenance | None = None
+    reason: str = ""  # why some frames are invalid (audio: no stream, outside the soundtrack, silent)
 
 
 class ClipFrames(Dataset):
@@ -98,12 +100,26 @@ class ClipFrames(Dataset):
 
     def _item(self, clip: ClipRecord, frames: Any, prov: Provenance | None) -> ClipItem:
         """Frames are consumed as they decode (one full-size frame in memory); indices are known after the pass."""
+        if self.extractor.kind == "audio":
+            return self._audio_item(clip, frames, prov)
         if self.extractor.runs_in_workers:
             feats, valid = self.extractor.extract(frames)
             res = ClipResult(clip.clip_id, feats, valid, frames.indices, frames.timestamps).from_source(prov)
             return ClipItem(clip.clip_id, result=res, provenance=prov)
         pre = self.extractor.preprocess(frames)
         return ClipItem(clip.clip_id, pre, None, frames.indices, frames.timestamps, prov)
+
+    def _audio_item(self, clip: ClipRecord, frames: Any, prov: Provenance | None) -> ClipItem:
+        """An audio store holds the rows the visual stores hold: the same frame pass (same cap, indices, times)
+        chooses the frames, then each frame gets the window of the soundtrack around its timestamp."""
+        from extractors.audio_base import AudioInput
+
+        for _ in frames:  # the pass that fixes which frames (and when) every store of this clip holds
+            pass
+        track = read_soundtrack(clip.path, clip.audio)  # AudioReadError (a ClipReadError): fails this store only
+        seconds = getattr(frames, "fps", None) is not None
+        pre = self.extractor.preprocess(AudioInput(track, np.asarray(frames.timestamps, np.float64), seconds))
+        return ClipItem(clip.clip_id, pre, None, frames.indices, frames.timestamps, prov, reason=pre.reason)
 
 
 def _one(batch: list[ClipItem]) -> ClipItem:
@@ -161,7 +177,8 @@ class ExtractionModule(L.LightningModule):
         if item.result is not None:
             return item.result
         feats, valid = self.extractor.forward(item.pre)
-        return ClipResult(item.clip_id, feats, valid, item.frame_indices, item.timestamps).from_source(item.provenance)
+        return ClipResult(item.clip_id, feats, valid, item.frame_indices, item.timestamps,
+                          reason=item.reason).from_source(item.provenance)
 
 
 class StoreWriter(BasePredictionWriter):
@@ -206,7 +223,8 @@ def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "mediapipe", "numpy", "opencv-contrib-python", "av", "openpifpaf"):
+    for pkg in ("torch", "torchvision", "mediapipe", "numpy", "opencv-contrib-python", "av", "openpifpaf",
+                "kaldi-native-fbank", "transformers"):
         with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
     return out

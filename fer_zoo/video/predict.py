@@ -343,7 +343,9 @@ def extract_features(track: TrackResult, needed: np.ndarray, run: RunInfo, extra
         ext = extractors[m.key]
         f = np.zeros((n, ext.dim), FEATURE_DTYPE)
         v = np.zeros(n, bool)
-        if crops is not None:
+        if ext.kind == "audio":  # the video's own soundtrack around each needed frame (a face is not needed)
+            f, v = audio_features(track, np.flatnonzero(needed), ext, m.key, log)
+        elif crops is not None:
             t0 = time.perf_counter()
             ef, ev = ext.extract(crops)
             f[frames] = ef.astype(FEATURE_DTYPE)
@@ -352,6 +354,35 @@ def extract_features(track: TrackResult, needed: np.ndarray, run: RunInfo, extra
                 f"({time.perf_counter() - t0:.1f}s)")
         feats[m.key], valid[m.key] = f, v
     return feats, valid
+
+
+def audio_features(track: TrackResult, frames: np.ndarray, ext: Any, key: str,
+                   log: Any = print) -> tuple[np.ndarray, np.ndarray]:
+    """An audio modality's per-frame features from the video's soundtrack, decoded exactly as for the stores.
+
+    No audio stream, or one that cannot be decoded: every frame of that modality is invalid (said in the log), and
+    the other modalities still predict.
+    """
+    from datamodules.audio import AudioReadError, read_soundtrack
+    from datamodules.feature_store import FEATURE_DTYPE
+    from extractors.audio_base import AudioInput
+
+    n = track.n_frames
+    f = np.zeros((n, ext.dim), FEATURE_DTYPE)
+    v = np.zeros(n, bool)
+    try:
+        sound = read_soundtrack(track.info.path)
+    except AudioReadError as err:
+        log(f"  {key}: WARNING: {err}; audio frames invalid")
+        return f, v
+    t0 = time.perf_counter()
+    inp = AudioInput(sound, track.timestamps[frames])
+    ef, ev = ext.extract(inp)
+    f[frames], v[frames] = ef.astype(FEATURE_DTYPE), ev
+    why = ext.windows(inp).reason
+    log(f"  {key}: {ext.name} on the soundtrack at {len(frames)} frames, {int(ev.sum())} valid "
+        f"({time.perf_counter() - t0:.1f}s){'; ' + why if why else ''}")
+    return f, v
 
 
 def score_windows(model: Any, run: RunInfo, windows: list[tuple[int, int]], feats: dict[str, np.ndarray],
