@@ -11,7 +11,7 @@ CONFIG ?= configs/resnet_pose.yaml
 EXTRACT_CONFIG ?= configs/extract.yaml
 ABLATION_CONFIG ?= configs/ablation.yaml
 
-.PHONY: install install-openpifpaf demo extract fit ablate bench test test-fast lint clean
+.PHONY: install install-openpifpaf install-test-tools demo extract fit ablate bench test test-fast lint clean
 
 install: $(STAMP) $(WEIGHTS)
 
@@ -52,7 +52,13 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 # The whole suite, slow end-to-end tests included (CI runs this); openpifpaf is built first if missing.
-test: install install-openpifpaf
+# Test-data tools from Debian (espeak-ng speaks the audio tests' sentences); skipped, with a note, without root/apt.
+install-test-tools:
+	@command -v espeak-ng >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get update -qq && apt-get install -y -qq espeak-ng; } >/dev/null 2>&1; } || \
+	  echo "espeak-ng is not installed (needs root + apt): the spoken-audio tests will skip"
+
+test: install install-openpifpaf install-test-tools
 	FER_ZOO_REQUIRE_OPENPIFPAF=1 $(PY) -m pytest -q
 
 test-fast: install
