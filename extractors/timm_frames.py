@@ -138,7 +138,9 @@ class TimmFrames(Extractor):
     def _transform(self) -> tuple[dict[str, Any], list[Any], tuple[float, ...], tuple[float, ...]]:
         from timm.data import create_transform, resolve_data_config
 
-        cfg = resolve_data_config(model=self.model)
+        size = self.config["model_kwargs"].get("img_size")  # a resized ViT: timm's config keeps the pretrained size
+        args = {"input_size": (3, *((size, size) if isinstance(size, int) else tuple(size)))} if size else {}
+        cfg = resolve_data_config(args, model=self.model)
         t = create_transform(**cfg, is_training=False)
         steps = list(getattr(t, "transforms", [t]))
         kinds = [type(s).__name__ for s in steps]

@@ -140,6 +140,13 @@ def test_timm_applies_and_records_its_data_config(tiny_backbones: dict, frames: 
     assert rel < 0.02, f"max deviation {rel:.3%} of the largest feature from timm's own PIL pipeline"
 
 
+def test_model_kwargs_img_size_resizes_the_input(frames: np.ndarray) -> None:
+    """A ViT built at another resolution (DINOv2 at 224 instead of 518) gets its input at that size."""
+    ext = get_extractor("timm", model="vit_tiny_patch16_224", pretrained=False, model_kwargs={"img_size": 112})
+    assert ext.describe()["data_config"]["input_size"] == [3, 112, 112]
+    assert ext.extract(frames)[0].shape == (3, 192)
+
+
 def test_bad_timm_and_clip_config_values_name_the_key(tiny_backbones: dict) -> None:
     with pytest.raises(ValueError, match="unknown timm model 'convnext_nope'"):
         get_extractor("timm", model="convnext_nope", pretrained=False)
@@ -330,7 +337,7 @@ def test_the_store_and_the_model_import_neither_timm_nor_open_clip() -> None:
             "bad = [m for m in ('timm', 'open_clip') if m in sys.modules]; "
             "assert not bad, bad")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
 
 
