@@ -294,6 +294,40 @@ def test_zero_shot_baseline_in_the_ablation_summary(zeroshot_store: Path, monkey
     assert zero_shot.add_to_table(table, zs)["modalities"].iloc[-1] == "zero-shot clipzs (no training)"
 
 
+def test_ablate_writes_the_zero_shot_row(zeroshot_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """grid._zero_shot (what `ablate --zero_shot=...` calls) + write_summary: the row lands in summary.md and .csv;
+    a missing store is reported in the summary instead of losing it."""
+    import pandas as pd
+    from jsonargparse import Namespace
+
+    from fer_zoo.ablation import grid, report
+
+    monkeypatch.chdir(REPO)
+    cfg = Namespace(base=[], overrides=[f"--data.store_root={zeroshot_store}"], zero_shot="clipzs", seeds=[3],
+                    seed_args=["--seed_everything", "--data.seed"])
+    zs = grid._zero_shot(cfg, [None])
+    assert zs["n"] == 1 and 0.0 <= zs["uar_mean"] <= 1.0
+    run = tmp_path / "cell"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"metrics": {"test/uar": 0.3, "test/war": 0.4},
+                                                  "class_names": ["a", "b"]}))
+    rec = {"cell": "resnet-fold0-seed3", "modalities": "resnet", "n_modalities": 1, "fold": 0, "seed": 3,
+           "status": "done", "run_dir": str(run)}
+    meta = {"name": "t", "dataset": "sample", "folds": [0], "seeds": [3], "base": [], "overrides": [],
+            "modality_sets": ["resnet"], "wandb": False, "wandb_project": "x", "zero_shot": zs}
+    out = report.write_summary([rec], tmp_path / "abl", meta)
+    assert "zero-shot clipzs (no training)" in out.md.read_text()
+    csv = pd.read_csv(out.csv)
+    row = csv[csv["modalities"] == "zero-shot clipzs (no training)"].iloc[0]
+    assert row["uar_mean"] == pytest.approx(zs["uar_mean"], abs=1e-6) and row["n"] == 1
+    assert csv.iloc[0]["modalities"] == "resnet"  # the trained set keeps its rank; the baseline is appended
+
+    missing = grid._zero_shot(Namespace(**{**vars(cfg), "zero_shot": "nostore"}), [None])
+    assert "error" in missing and "nostore" in missing["error"]
+    text = report.write_summary([rec], tmp_path / "abl2", {**meta, "zero_shot": missing}).md.read_text()
+    assert "Zero-shot baseline `nostore`: not computed" in text
+
+
 def test_zero_shot_refuses_a_store_of_another_class_order() -> None:
     from fer_zoo.ablation.zero_shot import check_class_order
 
