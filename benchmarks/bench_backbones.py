@@ -178,36 +178,31 @@ def bench_pair(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def bench_cost(args: argparse.Namespace) -> dict[str, Any]:
-    import timm
+    """Model-only frames/s of each recommended encoder through the ``timm`` extractor (random init, resolved
+    precision) on one preprocessed ``--cost-frames`` batch."""
     import torch
 
-    from extractors.timm_frames import bf16_supported, run_batched
+    from extractors import get_extractor
 
-    bf16 = bf16_supported()
-    names = QUICK_COST if args.quick else tuple(COST_MODELS)
+    names = args.cost_models.split(",") if args.cost_models else QUICK_COST if args.quick else tuple(COST_MODELS)
     out: dict[str, Any] = {}
     for label in names:
         model, kwargs = COST_MODELS[label]
-        net = timm.create_model(model, pretrained=False, num_classes=0, **kwargs).eval()
-        net = net.to(memory_format=torch.channels_last)
-        size = timm.data.resolve_data_config(model=net)["input_size"]
+        ext = get_extractor("timm", model=model, pretrained=False, model_kwargs=kwargs, batch_frames=args.cost_frames)
+        size = ext.describe()["data_config"]["input_size"]
         x = torch.randint(0, 255, (args.cost_frames, 3, size[1], size[2]), dtype=torch.uint8)
-
-        def fn(b: torch.Tensor, net: Any = net) -> torch.Tensor:
-            return net.forward_head(net.forward_features(b), pre_logits=True)
-
-        run_batched(fn, torch.device("cpu"), x[:2], (0.5,) * 3, (0.5,) * 3, bf16, args.cost_frames)  # warm-up
+        ext.forward(x[:1])  # warm-up
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            feats = run_batched(fn, torch.device("cpu"), x, (0.5,) * 3, (0.5,) * 3, bf16, args.cost_frames)
+            ext.forward(x)
             times.append(time.perf_counter() - t0)
-        params = sum(p.numel() for p in net.parameters()) / 1e6
-        out[label] = {"model": model, "kwargs": kwargs, "dim": int(feats.shape[1]), "input_size": list(size),
+        params = sum(p.numel() for p in ext.model.parameters()) / 1e6
+        out[label] = {"model": model, "kwargs": kwargs, "dim": ext.dim, "input_size": list(size),
                       "params_m": round(params, 1), "fps": args.cost_frames / median(times),
-                      "precision": "bf16" if bf16 else "fp32"}
-        print(f"  [cost] {label}: {out[label]['fps']:.1f} frames/s", flush=True)
-        del net
+                      "precision": ext.config["precision"]}
+        print(f"  [cost] {label}: {out[label]['fps']:.2f} frames/s", flush=True)
+        del ext
     base = out.get("ConvNeXt-T", {}).get("fps")
     for r in out.values():
         r["relative_cost"] = round(base / r["fps"], 2) if base else None
@@ -224,11 +219,12 @@ def report(pair: dict[str, Any], cost: dict[str, Any], args: argparse.Namespace)
                          f"{r['e2e_fps'] / r['model_only_fps']:.0%}",
                          f"{r['e2e_fps_excl_fixed'] / r['model_only_fps']:.0%}", f"{r['fixed_cost_s']:.1f}",
                          f"{r['e2e_cores']:.1f}", mem])
-    print()
-    print(table(["encoder", "D", "frames", "model-only f/s", "end-to-end f/s", "e2e / model", "excl. fixed",
-                 "fixed s/run", "e2e cores", f"MiB / {args.batch}-frame batch"], rows,
-                title=f"1. timm encoders, {args.clips} clips x {args.frame_cap} frames (640x360 H.264), "
-                      f"{args.workers} loader worker(s); median of {args.repeats}"))
+    if rows:
+        print()
+        print(table(["encoder", "D", "frames", "model-only f/s", "end-to-end f/s", "e2e / model", "excl. fixed",
+                     "fixed s/run", "e2e cores", f"MiB / {args.batch}-frame batch"], rows,
+                    title=f"1. timm encoders, {args.clips} clips x {args.frame_cap} frames (640x360 H.264), "
+                          f"{args.workers} loader worker(s); median of {args.repeats}"))
     for label, res in pair.items():
         f32, b16 = res["fp32"], res["bf16"]
         print(f"   {label}: bf16 / fp32 model-only {b16['model_only_fps'] / f32['model_only_fps']:.2f}x, "
@@ -264,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cost-frames", type=int, default=8, help="frames per timed batch in part 2")
     p.add_argument("--repeats", type=int, default=None, help="default 2 (quick 1)")
     p.add_argument("--skip-cost", action="store_true", help="skip part 2")
+    p.add_argument("--cost-models", default=None, help="comma-separated labels of part 2 (default: all)")
     p.add_argument("--quick", action="store_true", default=quick_env)
     args = p.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 2)
@@ -278,8 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fer_zoo_bench_bb_"))
     try:
         pair = bench_pair(args, tmp)
+        targets = report(pair, {}, args)  # part 1 is printed and saved before part 2 starts
+        write_results(NAME, {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                             "encoders": pair, "cost": {}, "targets": targets})
         cost = {} if args.skip_cost else bench_cost(args)
-        targets = report(pair, cost, args)
+        if cost:
+            report({}, cost, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.perf_counter() - t_start
