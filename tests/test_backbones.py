@@ -375,6 +375,17 @@ def test_the_store_and_the_model_import_neither_timm_nor_open_clip() -> None:
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+def test_documented_backbones_config_parses_and_lists_its_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fer_zoo.extraction.command import build_parser
+    from fer_zoo.extraction.fetch_weights import needed_hub_files
+
+    monkeypatch.chdir(REPO)
+    cfg = build_parser().parse_args(["--config", "configs/extract/backbones.yaml"])
+    assert set(cfg.modalities) == {"clip", "clip_zs", "dinov2"}
+    files = needed_hub_files(["configs/extract/backbones.yaml"])  # clip and clip_zs share one checkpoint
+    assert [w for w, _ in files] == ["open_clip ViT-B-16 openai", "timm vit_small_patch14_dinov2.lvd142m"]
+
+
 def test_fetch_weights_lists_the_hub_files_of_a_config(tmp_path: Path) -> None:
     from fer_zoo.extraction.fetch_weights import needed_hub_files
 

@@ -84,7 +84,7 @@ def evaluate(modality: str, fit_args: list[str], folds: Sequence[int | None], se
     sample std, ddof 1, NaN for one run). Raises ``StoreError`` (no such store), ``ValueError`` (class order).
     """
     from datamodules.feature_datamodule import FeatureDataModule
-    from fer_zoo.ablation.grid import _instantiate, parse_fit_args
+    from fer_zoo.training.cli import instantiate_spec, parse_fit_config
 
     runs, store = [], None
     for fold in folds:
@@ -92,9 +92,9 @@ def evaluate(modality: str, fit_args: list[str], folds: Sequence[int | None], se
             extra = [f"--data.modalities={json.dumps([modality])}", *(f"{flag}={seed}" for flag in seed_args)]
             if fold is not None:
                 extra.append(f"--data.fold={fold}")
-            cfg = parse_fit_args([*fit_args, *extra])
+            cfg = parse_fit_config([*fit_args, *extra])
             data = cfg.data.as_dict()
-            data["source"] = _instantiate(cfg.data.source)
+            data["source"] = instantiate_spec(cfg.data.source)
             dm = FeatureDataModule(**data)
             key = next(iter(dm.stores))
             store = str(dm.store_paths[key])
