@@ -294,6 +294,12 @@ class DroppedClip:
     reason: str
 
 
+def is_random_weights_store(meta: dict[str, Any]) -> bool:
+    """A store whose extractor ran with random weights (meta ``random_weights``; older stores: their
+    ``weights_source`` says "random init")."""
+    return bool(meta.get("random_weights")) or "random init" in str(meta.get("weights_source") or "")
+
+
 def modality_keys(modalities: Sequence[str]) -> list[str]:
     """Batch keys of the selected stores: the modality name without a ``/<extractor>-<hash>`` pin, unless two
     entries share a name (two extractors of one modality), then the full strings. Models and predict-video use
@@ -343,6 +349,7 @@ class FeatureDataModule(L.LightningDataModule):
         vocabulary: str | None = None,
         strict: bool = False,
         strict_provenance: bool = False,
+        allow_random_weights: bool = False,
     ) -> None:
         super().__init__()
         if class_balance not in CLASS_BALANCE:
@@ -367,6 +374,7 @@ class FeatureDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.class_balance = class_balance
         self.strict_provenance = bool(strict_provenance)
+        self.allow_random_weights = bool(allow_random_weights)
 
         vocab: LabelVocabulary | str = vocabulary if vocabulary is not None else source.vocabulary
         self.vocabulary = vocab if isinstance(vocab, LabelVocabulary) else get_vocabulary(vocab)
@@ -409,6 +417,13 @@ class FeatureDataModule(L.LightningDataModule):
                     f"feature store {path} was built for dataset {built_for!r}, but the source is "
                     f"{self.source.name!r}. Point store_root at the stores of {self.source.name!r}, or extract them: "
                     f"`python -m fer_zoo extract --store_root <new root>` with this source."
+                )
+            if is_random_weights_store(store.meta) and not self.allow_random_weights:
+                raise ValueError(
+                    f"feature store {path} was extracted with randomly initialised weights "
+                    f"({store.meta.get('weights_source')!r}): its features are not a frozen pretrained encoder's, so "
+                    "a model trained on them means nothing. Extract with pretrained weights, or pass "
+                    "allow_random_weights=True (--data.allow_random_weights true) in a test."
                 )
             stores[key], paths[key] = store, path
         return stores, paths

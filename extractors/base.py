@@ -36,6 +36,9 @@ class Extractor(ABC):
     runs_in_workers: ClassVar[bool] = False
     #: What ``extract`` takes: ``"frames"`` (RGB frames) or ``"audio"`` (``extractors.audio_base.AudioInput``).
     kind: ClassVar[str] = "frames"
+    #: The extractor's output depends on the dataset's classes (zero-shot): the extraction run passes the source's
+    #: label vocabulary as ``class_names`` (in vocabulary order) unless the config names them.
+    needs_class_names: ClassVar[bool] = False
 
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = dict(config)
@@ -53,6 +56,11 @@ class Extractor(ABC):
     @property
     def config_hash(self) -> str:
         return config_hash(self.name, self.version, self.config)
+
+    @property
+    def random_weights(self) -> bool:
+        """A network with randomly initialised weights (tests only): its store is labelled and ``fit`` refuses it."""
+        return False
 
     def describe(self) -> dict[str, Any]:
         """Metadata recorded in the store: where weights came from, etc. Extend in subclasses."""

@@ -13,8 +13,9 @@ _DEFAULT_ARGS: dict[str, dict[str, Any]] = {}
 E = TypeVar("E", bound=type[Extractor])
 
 # Modules that register extractors; imported lazily so `import extractors` stays light (no MediaPipe, no torch).
-_MODULES = ("extractors.torchvision_frames", "extractors.facemesh", "extractors.pose", "extractors.fbank",
-            "extractors.speech")
+# timm, open_clip and transformers themselves are imported only when such an extractor is built.
+_MODULES = ("extractors.torchvision_frames", "extractors.timm_frames", "extractors.clip_frames", "extractors.facemesh",
+            "extractors.pose", "extractors.fbank", "extractors.speech")
 
 
 def register_extractor(name: str, **default_args: Any) -> Callable[[E], E]:
@@ -39,6 +40,20 @@ def list_extractors(kind: str | None = None) -> list[str]:
     """Names of every registered extractor, sorted; ``kind`` (``"frames"`` or ``"audio"``) keeps only those."""
     _load_all()
     return sorted(n for n, cls in _REGISTRY.items() if kind is None or cls.kind == kind)
+
+
+def extractor_class(name: str) -> type[Extractor]:
+    """The class registered under ``name`` (e.g. to read ``needs_class_names`` before building it)."""
+    _load_all()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown extractor {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def default_config(name: str) -> dict[str, Any]:
+    """The config pre-filled at registration (``get_extractor`` merges the caller's over it)."""
+    extractor_class(name)
+    return dict(_DEFAULT_ARGS[name])
 
 
 def get_extractor(name: str, **config: Any) -> Extractor:

@@ -13,6 +13,7 @@ from extractors.base import Extractor, FrameSource, config_hash
 from extractors.registry import register_extractor
 from extractors.weights import (
     OFFLINE_MOBILENET,
+    RANDOM_SOURCE,
     LoadedWeights,
     local_checkpoint,
     map_by_position,
@@ -88,7 +89,7 @@ class TorchvisionFrames(Extractor):
         net = tvm.get_model(arch, weights=None)
         body: nn.Module = net.features if arch == "mobilenet_v2" else nn.Sequential(*list(net.children())[:-1])
         if weights is None:
-            return self._finish(body, arch), "none (random init: NOT pretrained, for tests only)"
+            return self._finish(body, arch), RANDOM_SOURCE
         loaded: LoadedWeights
         if weights == OFFLINE_MOBILENET:
             if arch != "mobilenet_v2":
@@ -123,6 +124,10 @@ class TorchvisionFrames(Extractor):
         if self.weights_sha256 is None:
             return super().config_hash
         return config_hash(self.name, self.version, {**self.config, "weights_sha256": self.weights_sha256})
+
+    @property
+    def random_weights(self) -> bool:
+        return self.config["weights"] is None
 
     @property
     def dim(self) -> int:

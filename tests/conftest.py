@@ -44,3 +44,34 @@ def sample_stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.chdir(cwd)
     assert rc == 0, "extracting the bundled sample failed"
     return root
+
+
+#: A CLIP small enough for CPU tests (open_clip model config; the file's stem is the model name).
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_backbones(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small timm and open_clip networks created here with seeded random weights and saved the way downloaded
+    checkpoints are (safetensors / a torch state dict), so tests load them through the libraries' file routes.
+    Keys: ``convnext_atto`` (timm safetensors), ``clip_config`` (fz-tiny-clip.json), ``clip`` (its .pt)."""
+    import json
+
+    import open_clip
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("backbones")
+    torch.manual_seed(0)
+    save_file(timm.create_model("convnext_atto", pretrained=False).state_dict(), root / "convnext_atto.safetensors")
+    cfg = root / "fz-tiny-clip.json"
+    cfg.write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model("fz-tiny-clip").state_dict(), root / "fz-tiny-clip.pt")
+    return {"convnext_atto": root / "convnext_atto.safetensors", "clip_config": cfg, "clip": root / "fz-tiny-clip.pt"}

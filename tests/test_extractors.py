@@ -2,7 +2,9 @@
 
 ResNets run with ``weights="none"`` (random init) because torchvision's ImageNet weights cannot be downloaded here:
 that is only good for checking shapes and plumbing, never as a real feature extractor. The MobileNetV2 with real
-offline ImageNet weights (fetched by ``make install``) is checked to really load them.
+offline ImageNet weights (fetched by ``make install``) is checked to really load them. timm and open_clip encoders
+are small networks the ``tiny_backbones`` fixture creates and saves, loaded back through the libraries' file routes
+(the route a downloaded checkpoint takes; see tests/test_backbones.py for the hub-cache route).
 """
 
 from __future__ import annotations
@@ -30,8 +32,21 @@ BASE_CONFIG = {"resnet18": {"weights": "none"}, "resnet34": {"weights": "none"},
 CHANGED_CONFIG = {
     "resnet18": {"image_size": 160}, "resnet34": {"image_size": 160}, "resnet50": {"image_size": 160},
     "mobilenet_v2": {"image_size": 160}, "facemesh": {"geometry": False},
-    "pose": {"min_detection_confidence": 0.7},
+    "pose": {"min_detection_confidence": 0.7}, "timm": {"pretrained": False}, "clip": {"pretrained": "none"},
+    "clip_zeroshot": {"templates": ["a {} face."]},
 }  # fmt: skip
+ZEROSHOT_CLASSES = ["anger", "happiness", "neutral", "sadness"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _backbone_configs(tiny_backbones: dict[str, Path]) -> None:
+    """Point the timm/open_clip entries of BASE_CONFIG at the locally created checkpoints."""
+    clip = {"model": "fz-tiny-clip", "pretrained": str(tiny_backbones["clip"]),
+            "model_config": str(tiny_backbones["clip_config"])}
+    BASE_CONFIG.update({
+        "timm": {"model": "convnext_atto", "pretrained": str(tiny_backbones["convnext_atto"])},
+        "clip": clip, "clip_zeroshot": {**clip, "class_names": ZEROSHOT_CLASSES},
+    })
 
 needs_offline_mobilenet = pytest.mark.skipif(
     not offline_mobilenet_path().is_file(),
@@ -69,7 +84,8 @@ def _first_run(name: str, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_registry_lists_the_zoo() -> None:
-    assert {"resnet18", "resnet34", "resnet50", "mobilenet_v2", "facemesh", "pose"} <= set(ALL)
+    assert {"resnet18", "resnet34", "resnet50", "mobilenet_v2", "facemesh", "pose", "timm", "clip",
+            "clip_zeroshot"} <= set(ALL)
     assert sorted(ALL) == ALL
     with pytest.raises(KeyError, match="resnet18"):  # the message lists what is registered
         get_extractor("resnet19")
@@ -108,7 +124,11 @@ def test_config_hash_is_stable_and_follows_the_config(name: str) -> None:
     again = get_extractor(name, **BASE_CONFIG.get(name, {}))
     assert ext.config_hash == again.config_hash
     # Purely value-based: the recorded config (as it round-trips through JSON in request.json) gives the same hash.
-    assert config_hash(ext.name, ext.version, json.loads(json.dumps(ext.config))) == ext.config_hash
+    # A local weights file adds its content hash (a file re-saved at the same path changes the features).
+    recorded = json.loads(json.dumps(ext.config))
+    if getattr(ext, "weights_sha256", None):
+        recorded["weights_sha256"] = ext.weights_sha256
+    assert config_hash(ext.name, ext.version, recorded) == ext.config_hash
     if name not in CHANGED_CONFIG:
         pytest.skip(f"no config change listed for new extractor {name!r} in CHANGED_CONFIG")
     changed = get_extractor(name, **{**BASE_CONFIG.get(name, {}), **CHANGED_CONFIG[name]})

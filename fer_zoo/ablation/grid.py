@@ -174,6 +174,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--force", type=bool, default=False, help="rerun cells that already have results")
     p.add_argument("--dry_run", type=bool, default=False, help="print the grid and commands, run nothing")
     p.add_argument("--summary_only", type=bool, default=False, help="run nothing; summarise the finished cells")
+    p.add_argument("--zero_shot", type=str | None, default=None,
+                   help="a clip_zeroshot store's modality name: adds its zero-shot baseline (no training) on the "
+                        "same test splits to the summary (see fer_zoo/ablation/zero_shot.py)")
     return p
 
 
@@ -406,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                     "folds": [0 if f is None else f for f in folds], "seeds": list(cfg.seeds),
                     "modality_sets": labels, "base": list(cfg.base), "overrides": list(cfg.overrides),
                     "wandb_project": cfg.wandb_project, "wandb": cfg.wandb}
+            if cfg.zero_shot:
+                meta["zero_shot"] = _zero_shot(cfg, folds)
             out = report.write_summary(records, abl_dir, meta)
     except GridBusy as err:
         print(f"ablate: {err}", file=sys.stderr)
@@ -430,6 +435,19 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(str(r["log"]) for r in failed) + ")", file=sys.stderr)
         return EXIT_SOME_FAILED
     return EXIT_OK
+
+
+def _zero_shot(cfg: Namespace, folds: list[int | None]) -> dict[str, Any]:
+    """The zero-shot baseline on every (fold, seed) split of the grid, or ``{"error": ...}`` (the cells' results are
+    summarised either way)."""
+    from fer_zoo.ablation import zero_shot
+
+    fit_args = [a for b in cfg.base for a in ("--config", b)] + list(cfg.overrides)
+    try:
+        return zero_shot.evaluate(cfg.zero_shot, fit_args, folds, cfg.seeds, cfg.seed_args)
+    except Exception as err:  # noqa: BLE001  a missing or mismatched store must not lose the grid's summary
+        print(f"ablate: zero-shot baseline {cfg.zero_shot!r} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return {"modality": cfg.zero_shot, "error": f"{type(err).__name__}: {err}"}
 
 
 def _run_grid(cells: list[Cell], commands: dict[Cell, list[str]], abl_dir: Path,

@@ -250,8 +250,12 @@ def write_summary(records: list[dict[str, Any]], abl_dir: Path, meta: dict[str, 
         png.unlink(missing_ok=True)
         return SummaryFiles(None, text, csv, md, None, cells_csv, None)
     table = summary_table(cells, order=meta.get("modality_sets"))
-    table.to_csv(csv, index=False, float_format="%.6f")
     text = markdown(table, meta)
+    if meta.get("zero_shot"):  # the zero-shot baseline (no training) as one more row, same splits
+        from fer_zoo.ablation.zero_shot import add_to_markdown, add_to_table
+
+        table, text = add_to_table(table, meta["zero_shot"]), add_to_markdown(text, meta["zero_shot"])
+    table.to_csv(csv, index=False, float_format="%.6f")
     md.write_text(text)
     save_figure(chart(table, meta, len(class_names) or None), png)
     wandb_dir = None

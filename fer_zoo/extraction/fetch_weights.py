@@ -1,6 +1,8 @@
 """``python -m fer_zoo fetch-weights [--config configs/extract.yaml ...]``: download every pretrained weight the
 extraction configs need into the caches the extractors read, on a machine with internet (e.g. a cluster's login node)
-before running on offline compute nodes. Share ``$TORCH_HOME`` and ``$FER_ZOO_CACHE`` with the compute nodes."""
+before running on offline compute nodes. Share ``$TORCH_HOME`` and ``$FER_ZOO_CACHE`` with the compute nodes, and for
+timm/open_clip encoders the Hugging Face cache (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``; open_clip's
+URL-only tags go to ``~/.cache/clip``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,49 @@ from extractors.weights import OFFLINE_MOBILENET, offline_mobilenet_path, torchv
 
 _TORCHVISION = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
 _SPEECH_DEFAULT = "facebook/wav2vec2-base"  # extractors.speech.SpeechEncoder's default checkpoint
+_HUB_EXTRACTORS = {"timm", "clip", "clip_zeroshot"}
+
+
+def _specs(config_files: list[str]) -> list[dict]:
+    """Every extractor spec (and fallback) the configs name."""
+    out = []
+    for file in config_files:
+        cfg = yaml.safe_load(Path(file).read_text()) or {}
+        for spec in (cfg.get("modalities") or {}).values():
+            out += [s for s in (spec, spec.get("fallback") or {}) if s.get("name")]
+    return out
+
+
+def needed_hub_files(config_files: list[str]) -> list[tuple[str, object]]:
+    """``(what, HubFile)`` of the timm/open_clip checkpoints the configs name (local files and random inits are
+    skipped); a wrong model name or tag raises ``ValueError`` here, on the login node."""
+    from extractors.registry import default_config
+
+    out: list[tuple[str, object]] = []
+    for s in _specs(config_files):
+        if s["name"] not in _HUB_EXTRACTORS:
+            continue
+        cfg = {**default_config(s["name"]), **(s.get("config") or {})}
+        if s["name"] == "timm":
+            from extractors.timm_frames import parse_weights, timm_hub_file
+
+            if parse_weights(cfg.get("pretrained", True)) is True:
+                out.append((f"timm {cfg['model']}", timm_hub_file(cfg["model"])))
+        else:
+            from extractors.clip_frames import open_clip_hub_file
+            from extractors.timm_frames import parse_weights
+
+            tag = parse_weights(cfg.get("pretrained", "openai"))
+            tag = "openai" if tag is True else tag
+            if tag and not Path(str(tag)).expanduser().is_file() and "/" not in str(tag):
+                model = cfg.get("model", "ViT-B-16")
+                out.append((f"open_clip {model} {tag}", open_clip_hub_file(model, str(tag))[0]))
+    seen, unique = set(), []
+    for what, f in out:
+        if f not in seen:
+            seen.add(f)
+            unique.append((what, f))
+    return unique
 
 
 def needed_weights(config_files: list[str]) -> list[tuple[str, str]]:
@@ -59,12 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fer_zoo fetch-weights", description=__doc__)
     p.add_argument("--config", action="append", default=None, help="extraction config(s); default configs/extract.yaml")
     args = p.parse_args(argv)
-    pairs = needed_weights(args.config or ["configs/extract.yaml"])
+    configs = args.config or ["configs/extract.yaml"]
+    pairs = needed_weights(configs)
     failed = 0
+    from extractors.hub_weights import resolve
+
+    for what, hub in needed_hub_files(configs):
+        try:
+            print(f"ok: {what}: {hub.describe()} -> {resolve(hub, what)}")  # type: ignore[arg-type]
+        except Exception as err:  # report every weight, then fail once at the end
+            print(f"FAILED: {what}: {err}")
+            failed += 1
     for arch, w in pairs:
         if w == OFFLINE_MOBILENET:
             dest = offline_mobilenet_path()
-            script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_offline_mobilenet.sh"
+            script = Path(__file__).resolve().parents[2] / "scripts" / "fetch_offline_mobilenet.sh"
             rc = subprocess.call(["bash", str(script), str(dest.parent), sys.executable])
             print(f"{'ok' if rc == 0 else 'FAILED'}: {arch} offline weights -> {dest}")
             failed += rc != 0

@@ -23,15 +23,18 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.audio import read_soundtrack
 from datamodules.feature_store import ClipResult, ShardWriter, check_request, pack, store_key, store_path, stored_clips
 from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
+from datamodules.labels import canonical_label
 from datamodules.provenance import Provenance, sources_provenance
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
+from extractors.registry import extractor_class
 from extractors.weights import WeightsUnavailableError
 from fer_zoo.extraction.plan import plan_rerun
 from fer_zoo.native_stderr import native_stderr_to
 
 WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers (or, with 0 workers, MediaPipe
 # running in the main process) wrote to stderr
+RANDOM_LABEL = "RANDOM"  # in a random-weights store's folder name: <extractor>-RANDOM-<key> (tests only)
 
 
 @dataclass
@@ -42,6 +45,26 @@ class ExtractorSpec:
     name: str
     config: dict[str, Any] = field(default_factory=dict)
     fallback: dict[str, Any] | None = None
+
+
+def with_class_names(spec: ExtractorSpec, source: Any) -> ExtractorSpec:
+    """``spec`` with ``class_names`` set from ``source.vocabulary`` (its order) when the extractor needs them
+    (zero-shot) and the config does not name them; a config that names them must match the vocabulary exactly."""
+    if not getattr(extractor_class(spec.name), "needs_class_names", False):
+        return spec
+    vocab = getattr(source, "vocabulary", None)
+    classes = list(vocab.classes) if vocab is not None and hasattr(vocab, "classes") else None
+    given = spec.config.get("class_names")
+    if given is None:
+        if classes is None:
+            raise ValueError(f"extractor {spec.name!r} needs class names: the source {getattr(source, 'name', '?')!r}"
+                             " has no label vocabulary, so set `class_names` in the modality's config")
+        return ExtractorSpec(spec.name, {**spec.config, "class_names": classes}, spec.fallback)
+    if classes is not None and [canonical_label(c) for c in given] != classes:
+        raise ValueError(f"extractor {spec.name!r}: config class_names {list(given)} differ from the source's "
+                         f"{vocab.name!r} vocabulary {classes} (order included); probabilities would be read "
+                         "against the wrong classes. Drop `class_names` to use the vocabulary's.")
+    return spec
 
 
 def build_extractor(spec: ExtractorSpec, log: Any = print) -> tuple[Extractor, dict[str, Any]]:
@@ -224,7 +247,7 @@ def library_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for pkg in ("torch", "torchvision", "mediapipe", "numpy", "opencv-contrib-python", "av", "openpifpaf",
-                "kaldi-native-fbank", "transformers"):
+                "kaldi-native-fbank", "transformers", "timm", "open_clip_torch", "huggingface_hub"):
         with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
     return out
@@ -264,9 +287,14 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     and replaces the old result at the pack; with nothing to extract and nothing unpacked, no Trainer is built.
     ``current``: every clip's provenance when the caller has it (one stat pass shared by all modalities of a run).
     """
-    extractor, fallback_note = build_extractor(spec, log)
+    extractor, fallback_note = build_extractor(with_class_names(spec, source), log)
     key = store_key(extractor.config_hash, frame_cap)
-    path = store_path(store_root, modality, extractor.name, key)
+    random_weights = bool(extractor.random_weights)
+    if random_weights:
+        log(f"WARNING: [{modality}] {extractor.name} has randomly initialised weights (tests only): the store is "
+            f"named *-{RANDOM_LABEL}-* and `fit` refuses it unless --data.allow_random_weights true")
+    label = f"{extractor.name}-{RANDOM_LABEL}" if random_weights else extractor.name
+    path = store_path(store_root, modality, label, key)
     request = {"modality": modality, "extractor": extractor.name, "version": extractor.version,
                "config": extractor.config, "frame_cap": frame_cap, "source": source.name,
                "frame_order": FRAME_ORDER}  # how frame folders were ordered: part of the provenance
@@ -311,7 +339,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     if trainer.is_global_zero and (todo or unpacked or not (path / "meta.json").exists()):
         meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,
                 "source": {"name": source.name, "num_clips": len(order)}, "libraries": library_versions(),
-                **extractor.describe(), **fallback_note}
+                **extractor.describe(), "random_weights": random_weights, **fallback_note}
         pack(path, order, meta, current)
     trainer.strategy.barrier()
     if todo and extractor.runs_in_workers and (path / WORKER_LOG).exists():
