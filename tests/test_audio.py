@@ -268,7 +268,7 @@ def test_manifest_audio_column_and_audio_root(tmp_path: Path) -> None:
 def test_fetch_weights_covers_the_speech_checkpoint(tiny_speech: Path) -> None:
     from fer_zoo.extraction.fetch_weights import fetch_speech, needed_weights
 
-    assert ("speech", "facebook/wav2vec2-base") in needed_weights(["configs/extract_speech.yaml"])
+    assert ("speech", "facebook/wav2vec2-base") in needed_weights(["configs/extract/speech.yaml"])
     assert not any(arch == "speech" for arch, _ in needed_weights(["configs/extract.yaml"]))  # fbank: no weights
     assert fetch_speech(str(tiny_speech))  # a local folder is not downloaded
 
