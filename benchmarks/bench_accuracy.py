@@ -48,9 +48,11 @@ def faces_static_source() -> dict[str, Any]:
                           "vocabulary": "faces8", "subject_pattern": SUBJECT_PATTERN}}
 
 
-def ensure_faces_static_stores(root: Path) -> float:
-    """Build the three stores once (``python -m fer_zoo extract``); returns the seconds it took (0 if present)."""
-    if all(any((root / m).glob("*/meta.json")) for m in ("resnet", "pose", "facemesh")):
+def ensure_faces_static_stores(root: Path, modalities: set[str]) -> float:
+    """Build the missing stores of ``modalities`` once (``python -m fer_zoo extract --only ...``; resumable);
+    returns the seconds it took (0 if all were there). Do not run two of these on one root at a time."""
+    missing = sorted(m for m in modalities if not any((root / m).glob("*/meta.json")))
+    if not missing:
         return 0.0
     import yaml
 
@@ -60,11 +62,11 @@ def ensure_faces_static_stores(root: Path) -> float:
     root.mkdir(parents=True, exist_ok=True)
     cfg_file = root / "extract_faces_static.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    print(f"building the faces-static stores in {root} (once; a few minutes) ...", flush=True)
+    print(f"building the faces-static stores {missing} in {root} (once; a few minutes) ...", flush=True)
     t0 = time.perf_counter()
     with open(root / "extract.log", "w") as log:
-        rc = subprocess.run([sys.executable, "-m", "fer_zoo", "extract", "--config", str(cfg_file)], cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run([sys.executable, "-m", "fer_zoo", "extract", "--config", str(cfg_file), "--only",
+                             *missing], cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     if rc not in (0, 3):  # 3: some photos failed (recorded in the store), the rest is usable
         raise SystemExit(f"extraction of faces-static failed (exit {rc}); see {root / 'extract.log'}")
     return time.perf_counter() - t0
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping faces_static: {FACES_STATIC} is absent")
             args.datasets = [d for d in args.datasets if d != "faces_static"]
         else:
-            extract_s = ensure_faces_static_stores(args.faces_static_stores.resolve())
+            extract_s = ensure_faces_static_stores(args.faces_static_stores.resolve(), {m for s in sets for m in s})
     tmp = tempfile.TemporaryDirectory(prefix="bench_accuracy-") if args.runs is None else None
     runs = Path(tmp.name) if tmp else args.runs
     print(f"runs: {runs}; seeds {args.seeds}; extra fit args: {' '.join(extra) or '(none)'}", flush=True)
