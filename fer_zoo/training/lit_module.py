@@ -136,9 +136,12 @@ class FERLitModule(L.LightningModule):
         if stage != "fit" or not self.hparams.standardize:
             return
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "feature_stats"):
-            raise RuntimeError("standardize=True needs a DataModule with feature_stats() (the FeatureDataModule); "
-                               "pass datamodule=..., or set model.standardize false")
+        if dm is None or not hasattr(dm, "feature_stats"):  # plain dataloaders: nothing to compute stats from
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn("standardize=True but no FeatureDataModule was given: inputs stay unstandardised "
+                           "(pass datamodule=..., or set model.standardize false to silence this)")
+            return
         self.model.set_input_stats({m: st.as_float32() for m, st in dm.feature_stats().items()})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
