@@ -11,7 +11,7 @@ CONFIG ?= configs/resnet_pose.yaml
 EXTRACT_CONFIG ?= configs/extract.yaml
 ABLATION_CONFIG ?= configs/ablation.yaml
 
-.PHONY: install install-openpifpaf install-test-tools demo extract fit ablate bench test test-fast lint clean
+.PHONY: install install-openpifpaf install-test-tools demo extract fit ablate bench bench-accuracy test test-fast lint clean
 
 install: $(STAMP) $(WEIGHTS)
 
@@ -50,6 +50,12 @@ ablate: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# Model vs linear probe vs majority class (mean ± std over 3 seeds) on the sample and, when ../shared/data is there,
+# on faces-static (its stores are built once into features/faces_static: a few minutes on 2 cores).
+bench-accuracy: install
+	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
+	$(PY) benchmarks/bench_accuracy.py
 
 # The whole suite, slow end-to-end tests included (CI runs this); openpifpaf is built first if missing.
 # Test-data tools from Debian (espeak-ng speaks the audio tests' sentences); skipped, with a note, without root/apt.

@@ -26,6 +26,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from datamodules.feature_stats import ColumnStats, column_stats
 from datamodules.feature_store import FeatureStore, find_store
 from datamodules.labels import LabelVocabulary, get_vocabulary
 from datamodules.provenance import check_sources
@@ -400,6 +401,7 @@ class FeatureDataModule(L.LightningDataModule):
             self._inverse_frequency() if class_balance == "weighted_loss" else None
         )
         self._datasets: dict[str, FeatureDataset] = {}
+        self._feature_stats: dict[str, ColumnStats] | None = None
 
     # -- construction helpers -------------------------------------------------------------------------------------
 
@@ -556,6 +558,18 @@ class FeatureDataModule(L.LightningDataModule):
             log.warning("classes without training clips get class weight 0: %s", absent)
         w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
         return [float(x) for x in w * len(w) / w.sum()]
+
+    def feature_stats(self) -> dict[str, ColumnStats]:
+        """Per-column mean/std of every modality over the valid frames of the training split only (never val or
+        test clips), computed once per DataModule; see :mod:`datamodules.feature_stats`. The model keeps them as
+        buffers, so its checkpoints carry the transform."""
+        if self._feature_stats is None:
+            self._feature_stats = {m: column_stats(s, self.split_ids["train"]) for m, s in self.stores.items()}
+            for m, st in self._feature_stats.items():
+                if st.floored:
+                    log.info("%s: %d of %d columns barely vary on the training split; their std is floored",
+                             m, st.floored, len(st.std))
+        return self._feature_stats
 
     # -- datasets and loaders -------------------------------------------------------------------------------------
 

@@ -5,6 +5,11 @@ read back as a cross-check and a disagreement is reported). Per modality set: ``
 sample std (ddof 1; undefined for n = 1) of test UAR and WAR over folds x seeds, and the gain in mean UAR over the
 best single-modality set. Rows are ranked by mean UAR (ties: fewer modalities first); sets without a finished cell
 come last.
+
+Beside each set's model stand its baselines from the same runs (``results.json`` ``baselines``, same split): the
+linear probe on clip statistics of the same stores (``fer_zoo.training.probe``) and the majority class. The
+conclusion sentence names the best set, its gain over the best single modality and over its own probe, the spread
+over folds x seeds, and warns when that spread is larger than the gap.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from fer_zoo.plots import save_figure
 
 OK = ("done", "skipped")
 METRICS = {"uar": "test/uar", "war": "test/war", "f1": "test/f1"}
-UAR_COLOUR, WAR_COLOUR = "#1f77b4", "#ff7f0e"
+BASELINES = ("probe", "majority")
+UAR_COLOUR, WAR_COLOUR, PROBE_COLOUR = "#1f77b4", "#ff7f0e", "#9edae5"
 
 
 @dataclass
@@ -50,10 +56,15 @@ def cell_table(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str], 
         row = dict(rec)
         for key in METRICS:
             row[key] = float("nan")
+            for b in BASELINES:
+                row[f"{b}_{key}"] = float("nan")
         if rec["status"] in OK:
             res = json.loads((Path(rec["run_dir"]) / "results.json").read_text())
             for key, name in METRICS.items():
                 row[key] = float(res["metrics"].get(name, float("nan")))
+                for b in BASELINES:  # absent in runs from before the baselines existed: NaN, shown as "–"
+                    row[f"{b}_{key}"] = float(((res.get("baselines") or {}).get(b) or {}).get("metrics", {})
+                                              .get(name, float("nan")))
             class_names = class_names or list(res.get("class_names") or [])
             logged = _logged_test_metrics(Path(rec["run_dir"]) / "metrics.csv")
             for key in ("uar", "war"):
@@ -61,8 +72,8 @@ def cell_table(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str], 
                     warnings.append(f"{rec['cell']}: results.json test/{key} {row[key]:.6f} but metrics.csv "
                                     f"logged {logged[key]:.6f}")
         rows.append(row)
-    cols = ["cell", "modalities", "n_modalities", "fold", "seed", "status", "uar", "war", "f1", "rc", "elapsed_s",
-            "run_dir", "log", "error", "stale"]
+    cols = ["cell", "modalities", "n_modalities", "fold", "seed", "status", "uar", "war", "f1",
+            *(f"{b}_{k}" for b in BASELINES for k in METRICS), "rc", "elapsed_s", "run_dir", "log", "error", "stale"]
     return pd.DataFrame(rows).reindex(columns=cols), class_names, warnings
 
 
@@ -81,7 +92,9 @@ def _logged_test_metrics(path: Path) -> dict[str, float]:
 
 
 def summary_table(cells: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
-    """One row per modality set: n, n_failed, UAR/WAR mean and std, gain in mean UAR over the best single set."""
+    """One row per modality set: n, n_failed, UAR/WAR mean and std, gain in mean UAR over the best single set, and
+    the same means/stds for the set's linear probe (``probe_*``) and the majority class (``majority_*``), plus
+    ``uar_gain_vs_probe`` (model mean UAR minus probe mean UAR over the same runs)."""
     labels = order or list(dict.fromkeys(cells["modalities"]))
     ok = cells[cells["status"].isin(OK)]
     rows = []
@@ -90,9 +103,13 @@ def summary_table(cells: pd.DataFrame, order: list[str] | None = None) -> pd.Dat
         row: dict[str, Any] = {"modalities": label, "n_modalities": len(label.split("+")), "n": len(mine),
                                "n_failed": int((all_mine["status"] == "failed").sum())}
         for key in ("uar", "war"):
-            vals = mine[key].to_numpy(dtype=float)
-            row[f"{key}_mean"] = float(vals.mean()) if len(vals) else float("nan")
-            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+            for prefix in ("", *(f"{b}_" for b in BASELINES)):
+                col = f"{prefix}{key}"
+                vals = mine[col].to_numpy(dtype=float) if col in mine else np.array([])
+                vals = vals[np.isfinite(vals)]
+                row[f"{col}_mean"] = float(vals.mean()) if len(vals) else float("nan")
+                row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        row["uar_gain_vs_probe"] = row["uar_mean"] - row["probe_uar_mean"]
         rows.append(row)
     table = pd.DataFrame(rows)
     singles = table[(table["n_modalities"] == 1) & (table["n"] > 0)]
@@ -115,22 +132,95 @@ def _pct(mean: float, std: float) -> str:
 
 
 def markdown(table: pd.DataFrame, meta: dict[str, Any]) -> str:
-    """The table as GitHub Markdown (percent, mean ± std), with a header saying what was averaged."""
+    """The table as GitHub Markdown (percent, mean ± std), the majority-class line, and the conclusion sentence."""
     best = table.attrs.get("best_single")
     head = [f"## Modality ablation `{meta['name']}` on {meta['dataset']}", "",
             f"Test UAR / WAR in %, mean ± std (sample std, ddof 1) over n = folds x seeds runs per modality set "
             f"(folds {meta['folds']}, seeds {meta['seeds']}); ΔUAR = mean UAR minus that of the best single "
-            f"modality ({best or 'none in the grid'}), in points. Base: {' + '.join(meta['base']) or '(defaults)'}; "
+            f"modality ({best or 'none in the grid'}), in points. Probe: logistic regression on the clip mean and "
+            f"std of the same stores, same runs and splits (C chosen on val); Δprobe = model minus probe, in points. "
+            f"Base: {' + '.join(meta['base']) or '(defaults)'}; "
             f"overrides: `{' '.join(meta['overrides']) or '(none)'}`.", ""]
-    cols = ["rank", "modalities", "n", "UAR %", "WAR %", "ΔUAR vs best single", "failed"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---:", ":---", "---:", "---:", "---:", "---:", "---:"])
-             + "|"]
+    cols = ["rank", "modalities", "n", "UAR %", "probe UAR %", "Δprobe", "WAR %", "probe WAR %",
+            "ΔUAR vs best single", "failed"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---:", ":---", *["---:"] * (len(cols) - 2)]) + "|"]
     for r in table.itertuples():
-        gain = r.uar_gain_vs_best_single
         cells = [str(r.rank) if r.rank else "–", f"`{r.modalities}`", str(r.n), _pct(r.uar_mean, r.uar_std),
-                 _pct(r.war_mean, r.war_std), f"{100 * gain:+.1f}" if math.isfinite(gain) else "–", str(r.n_failed)]
+                 _pct(r.probe_uar_mean, r.probe_uar_std), _pts(r.uar_gain_vs_probe), _pct(r.war_mean, r.war_std),
+                 _pct(r.probe_war_mean, r.probe_war_std), _pts(r.uar_gain_vs_best_single), str(r.n_failed)]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(head + lines) + "\n"
+    maj = _majority(table)
+    if maj is not None:
+        lines.append(f"| – | majority class | {maj[0]} | {_pct(maj[1], maj[2])} | | | {_pct(maj[3], maj[4])} | | | |")
+    return "\n".join(head + lines + ["", conclusion(table)]) + "\n"
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}" if math.isfinite(x) else "–"
+
+
+def _majority(table: pd.DataFrame) -> tuple[int, float, float, float, float] | None:
+    """(n, UAR mean, std, WAR mean, std) of the majority class, from the set with the most runs (it does not depend
+    on the modalities, only on the split)."""
+    t = table[table["n"] > 0]
+    if not len(t) or not np.isfinite(t["majority_uar_mean"]).any():
+        return None
+    r = t.loc[t["n"].idxmax()]
+    return (int(r["n"]), float(r["majority_uar_mean"]), float(r["majority_uar_std"]), float(r["majority_war_mean"]),
+            float(r["majority_war_std"]))
+
+
+def conclusion(table: pd.DataFrame) -> str:
+    """One paragraph: the best set, its gain over the best single modality and over its own probe (points of mean
+    UAR), the spread (sample std over folds x seeds), and a warning for every gap smaller than the spread."""
+    t = table[table["n"] > 0]
+    if not len(t):
+        return "No modality set has a finished run."
+    top = t.iloc[0]
+    spread = lambda r: float(r["uar_std"]) if math.isfinite(r["uar_std"]) else float("nan")  # noqa: E731
+    parts = [f"**Best: `{top['modalities']}`**, test UAR {_pct(top['uar_mean'], top['uar_std'])} % over "
+             f"{int(top['n'])} run(s)"]
+    warnings: list[str] = []
+    singles = t[t["n_modalities"] == 1]
+    if int(top["n_modalities"]) > 1 and len(singles):
+        single = singles.iloc[0]
+        gap = float(top["uar_mean"] - single["uar_mean"])
+        parts.append(f"{_pts(gap)} points over the best single modality `{single['modalities']}` "
+                     f"({_pct(single['uar_mean'], single['uar_std'])} %)")
+        sp = np.nanmax([spread(top), spread(single)])
+        if math.isfinite(sp) and sp > abs(gap):
+            warnings.append(f"the gain over `{single['modalities']}` ({_pts(gap)}) is smaller than the spread over "
+                            f"folds x seeds ({100 * sp:.1f} points)")
+    elif int(top["n_modalities"]) == 1:
+        fused = t[t["n_modalities"] > 1]
+        if len(fused):
+            f = fused.iloc[0]
+            gap = float(top["uar_mean"] - f["uar_mean"])
+            parts.append(f"a single modality: the best fused set `{f['modalities']}` is {_pts(-gap)} points "
+                         f"behind it ({_pct(f['uar_mean'], f['uar_std'])} %)")
+            sp = np.nanmax([spread(top), spread(f)])
+            if math.isfinite(sp) and sp > abs(gap):
+                warnings.append(f"its lead over `{f['modalities']}` ({_pts(gap)}) is smaller than the spread "
+                                f"({100 * sp:.1f} points)")
+    gap_p = float(top["uar_gain_vs_probe"])
+    if math.isfinite(gap_p):
+        parts.append(f"{_pts(gap_p)} points over its own linear probe "
+                     f"({_pct(top['probe_uar_mean'], top['probe_uar_std'])} %)")
+        sp = np.nanmax([spread(top), float(top["probe_uar_std"]) if math.isfinite(top["probe_uar_std"]) else np.nan])
+        if math.isfinite(sp) and sp > abs(gap_p):
+            warnings.append(f"the difference to its probe ({_pts(gap_p)}) is smaller than the spread "
+                            f"({100 * sp:.1f} points)")
+    behind = t[t["uar_gain_vs_probe"] < 0]
+    if len(behind):
+        worst = behind.loc[behind["uar_gain_vs_probe"].idxmin()]
+        warnings.append(f"{len(behind)} set(s) score below their linear probe, most `{worst['modalities']}` "
+                        f"({_pts(worst['uar_gain_vs_probe'])} points): the model does not use those inputs fully")
+    if int(top["n"]) < 2:
+        warnings.append("one run per set: no spread is known, so no difference here is established")
+    text = "; ".join(parts) + "."
+    if warnings:
+        text += " **Warning:** " + "; ".join(warnings) + "."
+    return text
 
 
 # ----------------------------------------------------------------------------------------------------------- chart
@@ -144,25 +234,33 @@ def chart(table: pd.DataFrame, meta: dict[str, Any], num_classes: int | None = N
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     x = np.arange(k)
-    w = 0.38
+    w = 0.27
     top = 0.0
-    for dx, key, colour, label in ((-w / 2, "uar", UAR_COLOUR, "UAR (macro recall)"),
-                                   (w / 2, "war", WAR_COLOUR, "WAR (accuracy)")):
+    bars = [(-w, "uar", UAR_COLOUR, "UAR (macro recall)", None), (0.0, "probe_uar", PROBE_COLOUR,
+             "linear probe UAR (same runs)", "//"), (w, "war", WAR_COLOUR, "WAR (accuracy)", None)]
+    for dx, key, colour, label, hatch in bars:
         mean = 100 * t[f"{key}_mean"].to_numpy(dtype=float)
+        if not np.isfinite(mean).any():
+            continue
         raw_std = 100 * t[f"{key}_std"].to_numpy(dtype=float)
         has, std = np.isfinite(raw_std), np.nan_to_num(raw_std, nan=0.0)  # n = 1: no error bar at all
-        ax.bar(x + dx, mean, w, color=colour, label=label, edgecolor="black", linewidth=0.5)
+        ax.bar(x + dx, mean, w, color=colour, label=label, edgecolor="black", linewidth=0.5, hatch=hatch)
         if has.any():
             ax.errorbar((x + dx)[has], mean[has], yerr=std[has], fmt="none", ecolor="black", elinewidth=1.2,
                         capsize=4)
         for xi, m, s in zip(x + dx, mean, std):
-            ax.text(xi, m + s + 0.8, f"{m:.1f}", ha="center", va="bottom", fontsize=8)
-        top = max(top, float(np.max(mean + std)) if k else 0.0)
+            if math.isfinite(m):
+                ax.text(xi, m + s + 0.8, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+        top = max(top, float(np.nanmax(mean + std)) if k else 0.0)
     best = table.attrs.get("best_single")
     if best is not None and k > 1:
         ref = 100 * float(table.loc[table["modalities"] == best, "uar_mean"].iloc[0])
         ax.axhline(ref, color=UAR_COLOUR, linestyle=":", linewidth=1.2,
                    label=f"best single modality UAR ({best}, {ref:.1f}%)")
+    maj = _majority(table)
+    if maj is not None:
+        ax.axhline(100 * maj[1], color="black", linestyle="-.", linewidth=1,
+                   label=f"majority class UAR ({100 * maj[1]:.1f}%)")
     if num_classes:
         chance = 100.0 / num_classes
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1,
@@ -217,7 +315,9 @@ def log_summary_run(table: pd.DataFrame, cells: pd.DataFrame, png: Path | None, 
         if len(table) and table["n"].iloc[0] > 0:
             best = table.iloc[0]
             run.summary.update({"best/modalities": best["modalities"], "best/uar_mean": best["uar_mean"],
-                                "best/war_mean": best["war_mean"], "cells/total": len(cells),
+                                "best/war_mean": best["war_mean"], "best/probe_uar_mean": best["probe_uar_mean"],
+                                "majority/uar_mean": best["majority_uar_mean"], "conclusion": conclusion(table),
+                                "cells/total": len(cells),
                                 "cells/failed": int((cells["status"] == "failed").sum())})
         run_dir = Path(run.dir).parent
     finally:

@@ -38,6 +38,8 @@ from fer_zoo.cli_errors import (
 )
 from fer_zoo.training.lit_module import FERLitModule
 
+log = logging.getLogger(__name__)
+
 # The default source takes no init_args, so a config that switches class_path has nothing to inherit (see SampleSource).
 SAMPLE_SOURCE = {"class_path": "datamodules.sources.SampleSource"}
 POLICIES = ("best", "last")
@@ -258,10 +260,24 @@ class FERCLI(LightningCLI):
             "dropped_clips": {"count": len(dm.dropped),
                               "clips": [dataclasses.asdict(d) for d in dm.dropped.values()]},
             "short_classes": dm.short_classes,
+            "standardize": bool(getattr(self.model.hparams, "standardize", False)),
+            # The same split, the same metric code: what a linear model on clip statistics and a constant get.
+            "baselines": _baselines(dm),
         }
         if results["confusion"] is not None:
             results["confusion"] = results["confusion"].tolist()
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _baselines(dm: FeatureDataModule) -> dict[str, Any] | None:
+    """The linear probe and majority baselines (fer_zoo.training.probe); a failure is reported, never fatal."""
+    from fer_zoo.training.probe import baselines
+
+    try:
+        return baselines(dm)
+    except Exception as err:  # the model's results must still be written
+        log.warning("baselines failed: %s: %s", type(err).__name__, err)
+        return {"error": f"{type(err).__name__}: {err}"}
 
 
 def _share_cpu_cores(trainer: Any, num_workers: int) -> None:

@@ -66,6 +66,9 @@ class FERLitModule(L.LightningModule):
         warmup_epochs: float = 1,
         label_smoothing: float = 0.1,
         class_weights: list[float] | None = None,
+        standardize: bool = True,
+        input_norm: bool = True,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -88,6 +91,8 @@ class FERLitModule(L.LightningModule):
             fusion=fusion,
             modality_dropout=modality_dropout,
             max_frames=max_frames,
+            input_norm=input_norm,
+            input_dropout=input_dropout,
         )
         # Not persistent: it is rebuilt from hparams, and keeping it out of state_dict keeps checkpoints portable.
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
@@ -110,9 +115,6 @@ class FERLitModule(L.LightningModule):
         self.last_confusion: dict[str, np.ndarray] = {}
         self.checkpoint_epoch: int | None = None  # epoch of the checkpoint last loaded (what `test` evaluates)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.checkpoint_epoch = checkpoint.get("epoch")
-
     def _evaluated(self, split: str) -> str:
         """What the figure shows: the epoch being trained (val), or the checkpoint actually tested."""
         ckpt = getattr(self.trainer, "ckpt_path", None) if self._trainer is not None else None
@@ -123,6 +125,34 @@ class FERLitModule(L.LightningModule):
 
     def forward(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
         return self.model(features, valid)
+
+    def setup(self, stage: str) -> None:
+        """Before fitting: standardise inputs with the training split's per-column stats (``standardize=True``).
+
+        They come from the DataModule (``feature_stats()``: valid frames of training clips only) and land in the
+        model's buffers, hence in every checkpoint. A resumed fit then restores the saved ones over them (Lightning
+        restores the checkpoint after ``setup``), and ``test``/``predict-video`` on a checkpoint use the saved ones.
+        """
+        if stage != "fit" or not self.hparams.standardize:
+            return
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "feature_stats"):  # plain dataloaders: nothing to compute stats from
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn("standardize=True but no FeatureDataModule was given: inputs stay unstandardised "
+                           "(pass datamodule=..., or set model.standardize false to silence this)")
+            return
+        self.model.set_input_stats({m: st.as_float32() for m, st in dm.feature_stats().items()})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Remember the checkpoint's epoch (for figure titles). Checkpoints from before input standardisation lack
+        its buffers: they were trained on raw inputs, so the identity transform is the one they need."""
+        self.checkpoint_epoch = checkpoint.get("epoch")
+        state = checkpoint.get("state_dict", {})
+        for name, buf in self.model.input_stats.named_buffers():
+            key = f"model.input_stats.{name}"
+            if key not in state:
+                state[key] = torch.zeros_like(buf) if name.endswith("mean") else torch.ones_like(buf)
 
     def on_train_start(self) -> None:
         """Drop what the sanity check accumulated so epoch 0's validation numbers are clean."""

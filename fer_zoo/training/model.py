@@ -3,9 +3,14 @@
 Plain PyTorch on purpose: the Lightning wrapper, export and tests all use the same module, and nothing here knows
 about datasets, stores or loggers.
 
+Input standardisation: each modality's columns are standardised with the training split's per-column mean and std
+(``(x - mean) / std``), kept as buffers (``input_stats.<modality>.mean|std``) so that a checkpoint carries the very
+transform it was trained with; :meth:`TemporalTransformer.set_input_stats` fills them (identity until then).
+
 Masking contract: a frame that is padding or where an extractor found nothing (``valid=False``) must not influence
-the logits. Two things make that hold: invalid inputs are replaced by zeros *before* the LayerNorm (so huge, inf or
-NaN garbage cannot leak through ``0 * inf = nan`` in attention), and invalid tokens are masked as attention keys.
+the logits. Two things make that hold: invalid inputs are replaced by zeros *after* standardisation and *before*
+the LayerNorm (so huge, inf or NaN garbage cannot leak through ``0 * inf = nan`` in attention), and invalid tokens
+are masked as attention keys.
 The CLS token is never masked, so every query has at least one key and a clip without any valid frame still gives
 finite logits (those of "no evidence").
 """
@@ -17,6 +22,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 FUSIONS = ("early", "tokens", "late")
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / std`` per column; ``mean``/``std`` float32 ``[D]`` are persistent buffers (identity at init)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set(self, mean: Tensor, std: Tensor) -> None:
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if mean.shape != self.mean.shape or std.shape != self.std.shape:
+            raise ValueError(f"stats of shape {tuple(mean.shape)}/{tuple(std.shape)} for {self.mean.shape[0]} columns")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("standardisation stats must be finite with std > 0")
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
 
 
 def _encoder(d_model: int, depth: int, heads: int, ff_mult: int, dropout: float) -> nn.TransformerEncoder:
@@ -55,8 +81,12 @@ class TemporalTransformer(nn.Module):
         fusion: str = "early",
         modality_dropout: float = 0.0,
         max_frames: int = 64,
+        input_norm: bool = True,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
         self._check_args(input_dims, num_classes, d_model, heads, fusion, modality_dropout, max_frames)
         self.input_dims = dict(input_dims)
         self.modalities = list(input_dims)
@@ -66,7 +96,10 @@ class TemporalTransformer(nn.Module):
         self.modality_dropout = float(modality_dropout)
         self.max_frames = max_frames
 
-        self.input_norm = nn.ModuleDict({m: nn.LayerNorm(d) for m, d in input_dims.items()})
+        self.input_stats = nn.ModuleDict({m: Standardize(d) for m, d in input_dims.items()})
+        self.input_norm = nn.ModuleDict(
+            {m: nn.LayerNorm(d) if input_norm else nn.Identity() for m, d in input_dims.items()})
+        self.input_dropout = nn.Dropout(input_dropout)
         self.proj = nn.ModuleDict({m: nn.Linear(d, d_model) for m, d in input_dims.items()})
         self.modality_embed = nn.Parameter(torch.zeros(len(input_dims), d_model))
         self.time_embed = nn.Parameter(torch.zeros(max_frames, d_model))
@@ -112,6 +145,19 @@ class TemporalTransformer(nn.Module):
             raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+
+    def set_input_stats(self, stats: dict[str, tuple[Tensor, Tensor]]) -> None:
+        """Per-modality ``(mean [D], std [D])`` of the training split (see ``datamodules.feature_stats``).
+
+        Raises ``ValueError`` when a modality of the model has no stats or a shape does not match."""
+        missing = [m for m in self.modalities if m not in stats]
+        if missing:
+            raise ValueError(f"no standardisation stats for modalities {missing} (given: {sorted(stats)})")
+        for m in self.modalities:
+            try:
+                self.input_stats[m].set(*stats[m])
+            except ValueError as err:
+                raise ValueError(f"modality {m!r}: {err}") from None
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that should not be decayed (embeddings): decay would pull them to zero for no gain."""
@@ -162,9 +208,11 @@ class TemporalTransformer(nn.Module):
 
     def _embed(self, name: str, x: Tensor, v: Tensor) -> Tensor:
         """Project one modality to tokens [B, T, d_model] with its modality embedding (no time embedding yet)."""
-        # Zero invalid inputs first: garbage (inf/NaN/huge) must not reach LayerNorm or attention at all.
+        # Zero invalid inputs (= the training mean, after standardising): garbage (inf/NaN/huge) must not reach
+        # LayerNorm or attention at all.
+        x = self.input_stats[name](x.float())
         x = torch.where(v[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-        tok = self.proj[name](self.input_norm[name](x.float()))
+        tok = self.proj[name](self.input_dropout(self.input_norm[name](x)))
         return tok + self.modality_embed[self.modalities.index(name)]
 
     def _encode(self, tokens: Tensor, token_valid: Tensor, cls: Tensor, encoder: nn.TransformerEncoder) -> Tensor:

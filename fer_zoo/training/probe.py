@@ -1,0 +1,206 @@
+"""Baselines every run gets for free: a linear probe on clip statistics and the majority class.
+
+``python -m fer_zoo probe --config configs/all.yaml [fit arguments...]`` runs them alone (seconds); ``fit`` and
+``test`` write them into ``results.json`` under ``baselines``, next to the model's test metrics.
+
+- **Linear probe**: multinomial logistic regression (scikit-learn, L-BFGS) on one vector per clip: for every
+  selected modality, the mean and the std over the clip's *valid* frames (all stored frames, not the model's TSN
+  sample), concatenated. Columns are standardised with training-split statistics (``StandardScaler``); a clip
+  without any valid frame in a modality gets that modality's training mean (0 after scaling). The inverse
+  regularisation strength ``C`` is chosen on the validation split by UAR (ties: the smaller ``C``), the model is
+  refitted on nothing else: it is trained on the training split only, exactly as the transformer is. Class weights
+  follow the DataModule: ``class_balance`` other than ``none`` -> ``class_weight="balanced"``.
+- **Majority class**: the most frequent class of the training split, predicted for every test clip.
+
+Both use the DataModule's own split (same source, fold, seed; the same clips dropped from training) and the same
+metric code as the model (torchmetrics: UAR = macro recall, WAR = accuracy, macro-F1, confusion matrix).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_recall,
+)
+
+from datamodules.feature_store import FeatureStore
+
+DEFAULT_CS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+MAX_ITER = 500
+
+
+@dataclass
+class BaselineResult:
+    """Test metrics (keys ``test/uar``, ``test/war``, ``test/f1``, fractions) and confusion ``[true][pred]``."""
+
+    metrics: dict[str, float]
+    confusion: list[list[int]]
+    details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "confusion": self.confusion, **self.details}
+
+
+def scores(pred: np.ndarray, target: np.ndarray, num_classes: int, prefix: str = "test/") -> dict[str, float]:
+    """UAR (macro recall), WAR (accuracy) and macro-F1 of integer predictions, computed by the same torchmetrics
+    functions as the model's metrics (classes with neither true nor predicted clips are left out of the means)."""
+    p, t = torch.as_tensor(pred, dtype=torch.int64), torch.as_tensor(target, dtype=torch.int64)
+    return {f"{prefix}uar": float(multiclass_recall(p, t, num_classes, average="macro")),
+            f"{prefix}war": float(multiclass_accuracy(p, t, num_classes, average="micro")),
+            f"{prefix}f1": float(multiclass_f1_score(p, t, num_classes, average="macro"))}
+
+
+def confusion(pred: np.ndarray, target: np.ndarray, num_classes: int) -> list[list[int]]:
+    p, t = torch.as_tensor(pred, dtype=torch.int64), torch.as_tensor(target, dtype=torch.int64)
+    return multiclass_confusion_matrix(p, t, num_classes).tolist()
+
+
+def clip_statistics(stores: dict[str, FeatureStore], clip_ids: Sequence[str]) -> np.ndarray:
+    """``float64 [N, sum_m 2 * D_m]``: per modality (in ``stores`` order) the mean then the std (ddof 0) of each
+    column over the clip's valid frames; NaN where a clip has no valid frame in that modality."""
+    blocks = []
+    for store in stores.values():
+        out = np.full((len(clip_ids), 2 * store.dim), np.nan)
+        for i, cid in enumerate(clip_ids):
+            f, v = store.clip(cid)
+            x = np.asarray(f[np.asarray(v, dtype=bool)], dtype=np.float64)
+            if len(x):
+                out[i, :store.dim] = x.mean(axis=0)
+                out[i, store.dim:] = x.std(axis=0)
+        blocks.append(out)
+    return np.concatenate(blocks, axis=1)
+
+
+def majority_baseline(train_labels: Sequence[int], test_labels: Sequence[int], num_classes: int,
+                      class_names: Sequence[str]) -> BaselineResult:
+    """Predict the most frequent training class (ties: the lower index) for every test clip."""
+    majority = int(np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=num_classes).argmax())
+    y = np.asarray(test_labels, dtype=np.int64)
+    pred = np.full_like(y, majority)
+    return BaselineResult(scores(pred, y, num_classes), confusion(pred, y, num_classes),
+                          {"class": class_names[majority], "what": "most frequent training class for every clip"})
+
+
+def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                 x_test: np.ndarray, y_test: np.ndarray, num_classes: int, class_weight: str | None = None,
+                 cs: Sequence[float] = DEFAULT_CS) -> BaselineResult:
+    """Standardise with training stats, fit one logistic regression per ``C`` on the training rows, keep the one
+    with the best validation UAR (ties: smaller ``C``), report its test metrics.
+
+    NaN cells (a modality without valid frames in that clip) become the training column mean. Columns constant on
+    the training split are dropped (e.g. the std of 1-frame clips). Raises ``ValueError`` when the training split
+    holds fewer than 2 classes (nothing to discriminate)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    if len(np.unique(y_train)) < 2:
+        raise ValueError(f"the linear probe needs >= 2 classes in the training split, got {np.unique(y_train)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN column: handled below
+        fill = np.nan_to_num(np.nanmean(x_train, axis=0), nan=0.0)
+    xs = [np.where(np.isnan(x), fill, x) for x in (x_train, x_val, x_test)]
+    keep = xs[0].std(axis=0) > 0
+    scaler = StandardScaler().fit(xs[0][:, keep])
+    x_tr, x_va, x_te = (scaler.transform(x[:, keep]) for x in xs)
+    best: tuple[float, float, Any] | None = None
+    val_uars = {}
+    for c in sorted(cs):
+        clf = LogisticRegression(C=c, max_iter=MAX_ITER, class_weight=class_weight)
+        # One BLAS thread: next to busy training/loader processes, multi-threaded BLAS spin-waits (10x slower on a
+        # loaded 2-core machine), and a fixed thread count keeps the fit bit-for-bit reproducible.
+        with warnings.catch_warnings(), threadpool_limits(limits=1):
+            warnings.simplefilter("ignore")  # ConvergenceWarning at large C: the val split judges the result
+            clf.fit(x_tr, y_train)
+        pred_val = _predict(clf, x_va)
+        uar = scores(pred_val, y_val, num_classes)["test/uar"] if len(y_val) else 0.0
+        val_uars[c] = uar
+        if best is None or uar > best[0] + 1e-12:
+            best = (uar, c, clf)
+    assert best is not None
+    pred = _predict(best[2], x_te)
+    y = np.asarray(y_test, dtype=np.int64)
+    return BaselineResult(scores(pred, y, num_classes), confusion(pred, y, num_classes),
+                          {"C": best[1], "val_uar": best[0], "val_uar_by_C": {str(k): v for k, v in val_uars.items()},
+                           "class_weight": class_weight, "n_features": int(keep.sum()),
+                           "what": "logistic regression on per-clip mean+std of valid frames, standardised with "
+                                   "training stats, C chosen on val UAR"})
+
+
+def _predict(clf: Any, x: np.ndarray) -> np.ndarray:
+    return clf.predict(x).astype(np.int64) if len(x) else np.zeros(0, dtype=np.int64)
+
+
+def baselines(dm: Any) -> dict[str, Any]:
+    """Probe and majority baselines on a FeatureDataModule's split: ``{"probe": {...}, "majority": {...}}`` with
+    ``metrics`` (``test/uar|war|f1``), ``confusion`` and what was chosen (``C``, ``val_uar``, ...)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    ids = {s: dm.split_ids[s] for s in ("train", "val", "test")}
+    y = {s: np.array([dm.labels[c] for c in ids[s]], dtype=np.int64) for s in ids}
+    x = {s: clip_statistics(dm.stores, ids[s]) for s in ids}
+    class_weight = None if dm.class_balance == "none" else "balanced"
+    probe = linear_probe(x["train"], y["train"], x["val"], y["val"], x["test"], y["test"], dm.num_classes,
+                         class_weight=class_weight)
+    probe.details["seconds"] = round(time.perf_counter() - t0, 3)  # wall clock: inflated on a loaded machine
+    probe.details["cpu_seconds"] = round(time.process_time() - c0, 3)
+    majority = majority_baseline(y["train"], y["test"], dm.num_classes, dm.class_names)
+    return {"probe": probe.as_dict(), "majority": majority.as_dict()}
+
+
+def datamodule_from_args(args: list[str]) -> Any:
+    """A FeatureDataModule from ``fit`` arguments (config files and overrides), parsed exactly as ``fit`` would."""
+    from datamodules.feature_datamodule import FeatureDataModule
+    from fer_zoo.training.cli import instantiate_spec, parse_fit_config
+
+    data = parse_fit_config(args).data.as_dict()
+    data["source"] = instantiate_spec(data["source"])
+    return FeatureDataModule(**data)
+
+
+def format_table(res: dict[str, Any], model: dict[str, float] | None = None) -> str:
+    rows = ([("model", model)] if model else []) + [(k, res[k]["metrics"]) for k in ("probe", "majority")]
+    lines = [f"{'':10} {'UAR %':>7} {'WAR %':>7} {'F1 %':>7}"]
+    for name, m in rows:
+        lines.append(f"{name:10} {100 * m['test/uar']:7.1f} {100 * m['test/war']:7.1f} {100 * m['test/f1']:7.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fer_zoo probe [--out FILE.json] <fit arguments>``: print (and optionally save) the baselines."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out: Path | None = None
+    if "--out" in argv:
+        i = argv.index("--out")
+        out = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    if any(a in ("-h", "--help") for a in argv):
+        print("usage: python -m fer_zoo probe [--out FILE.json] --config FIT_CONFIG [--data.* overrides]\n"
+              + (__doc__ or "").split("\n\n")[1])
+        return 0
+    dm = datamodule_from_args(argv)
+    res = baselines(dm)
+    sizes = "/".join(str(len(dm.split_ids[s])) for s in ("train", "val", "test"))
+    print(f"baselines on {dm.source.name} fold {dm.fold or 0} seed {dm.seed}, modalities {'+'.join(dm.stores)} "
+          f"(train/val/test {sizes} clips; probe C={res['probe']['C']:g}, {res['probe']['seconds']:.1f} s wall, "
+          f"{res['probe']['cpu_seconds']:.1f} s CPU)")
+    print(format_table(res))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"modalities": dm.modalities, "fold": dm.fold, "seed": dm.seed,
+                                   "class_names": dm.class_names, "split_sizes": sizes, "baselines": res},
+                                  indent=2) + "\n")
+        print(f"written: {out}")
+    return 0

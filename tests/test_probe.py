@@ -1,0 +1,109 @@
+"""The linear-probe and majority baselines: metrics equal a hand-computed case; clip statistics over valid frames;
+the ablation summary shows them beside the model and concludes with the right numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from datamodules.feature_store import ClipResult, FeatureStore, ShardWriter, pack, store_path
+from fer_zoo.ablation.report import conclusion, markdown, summary_table
+from fer_zoo.training.probe import clip_statistics, linear_probe, majority_baseline, scores
+
+
+def test_scores_match_a_hand_computed_case() -> None:
+    # true:  0 0 0 1 1 2      pred: 0 0 1 1 0 1
+    # recall: class 0 2/3, class 1 1/2, class 2 0/1 -> UAR (2/3 + 1/2 + 0) / 3 = 7/18; WAR 3/6
+    # precision: class 0 2/3, class 1 1/3, class 2 0 -> F1: 0: 2/3, 1: 2*(1/3*1/2)/(1/3+1/2) = 0.4, 2: 0
+    m = scores(np.array([0, 0, 1, 1, 0, 1]), np.array([0, 0, 0, 1, 1, 2]), 3)
+    assert m["test/uar"] == pytest.approx(7 / 18)
+    assert m["test/war"] == pytest.approx(0.5)
+    assert m["test/f1"] == pytest.approx((2 / 3 + 0.4 + 0) / 3)
+
+
+def test_probe_and_majority_on_a_tiny_fixture() -> None:
+    """1-d data symmetric about 0 (so intercept 0 and the boundary at 0 for any C); the last test clip is class 1
+    but lies on class 0's side."""
+    x_train = np.array([[-3.0], [-2.0], [-1.0], [-2.5], [1.0], [2.0], [3.0], [2.5]])
+    y_train = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    x_val, y_val = np.array([[-1.5], [1.5]]), np.array([0, 1])
+    x_test, y_test = np.array([[-2.0], [2.5], [0.8], [-0.9]]), np.array([0, 1, 1, 1])
+    res = linear_probe(x_train, y_train, x_val, y_val, x_test, y_test, 2, cs=(0.01, 1.0, 100.0))
+    # predictions 0, 1, 1, 0 -> recall class 0: 1/1, class 1: 2/3 -> UAR 5/6; WAR 3/4
+    assert res.confusion == [[1, 0], [1, 2]]
+    assert res.metrics["test/uar"] == pytest.approx(5 / 6)
+    assert res.metrics["test/war"] == pytest.approx(0.75)
+    assert res.metrics["test/f1"] == pytest.approx((2 / 3 + 0.8) / 2)  # F1 class 0: 2*1*0.5/1.5; class 1: 0.8
+    assert res.details["C"] == 0.01  # every C gets val UAR 1: ties go to the strongest regularisation
+    maj = majority_baseline(np.array([1, 0, 0, 0, 1]), y_test, 2, ["a", "b"])
+    assert maj.details["class"] == "a"  # 3 of 5 training clips
+    assert maj.metrics["test/uar"] == pytest.approx(0.5)  # recall 1 for a, 0 for b
+    assert maj.metrics["test/war"] == pytest.approx(0.25)
+    assert maj.confusion == [[1, 0], [3, 0]]
+
+
+def test_probe_chooses_C_on_validation() -> None:
+    """Noisy high-dimensional data: the chosen C is the one with the best validation UAR, never judged on test."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(40)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.standard_normal((n, 40))
+        return x, (x @ w + 2.0 * rng.standard_normal(n) > 0).astype(np.int64)
+
+    (xt, yt), (xv, yv), (xs, ys) = draw(60), draw(40), draw(40)
+    res = linear_probe(xt, yt, xv, yv, xs, ys, 2)
+    by_c = {float(k): v for k, v in res.details["val_uar_by_C"].items()}
+    assert res.details["val_uar"] == max(by_c.values())
+    assert res.details["C"] == min(c for c, v in by_c.items() if v == max(by_c.values()))
+
+
+def test_clip_statistics_use_valid_frames_only(tmp_path: Path) -> None:
+    path = store_path(tmp_path, "face", "fakeface", "abcd1234")
+    writer = ShardWriter(path, {"extractor": "face", "dim": 2}, flush_every=10)
+    f = np.array([[1.0, 10.0], [3.0, 30.0], [1e4, -1e4]], np.float32)
+    writer.add(ClipResult("a", f, np.array([True, True, False]), np.arange(3), np.arange(3) / 25.0))
+    writer.add(ClipResult("b", np.zeros((2, 2), np.float32), np.zeros(2, bool), np.arange(2), np.arange(2) / 25.0))
+    writer.flush()
+    pack(path, ["a", "b"], {"dim": 2, "modality": "face", "extractor": "fakeface", "source": {"name": "fake"}})
+    x = clip_statistics({"face": FeatureStore(path)}, ["a", "b"])
+    np.testing.assert_allclose(x[0], [2.0, 20.0, 1.0, 10.0])  # mean, then std (ddof 0) of the 2 valid frames
+    assert np.isnan(x[1]).all()  # no valid frame: imputed later with the training mean
+
+
+def _cells(model: dict[str, list[float]], probe: dict[str, list[float]]) -> pd.DataFrame:
+    rows = []
+    for label, uars in model.items():
+        for seed, (u, p) in enumerate(zip(uars, probe[label])):
+            rows.append({"modalities": label, "status": "done", "uar": u, "war": u + 0.1, "seed": seed,
+                         "probe_uar": p, "probe_war": p + 0.1, "majority_uar": 0.125, "majority_war": 0.3})
+    return pd.DataFrame(rows)
+
+
+def test_summary_shows_model_probe_majority_and_concludes() -> None:
+    cells = _cells({"resnet": [0.50, 0.52], "facemesh": [0.40, 0.44], "facemesh+resnet": [0.56, 0.58]},
+                   {"resnet": [0.49, 0.51], "facemesh": [0.47, 0.49], "facemesh+resnet": [0.53, 0.55]})
+    table = summary_table(cells).set_index("modalities")
+    assert table.loc["facemesh", "probe_uar_mean"] == pytest.approx(0.48)
+    assert table.loc["facemesh", "uar_gain_vs_probe"] == pytest.approx(-0.06)
+    assert table.loc["resnet", "majority_uar_mean"] == pytest.approx(0.125)
+    text = conclusion(table.reset_index())
+    assert "Best: `facemesh+resnet`" in text
+    assert "+6.0 points over the best single modality `resnet`" in text
+    assert "+3.0 points over its own linear probe" in text
+    assert "1 set(s) score below their linear probe, most `facemesh` (-6.0 points)" in text
+    assert "smaller than the spread" not in text  # std 1.4 points < every gap here
+    md = markdown(summary_table(cells), {"name": "t", "dataset": "d", "folds": [0], "seeds": [0, 1], "base": [],
+                                         "overrides": []})
+    assert "| – | majority class | 2 | 12.5 ± 0.0 |" in md and "probe UAR %" in md
+
+
+def test_conclusion_warns_when_the_spread_exceeds_the_gap() -> None:
+    cells = _cells({"resnet": [0.40, 0.60], "facemesh+resnet": [0.45, 0.63]},
+                   {"resnet": [0.50, 0.50], "facemesh+resnet": [0.52, 0.54]})
+    text = conclusion(summary_table(cells))
+    assert "Best: `facemesh+resnet`" in text and "+4.0 points over the best single modality" in text
+    assert "**Warning:**" in text and "smaller than the spread over folds x seeds (14.1 points)" in text
