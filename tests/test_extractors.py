@@ -30,7 +30,7 @@ BASE_CONFIG = {"resnet18": {"weights": "none"}, "resnet34": {"weights": "none"},
 CHANGED_CONFIG = {
     "resnet18": {"image_size": 160}, "resnet34": {"image_size": 160}, "resnet50": {"image_size": 160},
     "mobilenet_v2": {"image_size": 160}, "facemesh": {"geometry": False},
-    "pose": {"min_detection_confidence": 0.7},
+    "pose": {"min_detection_confidence": 0.7}, "fer2013": {"output": "probs"},
 }  # fmt: skip
 
 needs_offline_mobilenet = pytest.mark.skipif(
