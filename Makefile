@@ -55,12 +55,12 @@ ablate: install
 
 # Fine-tune the offline MobileNetV2 on the sample's labeled photos; the encoder file is copied to runs/encoders/.
 finetune-frames: install
-	$(PY) -m fer_zoo finetune-frames --config configs/finetune_frames.yaml \
+	$(PY) -m fer_zoo finetune-frames --config configs/finetune/sample.yaml \
 		--encoder_out runs/encoders/sample_mobilenet_v2.safetensors
 
 # Static-to-dynamic on the sample: photo-trained encoder + FER2013 mini-Xception + face mesh, then fit.
 static2dynamic: finetune-frames
-	$(PY) -m fer_zoo extract --config configs/static2dynamic_extract.yaml
+	$(PY) -m fer_zoo extract --config configs/static2dynamic/extract.yaml
 	$(PY) -m fer_zoo fit --config configs/static2dynamic.yaml --config configs/demo.yaml
 
 bench: install

@@ -27,9 +27,11 @@ PATTERN = r"^(.+)_\d+[a-z]*$"
 def test_finetune_frames_end_to_end_on_the_sample(tmp_path: Path) -> None:
     from fer_zoo.__main__ import main
 
-    rc = main(["finetune-frames", "--config", str(REPO / "configs" / "finetune_frames.yaml"),
+    rc = main(["finetune-frames", "--config", str(REPO / "configs" / "finetune" / "sample.yaml"),
                "--runs_dir", str(tmp_path / "runs"), "--run_name", "ft", "--wandb", "false",
-               "--data.source.init_args.root", str(SAMPLE), "--data.image_size", "32", "--data.max_photos", "48",
+               "--data.source", json.dumps({"class_path": "datamodules.sources.ImageFolderSource", "init_args": {
+                   "root": str(SAMPLE), "vocabulary": "faces8", "subject_pattern": PATTERN}}),
+               "--data.image_size", "32", "--data.max_photos", "48",
                "--data.batch_size", "16", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
                "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
                "--encoder_out", str(tmp_path / "w" / "fer.safetensors")])

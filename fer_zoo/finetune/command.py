@@ -1,4 +1,4 @@
-"""``python -m fer_zoo finetune-frames --config configs/finetune_frames.yaml``: fine-tune a frame encoder on photos.
+"""``python -m fer_zoo finetune-frames --config configs/finetune/sample.yaml``: fine-tune a frame encoder on photos.
 
 Conventions of ``fit``: jsonargparse/LightningCLI config files and overrides, a run folder ``runs/<run_name>/``
 (resolved ``config.yaml``, ``checkpoints/``, ``metrics.csv``, ``results.json``, the offline W&B run), progress bars,
@@ -26,8 +26,7 @@ from fer_zoo.finetune.data import PhotoDataModule
 from fer_zoo.finetune.module import FrameEncoderModule
 from fer_zoo.training.cli import CLI_KWARGS, POLICIES, _share_cpu_cores
 
-SAMPLE_SOURCE = {"class_path": "datamodules.sources.ImageFolderSource",
-                 "init_args": {"root": "data/sample/images", "vocabulary": "faces8"}}
+SAMPLE_SOURCE = {"class_path": "datamodules.sources.SampleSource"}  # fit's default source: the same split
 
 
 class FinetuneCLI(LightningCLI):
