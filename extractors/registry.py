@@ -14,8 +14,9 @@ E = TypeVar("E", bound=type[Extractor])
 
 # Modules that register extractors; imported lazily so `import extractors` stays light (no MediaPipe, no torch).
 # timm, open_clip and transformers themselves are imported only when such an extractor is built.
-_MODULES = ("extractors.torchvision_frames", "extractors.timm_frames", "extractors.clip_frames", "extractors.facemesh",
-            "extractors.pose", "extractors.fbank", "extractors.speech")
+_MODULES = ("extractors.torchvision_frames", "extractors.timm_frames", "extractors.clip_frames",
+            "extractors.fer2013_xception", "extractors.facemesh", "extractors.pose", "extractors.fbank",
+            "extractors.speech")
 
 
 def register_extractor(name: str, **default_args: Any) -> Callable[[E], E]:

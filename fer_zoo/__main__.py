@@ -15,6 +15,7 @@ COMMANDS = {
     "probe": ("fer_zoo.training.probe:main", "linear-probe and majority-class baselines on a fit config's split"),
     "preprocess": ("fer_zoo.video.preprocess:main", "track the face in raw videos and write DFEW-layout face crops"),
     "predict-video": ("fer_zoo.video.predict:main", "predict emotions over time on your own videos with a trained run"),
+    "finetune-frames": ("fer_zoo.finetune.command:main", "fine-tune a frame encoder on labeled photos -> encoder file"),
 }
 LIGHTNING = {
     "fit": "train the temporal transformer on cached features, then test the selected checkpoint",

@@ -33,7 +33,7 @@ CHANGED_CONFIG = {
     "resnet18": {"image_size": 160}, "resnet34": {"image_size": 160}, "resnet50": {"image_size": 160},
     "mobilenet_v2": {"image_size": 160}, "facemesh": {"geometry": False},
     "pose": {"min_detection_confidence": 0.7}, "timm": {"pretrained": False}, "clip": {"pretrained": "none"},
-    "clip_zeroshot": {"templates": ["a {} face."]},
+    "clip_zeroshot": {"templates": ["a {} face."]}, "fer2013": {"output": "probs"},
 }  # fmt: skip
 ZEROSHOT_CLASSES = ["anger", "happiness", "neutral", "sadness"]
 
