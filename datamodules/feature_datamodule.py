@@ -341,6 +341,11 @@ class FeatureDataModule(L.LightningDataModule):
     split after splitting, with one warning naming each clip, its split and the reason; they are listed in
     ``dropped`` (and in the run's ``results.json``). ``strict=True`` raises ``ValueError`` with that list instead.
     Classes that end up missing from a non-empty split are logged and listed in ``short_classes``.
+
+    ``short_clips``: ``"stretch"`` (default) spreads a clip shorter than ``num_frames`` over every slot, all valid (a
+    photo becomes a still video of ``num_frames`` copies, as a video window of it would be); ``"pad"`` shows its
+    frames once and masks the rest (a photo is one valid token). ``frame_jitter``: per-frame Gaussian feature noise
+    in training, as a fraction of each frame's feature spread (default 0). See :class:`FeatureDataset`.
     """
 
     def __init__(
