@@ -50,7 +50,8 @@ def _source_args(prefix: str) -> list[str]:
 
 
 def _run(cmd: list[str], log: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    # One OpenMP thread: on a shared, oversubscribed machine torch's spinning threads made a fit step ~30x slower.
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     with open(log, "ab") as f:
         proc = subprocess.run([sys.executable, "-m", "fer_zoo", *cmd], cwd=REPO, env=env, stdout=f, stderr=f)
     if proc.returncode not in (0, 3):  # 3: some photo failed extraction (reported in the store); the rest is fine

@@ -25,7 +25,8 @@ VIDEO_FRAMES = 8
 
 
 def _cli(args: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    # One OpenMP thread: on a busy shared machine torch's spinning threads slow a small fit down many times over.
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     proc = subprocess.run([sys.executable, "-m", "fer_zoo", *args], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"`fer_zoo {' '.join(args)}` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
