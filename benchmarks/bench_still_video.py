@@ -170,9 +170,12 @@ def main(argv: list[str] | None = None) -> int:
             agree[k] = float((top == pred).mean())
             agree[f"{k}_no_face"] = int((top == -1).sum())
             agree[f"{k}_valid_frames_mean"] = float(np.mean([s.valid_frames[r.name][0] for s in vs]))
+        agree["per_photo"] = [{"clip_id": c, "label": int(t), "photo": int(p_), "photo_prob": float(pr.max()),
+                               **{k: (vs[j].top(r.name)[0] if vs[j].top(r.name) else None) for k, vs in scores.items()}}
+                              for j, (c, t, p_, pr) in enumerate(zip(ids, y, pred, prob))]
         flips = {s.video.stem: flip_rate(s.top(r.name)) for s in real_scores}
         per_run[r.name] = {"uar": uar, "war": war, **agree, "flip_rate": flips, "run_dir": runs[r.name]}
-        rows.append([r.name, 100 * uar, 100 * war, 100 * agree["still"], 100 * agree["jitter"],
+        rows.append([r.name, 100 * uar, 100 * war, 100 * float(agree["still"]), 100 * float(agree["jitter"]),
                      agree["still_no_face"], *[flips.get(v.stem, float("nan")) for v in real]])
     print()
     print(table(["run", "UAR %", "WAR %", "still agree %", "jitter agree %", "no face", "flips single_face",
