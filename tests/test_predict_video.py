@@ -45,7 +45,9 @@ def test_window_frames_follow_the_datamodule_sampling() -> None:
     assert picked.tolist() == list(range(2, 64, 4))
     held, picked = window_frames(100, 199, frame_cap=20, num_frames=10)  # capped like a stored clip, then TSN
     assert len(held) == 20 and held[0] == 100 and held[-1] == 199 and len(picked) == 10
-    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16)  # short: every frame once, the rest padded
+    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16)  # short, stretched (default): all 16 slots
+    assert picked.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16, short_clips="pad")  # every frame once
     assert picked.tolist() == [0, 1, 2, 3, 4]
 
 
