@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     loaded, extractors = load_runs(runs)
-    photos = {r.name: photo_predictions(r, "test", args.limit) for r in loaded}
+    photos = {r.name: photo_predictions(r, "test") for r in loaded}  # UAR/WAR: the whole test split
     ids, paths, labels, _ = photos[loaded[0].name]
+    nv = min(len(ids), args.limit or len(ids))  # videos: the first nv test photos
     for r in loaded[1:]:
         if photos[r.name][0] != ids:
             raise SystemExit(f"runs {loaded[0].name} and {r.name} test on different photos: not comparable")
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     vids: dict[str, list[Path]] = {"still": [], "jitter": []}
     vdir = tmp / "videos"
     vdir.mkdir()
-    for i, path in enumerate(paths):
+    for i, path in enumerate(paths[:nv]):
         rgb = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         vids["still"].append(encode_still_video(rgb, vdir / f"{i:04d}_still.mp4", args.frames))
         vids["jitter"].append(encode_still_video(rgb, vdir / f"{i:04d}_jitter.mp4", args.frames, jitter=Jitter(),
@@ -167,19 +168,20 @@ def main(argv: list[str] | None = None) -> int:
         agree = {}
         for k, vs in scores.items():
             top = np.array([s.top(r.name)[0] if s.top(r.name) and s.top(r.name)[0] is not None else -1 for s in vs])
-            agree[k] = float((top == pred).mean())
+            agree[k] = float((top == pred[:nv]).mean())
             agree[f"{k}_no_face"] = int((top == -1).sum())
             agree[f"{k}_valid_frames_mean"] = float(np.mean([s.valid_frames[r.name][0] for s in vs]))
         agree["per_photo"] = [{"clip_id": c, "label": int(t), "photo": int(p_), "photo_prob": float(pr.max()),
                                **{k: (vs[j].top(r.name)[0] if vs[j].top(r.name) else None) for k, vs in scores.items()}}
-                              for j, (c, t, p_, pr) in enumerate(zip(ids, y, pred, prob))]
+                              for j, (c, t, p_, pr) in enumerate(zip(ids[:nv], y, pred, prob))]
         flips = {s.video.stem: flip_rate(s.top(r.name)) for s in real_scores}
         per_run[r.name] = {"uar": uar, "war": war, **agree, "flip_rate": flips, "run_dir": runs[r.name]}
         rows.append([r.name, 100 * uar, 100 * war, 100 * float(agree["still"]), 100 * float(agree["jitter"]),
                      agree["still_no_face"], *[flips.get(v.stem, float("nan")) for v in real]])
     print()
     print(table(["run", "UAR %", "WAR %", "still agree %", "jitter agree %", "no face", "flips single_face",
-                 "flips Wolfgang"], rows, title=f"{len(ids)} test photos (person-grouped split, data.seed 42); "
+                 "flips Wolfgang"], rows, title=f"{len(ids)} test photos (person-grouped split, data.seed 42), "
+                f"videos of the first {nv}; "
                 f"majority class: UAR {100 * majority[0]:.1f} % WAR {100 * majority[1]:.1f} %"))
     summary = {}
     for v in VARIANTS:
@@ -201,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                                    100 * summary["stretch"]["still"][0], 95.0, " %"))
         targets.append(target_line("jittered still-video agreement (stretch, mean over seeds)",
                                    100 * summary["stretch"]["jitter"][0], 90.0, " %"))
-    print(f"video scoring: {2 * len(ids)} still videos in {t_videos:.0f}s; total {time.perf_counter() - t_start:.0f}s")
+    print(f"video scoring: {2 * nv} still videos in {t_videos:.0f}s; total {time.perf_counter() - t_start:.0f}s")
     write_results("bench_still_video", {"machine": info, "settings": {k: str(v) for k, v in vars(args).items()},
-                                        "photos": len(ids), "majority": {"uar": majority[0], "war": majority[1]},
+                                        "photos": len(ids), "videos_of": nv,
+                                        "majority": {"uar": majority[0], "war": majority[1]},
                                         "runs": per_run, "summary": summary, "targets": targets})
     return 0
 

@@ -201,8 +201,10 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for f in sorted(cls.glob("*.jpg"))[:4]:
                 shutil.copy(f, images / cls.name / f.name)
     _cli(["extract", "--config", "configs/extract.yaml", "--store_root", str(tmp / "features"), "--only",
-          "pose", "facemesh", "--source.init_args.root", str(images), "--num_workers", "0"], REPO)
-    _cli(["fit", "--config", "configs/pose_facemesh.yaml", "--data.source.init_args.root", str(images),
+          "pose", "facemesh", "--source.class_path", "datamodules.sources.ImageFolderSource",
+          "--source.init_args.root", str(images), "--num_workers", "0"], REPO)
+    _cli(["fit", "--config", "configs/pose_facemesh.yaml", "--data.source.class_path",
+          "datamodules.sources.ImageFolderSource", "--data.source.init_args.root", str(images),
           "--data.store_root", str(tmp / "features"), "--runs_dir", str(tmp / "runs"), "--run_name", "t",
           "--trainer.max_epochs", "1", "--data.num_workers", "0", "--wandb", "false",
           "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"], REPO)
