@@ -31,7 +31,7 @@ from datamodules.feature_store import FeatureStore, find_store
 from datamodules.labels import LabelVocabulary, get_vocabulary
 from datamodules.provenance import check_sources
 from datamodules.records import ClipRecord
-from datamodules.sampling import segment_indices
+from datamodules.sampling import SHORT_CLIPS, segment_indices
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,13 @@ class FeatureDataset(Dataset):
     every epoch (non-persistent workers); persistent workers and the main process keep one generator whose stream
     continues, so every epoch sees other frames, and a seeded run (``seed_everything``) repeats exactly.
     The same offsets are used for every modality of a clip, so the modalities stay aligned in time.
+
+    ``short_clips`` ("stretch" or "pad") says what a clip shorter than ``num_frames`` becomes (see
+    :func:`datamodules.sampling.segment_indices`): stretched, a photo is a still video of ``num_frames`` valid
+    copies of its frame. ``frame_jitter`` (training only, default 0) adds independent Gaussian noise to every
+    sampled frame of every modality, ``frame_jitter * std(frame) * N(0, 1)`` per column with ``std(frame)`` the
+    standard deviation over that frame's columns: the copies of a stretched photo then differ a little, as the
+    frames of a still video do (codec noise, small moves, light), instead of being bit-identical.
     """
 
     def __init__(
@@ -279,15 +286,23 @@ class FeatureDataset(Dataset):
         num_frames: int,
         train: bool,
         seed: int = 0,
+        short_clips: str = "stretch",
+        frame_jitter: float = 0.0,
     ) -> None:
         if len(clip_ids) != len(labels):
             raise ValueError(f"{len(clip_ids)} clip ids but {len(labels)} labels")
+        if short_clips not in SHORT_CLIPS:
+            raise ValueError(f"short_clips={short_clips!r} is not one of {list(SHORT_CLIPS)}")
+        if not 0.0 <= frame_jitter < 10.0 or not math.isfinite(frame_jitter):
+            raise ValueError(f"frame_jitter must be in [0, 10), got {frame_jitter}")
         self.stores = stores
         self.clip_ids = list(clip_ids)
         self.labels = [int(y) for y in labels]
         self.num_frames = int(num_frames)
         self.train = train
         self.seed = int(seed)
+        self.short_clips = short_clips
+        self.frame_jitter = float(frame_jitter)
         self.rank = 0
         self._gen: np.random.Generator | None = None
         self._gen_key: tuple[int, int] | None = None
@@ -321,12 +336,20 @@ class FeatureDataset(Dataset):
                 continue
             if n not in sampled:  # every length draws from the same sub-seed: modalities stay aligned in time
                 rng = np.random.default_rng(sub_seed) if sub_seed is not None else None
-                sampled[n] = segment_indices(n, self.num_frames, self.train, rng)
+                sampled[n] = segment_indices(n, self.num_frames, self.train, rng, self.short_clips)
             idx, pad = sampled[n]
             features[m] = torch.from_numpy(f[idx]).float()  # float16 -> float32 in torch: ~4x faster than numpy's
             valid[m] = torch.from_numpy(v[idx] & ~pad)
+            if self.train and self.frame_jitter > 0.0:
+                features[m] = self._jitter(features[m], sub_seed, m)
         return {"features": features, "valid": valid, "label": torch.tensor(self.labels[i], dtype=torch.int64),
                 "clip_id": cid}
+
+    def _jitter(self, x: torch.Tensor, sub_seed: int | None, modality: str) -> torch.Tensor:
+        """``x [T, D]`` plus per-frame Gaussian noise scaled by each frame's own spread (seeded per clip draw)."""
+        g = torch.Generator().manual_seed((int(sub_seed or 0) + sum(map(ord, modality))) % 2**63)
+        scale = torch.nan_to_num(x.std(dim=1, keepdim=True), nan=0.0, posinf=0.0) * self.frame_jitter
+        return x + scale * torch.randn(x.shape, generator=g)
 
 
 # ------------------------------------------------------------------------------------------------------ datamodule
@@ -378,6 +401,11 @@ class FeatureDataModule(L.LightningDataModule):
     (another file under the same relative path, modified, gone) are reported in one warning line with the command that
     refreshes them, and refused when ``strict_provenance`` (``--data.strict_provenance true``), which also refuses
     stores packed before provenance was recorded.
+
+    ``short_clips``: ``"stretch"`` (default) spreads a clip shorter than ``num_frames`` over every slot, all valid (a
+    photo becomes a still video of ``num_frames`` copies, as a video window of it would be); ``"pad"`` shows its
+    frames once and masks the rest (a photo is one valid token). ``frame_jitter``: per-frame Gaussian feature noise
+    in training, as a fraction of each frame's feature spread (default 0). See :class:`FeatureDataset`.
     """
 
     def __init__(
@@ -397,8 +425,14 @@ class FeatureDataModule(L.LightningDataModule):
         strict: bool = False,
         strict_provenance: bool = False,
         allow_random_weights: bool = False,
+        short_clips: str = "stretch",
+        frame_jitter: float = 0.0,
     ) -> None:
         super().__init__()
+        if short_clips not in SHORT_CLIPS:
+            raise ValueError(f"short_clips={short_clips!r} is not one of {list(SHORT_CLIPS)}")
+        if not 0.0 <= frame_jitter < 10.0:
+            raise ValueError(f"frame_jitter must be in [0, 10), got {frame_jitter}")
         if class_balance not in CLASS_BALANCE:
             raise ValueError(f"class_balance={class_balance!r} is not one of {list(CLASS_BALANCE)}")
         if num_frames < 1:
@@ -422,6 +456,8 @@ class FeatureDataModule(L.LightningDataModule):
         self.class_balance = class_balance
         self.strict_provenance = bool(strict_provenance)
         self.allow_random_weights = bool(allow_random_weights)
+        self.short_clips = short_clips
+        self.frame_jitter = float(frame_jitter)
 
         vocab: LabelVocabulary | str = vocabulary if vocabulary is not None else source.vocabulary
         self.vocabulary = vocab if isinstance(vocab, LabelVocabulary) else get_vocabulary(vocab)
@@ -597,7 +633,8 @@ class FeatureDataModule(L.LightningDataModule):
         if split not in self._datasets:
             ids = self.split_ids[split]
             self._datasets[split] = FeatureDataset(self.stores, ids, [self.labels[c] for c in ids],
-                                                   self.num_frames, train=split == "train", seed=self.seed)
+                                                   self.num_frames, train=split == "train", seed=self.seed,
+                                                   short_clips=self.short_clips, frame_jitter=self.frame_jitter)
         return self._datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -681,6 +718,8 @@ class FeatureDataModule(L.LightningDataModule):
             "modalities": {m: str(p) for m, p in self.store_paths.items()},
             "input_dims": dict(self.input_dims),
             "num_frames": self.num_frames,
+            "short_clips": self.short_clips,
+            "frame_jitter": self.frame_jitter,
             "class_balance": self.class_balance,
             "class_weights": self.class_weights,
             "sizes": {s: len(self.split_ids[s]) for s in SPLITS},

@@ -135,13 +135,41 @@ def test_train_draws_one_frame_inside_each_segment() -> None:
 
 def test_short_and_empty_clips_are_padded() -> None:
     for train in (False, True):
-        idx, pad = segment_indices(3, 5, train=train, rng=np.random.default_rng(1))
+        idx, pad = segment_indices(3, 5, train=train, rng=np.random.default_rng(1), short_clips="pad")
         assert idx.tolist() == [0, 1, 2, 2, 2]
         assert pad.tolist() == [False, False, False, True, True]
     idx, pad = segment_indices(0, 4, train=False, rng=None)
     assert pad.all() and idx.shape == (4,)
     idx, pad = segment_indices(8, 8, train=False, rng=None)
     assert idx.tolist() == list(range(8)) and not pad.any()
+
+
+@pytest.mark.parametrize("length,n", [(1, 16), (3, 5), (5, 16), (15, 16)])
+def test_short_clips_are_stretched_over_every_slot(length: int, n: int) -> None:
+    """The default: a short clip fills all slots, in order, every frame about n/length times; a photo (length 1)
+    becomes n valid copies of its frame, as a still video would."""
+    idx, pad = segment_indices(length, n, train=False, rng=None)
+    assert not pad.any() and idx.dtype == np.int64
+    assert np.all(np.diff(idx) >= 0) and idx[0] == 0 and idx[-1] == length - 1
+    counts = np.bincount(idx, minlength=length)
+    assert counts.min() >= n // length and counts.max() <= -(-n // length)
+    assert idx.tolist() == [int((k + 0.5) * length / n) for k in range(n)]
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # training: a random point inside each slot's span, still in order and complete
+        tidx, tpad = segment_indices(length, n, train=True, rng=rng)
+        assert not tpad.any() and np.all(np.diff(tidx) >= 0)
+        assert all(k * length // n <= j <= ((k + 1) * length - 1) // n for k, j in enumerate(tidx))
+    if length == 1:
+        assert idx.tolist() == [0] * n
+
+
+def test_unknown_short_clip_mode_is_refused(store_root: Path) -> None:
+    with pytest.raises(ValueError, match="short_clips"):
+        segment_indices(3, 8, train=False, short_clips="loop")
+    with pytest.raises(ValueError, match="short_clips"):
+        make_dm(store_root, short_clips="repeat")
+    with pytest.raises(ValueError, match="frame_jitter"):
+        make_dm(store_root, frame_jitter=-0.1)
 
 
 def test_training_needs_an_rng() -> None:
@@ -170,7 +198,7 @@ def test_batch_shapes_and_dtypes(store_root: Path) -> None:
 
 
 def test_padded_slots_are_invalid_and_eval_reads_middles(store_root: Path) -> None:
-    dm = make_dm(store_root)
+    dm = make_dm(store_root, short_clips="pad")
     test = dm.dataset("test")
     for i, cid in enumerate(test.clip_ids):
         item = test[i]
@@ -180,11 +208,34 @@ def test_padded_slots_are_invalid_and_eval_reads_middles(store_root: Path) -> No
             if len(f) == 0:
                 assert not item["valid"][m].any()
                 continue
-            idx, pad = segment_indices(len(f), 8, train=False, rng=None)
+            idx, pad = segment_indices(len(f), 8, train=False, rng=None, short_clips="pad")
             assert item["valid"][m].tolist() == (np.asarray(v[idx]) & ~pad).tolist()
             assert not item["valid"][m][n:].any()
             assert item["features"][m][:, 0].tolist() == idx.astype(float).tolist()
             assert (item["features"][m][:, 1] == int(cid[1:])).all()
+
+
+def test_a_photo_becomes_a_still_video_of_valid_copies(store_root: Path) -> None:
+    """Default short_clips="stretch": a 1-frame clip is num_frames valid copies of its frame (eval and train);
+    frame_jitter perturbs each training copy independently, by about the asked fraction of the frame's spread,
+    and never touches evaluation."""
+    dm = make_dm(store_root, frame_jitter=0.1)
+    assert dm.describe()["short_clips"] == "stretch" and dm.describe()["frame_jitter"] == 0.1
+    for split in ("test", "train"):
+        ds = dm.dataset(split)
+        i = next(k for k, c in enumerate(ds.clip_ids) if _length(int(c[1:])) == 1 and dm.stores["face"].clip(c)[1][0])
+        f, v = dm.stores["face"].clip(ds.clip_ids[i])
+        item = ds[i]
+        assert item["valid"]["face"].all() and item["valid"]["face"].shape == (8,)
+        x = item["features"]["face"]
+        ref = torch.from_numpy(np.asarray(f[0], np.float32)).expand(8, -1)
+        if split == "test":
+            assert torch.equal(x, ref)
+        else:
+            noise = x - ref
+            assert not torch.equal(x[0], x[1])  # copies differ
+            rel = float(noise.std() / ref[0].std())
+            assert 0.05 < rel < 0.2, rel
 
 
 def test_training_items_vary_and_stay_aligned_across_modalities(store_root: Path) -> None:

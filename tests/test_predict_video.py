@@ -45,7 +45,9 @@ def test_window_frames_follow_the_datamodule_sampling() -> None:
     assert picked.tolist() == list(range(2, 64, 4))
     held, picked = window_frames(100, 199, frame_cap=20, num_frames=10)  # capped like a stored clip, then TSN
     assert len(held) == 20 and held[0] == 100 and held[-1] == 199 and len(picked) == 10
-    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16)  # short: every frame once, the rest padded
+    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16)  # short, stretched (default): all 16 slots
+    assert picked.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16, short_clips="pad")  # every frame once
     assert picked.tolist() == [0, 1, 2, 3, 4]
 
 
@@ -371,3 +373,45 @@ def test_crops_follow_the_training_trees_preprocess_settings(tmp_path: Path) -> 
     info = resolve_run(run)
     assert (info.track.margin, info.track.size, info.track.detector) == (0.4, 112, "full")
     assert info.track_from == str(tree / "preprocess.json")
+
+
+# ------------------------------------------------------------------------------------------ smoothing, valid frames
+
+
+def test_smoothing_averages_only_windows_with_a_prediction() -> None:
+    from fer_zoo.video.predict import smooth_probs
+
+    p = np.array([[1.0, 0.0], [0.0, 1.0], [np.nan, np.nan], [0.5, 0.5], [1.0, 0.0]])
+    s = smooth_probs(p, 3)
+    np.testing.assert_allclose(s[0], [0.5, 0.5])  # edges: the windows that exist
+    np.testing.assert_allclose(s[1], [0.5, 0.5])  # the NaN neighbour is left out, not counted as zero
+    assert np.isnan(s[2]).all()  # no prediction stays no prediction
+    np.testing.assert_allclose(s[3], [0.75, 0.25])
+    np.testing.assert_allclose(smooth_probs(p, 1)[[0, 1, 3, 4]], p[[0, 1, 3, 4]])
+    with pytest.raises(ValueError, match="odd"):
+        smooth_probs(p, 4)
+
+
+@pytest.mark.slow
+def test_nothing_is_smoothed_unless_asked_and_each_window_says_its_valid_frames(
+        predictions: dict, face_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fer_zoo.video.predict import main
+
+    doc, rows, _ = _load(predictions["out"], "face_noface")
+    assert doc["smoothing"] is None and not any(k.startswith("smoothed") for k in rows[0])
+    assert doc["short_clips"] == "stretch"  # the run's DataModule setting, read from its config.yaml
+    face = [w["face_frames"] for w in doc["windows"]]
+    counts = [w["valid_frames"] for w in doc["windows"]]
+    assert [int(r["valid_frames"]) for r in rows] == counts
+    assert counts[0] == 16 and 0 in counts and all(c <= 16 for c in counts)
+    assert all(c == 0 for c, f in zip(counts, face) if f == 0)
+    args = [str(face_videos / "single_face.mp4"), "--ckpt", str(predictions["run"]), "--out", str(tmp_path)]
+    assert main([*args, "--smooth", "2"]) == 2 and "--smooth must be 0 (off) or an odd" in capsys.readouterr().err
+    assert main([*args, "--smooth", "3"]) == 0
+    doc3, rows3, _ = _load(tmp_path, "single_face")
+    assert doc3["smoothing"]["windows"] == 3
+    raw = np.array([[w["probs"][c] for c in doc3["class_names"]] for w in doc3["windows"]])
+    sm = np.array([[float(r[f"smoothed_{c}"]) for c in doc3["class_names"]] for r in rows3])
+    np.testing.assert_allclose(sm[1], raw[0:3].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(np.array([[float(r[c]) for c in doc3["class_names"]] for r in rows3]), raw, atol=1e-5)
+    assert [r["smoothed_top_class"] for r in rows3] == [doc3["class_names"][int(i)] for i in sm.argmax(1)]

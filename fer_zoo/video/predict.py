@@ -11,8 +11,14 @@ classify each window with the checkpoint's model. Written to ``<out>/<video stem
   probability column per class, top_class, top_prob. A window without any valid frame has NO prediction: its
   probabilities and top class are empty (NaN), never made up.
 - ``predictions.json``: the same windows (``probs: null`` where there is none), the status, the video, the run,
-  the checkpoint, the extractors and their stores, the crop settings.
-- ``timeline.png``: probability per class over time; spans without a face shaded and labelled "no face".
+  the checkpoint, the extractors and their stores, the crop settings, ``smoothing`` (``null`` unless asked for).
+- ``timeline.png``: probability per class over time, a strip with the top class, a strip with each window's
+  valid frames; spans without a face shaded and labelled "no face".
+
+Nothing is smoothed unless ``--smooth N`` asks for it: then each window also gets ``smoothed_probs`` (the mean of
+the probabilities of the windows with a prediction among the ``N`` centred on it; a window without a prediction
+stays without one) and ``smoothed_top_class``, in extra CSV columns ``smoothed_<class>``, ``smoothed_top_class``;
+the raw columns stay as they are.
 - ``boxes.csv``: the per-frame face track, same format as ``preprocess`` writes (``face_found`` per frame).
 
 Which extractors: the run folder's ``config.yaml`` names the modalities and the store root, ``results.json`` the
@@ -112,6 +118,7 @@ class RunInfo:
     config: dict[str, Any]
     results: dict[str, Any]
     num_frames: int
+    short_clips: str = "stretch"  # what the run's DataModule made of clips shorter than num_frames
     modalities: list[ModalitySpec] = field(default_factory=list)
     track: TrackConfig = field(default_factory=TrackConfig)
     track_from: str = "defaults"
@@ -179,7 +186,9 @@ def resolve_run(ckpt_arg: str | Path, track_overrides: dict[str, Any] | None = N
     modalities = list(data.get("modalities") or results.get("modalities") or [])
     if not modalities:
         raise PredictError(f"{cfg_file}: no data.modalities")
-    run = RunInfo(run_dir, ckpt, config, results, int(data.get("num_frames") or 16))
+    # Runs from before the option padded short clips; their config.yaml has no data.short_clips.
+    run = RunInfo(run_dir, ckpt, config, results, int(data.get("num_frames") or 16),
+                  str(data.get("short_clips") or "pad"))
     from datamodules.feature_datamodule import modality_keys
 
     keys = modality_keys(modalities)
@@ -292,10 +301,11 @@ def make_windows(n_frames: int, window: int, stride: int) -> list[tuple[int, int
     return [(s, s + window - 1) for s in starts]
 
 
-def window_frames(start: int, end: int, frame_cap: int | None, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def window_frames(start: int, end: int, frame_cap: int | None, num_frames: int,
+                  short_clips: str = "stretch") -> tuple[np.ndarray, np.ndarray]:
     """The window's frames as a training clip of the store would hold them (capped), and the TSN eval picks."""
     held = start + cap_indices(end - start + 1, frame_cap)
-    idx, pad = segment_indices(len(held), num_frames, train=False)
+    idx, pad = segment_indices(len(held), num_frames, train=False, short_clips=short_clips)
     return held, held[idx[~pad]]
 
 
@@ -395,7 +405,7 @@ def score_windows(model: Any, run: RunInfo, windows: list[tuple[int, int]], feat
 
     stores = {m.key: _WindowStore(feats[m.key], valid[m.key], windows, m.frame_cap) for m in run.modalities}
     ds = FeatureDataset(stores, [str(i) for i in range(len(windows))], [0] * len(windows), run.num_frames,
-                        train=False)
+                        train=False, short_clips=run.short_clips)
     probs, counts = [], []
     with torch.inference_mode():
         for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0):
@@ -409,8 +419,24 @@ def score_windows(model: Any, run: RunInfo, windows: list[tuple[int, int]], feat
     return pr, cnt
 
 
+def smooth_probs(probs: np.ndarray, n: int) -> np.ndarray:
+    """Centred moving average of ``probs [W, C]`` over ``n`` windows (odd, >= 1; 1 = unchanged).
+
+    Only windows with a prediction (finite rows) enter a mean; a row without one stays NaN, so smoothing never
+    invents a prediction where the model saw no face."""
+    if n < 1 or n % 2 == 0:
+        raise ValueError(f"smoothing needs an odd number of windows >= 1, got {n}")
+    has = np.isfinite(probs).all(axis=1)
+    out = np.full_like(probs, np.nan)
+    h = n // 2
+    for i in np.flatnonzero(has):
+        lo, hi = max(0, i - h), min(len(probs), i + h + 1)
+        out[i] = probs[lo:hi][has[lo:hi]].mean(axis=0)
+    return out
+
+
 def predict_one(video: Path, out_dir: Path, run: RunInfo, model: Any, extractors: dict[str, Any], window: int,
-                stride: int, detector: FaceDetector | None = None, log: Any = print) -> VideoResult:
+                stride: int, detector: FaceDetector | None = None, log: Any = print, smooth: int = 0) -> VideoResult:
     t0 = time.perf_counter()
     class_names = list(model.class_names)
     try:
@@ -428,7 +454,7 @@ def predict_one(video: Path, out_dir: Path, run: RunInfo, model: Any, extractors
     needed = np.zeros(n, bool)
     for s, e in wins:
         for m in run.modalities:
-            needed[window_frames(s, e, m.frame_cap, run.num_frames)[1]] = True
+            needed[window_frames(s, e, m.frame_cap, run.num_frames, run.short_clips)[1]] = True
     face = track.face_found
     log(f"{video.name}: {n} frames, {int(face.sum())} with a face, {len(wins)} windows of {window} frames "
         f"(stride {stride}), {int((needed & face).sum())} face frames to extract")
@@ -438,6 +464,7 @@ def predict_one(video: Path, out_dir: Path, run: RunInfo, model: Any, extractors
     else:
         probs, counts = np.full((len(wins), len(class_names)), np.nan), np.zeros(len(wins), np.int64)
     ts = track.timestamps
+    smoothed = smooth_probs(probs, smooth) if smooth > 1 else None
     rows = []
     for i, (s, e) in enumerate(wins):
         p = probs[i]
@@ -450,6 +477,9 @@ def predict_one(video: Path, out_dir: Path, run: RunInfo, model: Any, extractors
             "top_class": class_names[int(np.argmax(p))] if has else None,
             "top_prob": float(np.max(p)) if has else None,
         })
+        if smoothed is not None:
+            rows[-1]["smoothed_probs"] = {c: float(x) for c, x in zip(class_names, smoothed[i])} if has else None
+            rows[-1]["smoothed_top_class"] = class_names[int(np.argmax(smoothed[i]))] if has else None
     if not face.any():
         status, message = "no_face", f"no face found in {video}"
     elif not any(r["probs"] for r in rows):
@@ -460,7 +490,7 @@ def predict_one(video: Path, out_dir: Path, run: RunInfo, model: Any, extractors
         status, message = "ok", f"{len(rows) - missing} of {len(rows)} windows predicted" + (
             f"; {missing} without a face get no prediction" if missing else "")
     result = VideoResult(video, out_dir, status, message, rows, time.perf_counter() - t0)
-    _write_outputs(result, track, run, class_names, window, stride)
+    _write_outputs(result, track, run, class_names, window, stride, smooth)
     return result
 
 
@@ -472,20 +502,25 @@ def _fps(track: TrackResult) -> float | None:
 
 
 def _write_outputs(res: VideoResult, track: TrackResult, run: RunInfo, class_names: list[str], window: int,
-                   stride: int) -> None:
+                   stride: int, smooth: int = 0) -> None:
     import pandas as pd
 
     from fer_zoo.video.timeline import plot_timeline
 
     flat = []
     for r in res.windows:
-        row = {k: v for k, v in r.items() if k not in ("probs", "top_class", "top_prob")}
+        row = {k: v for k, v in r.items() if k not in ("probs", "top_class", "top_prob", "smoothed_probs")}
         for c in class_names:
             row[c] = r["probs"][c] if r["probs"] else math.nan
         row["top_class"], row["top_prob"] = r["top_class"], r["top_prob"] if r["top_prob"] is not None else math.nan
+        if smooth > 1:
+            for c in class_names:
+                row[f"smoothed_{c}"] = r["smoothed_probs"][c] if r["smoothed_probs"] else math.nan
         flat.append(row)
     cols = ["window", "start_frame", "end_frame", "start_time", "end_time", "center_time", "face_frames",
             "valid_frames", *class_names, "top_class", "top_prob"]
+    if smooth > 1:
+        cols += [f"smoothed_{c}" for c in class_names] + ["smoothed_top_class"]
     pd.DataFrame(flat, columns=cols).to_csv(res.out_dir / "predictions.csv", index=False, float_format="%.6g")
     fps = _fps(track)
     ts = track.timestamps
@@ -496,6 +531,9 @@ def _write_outputs(res: VideoResult, track: TrackResult, run: RunInfo, class_nam
         "run_dir": str(run.run_dir), "checkpoint": str(run.ckpt), "class_names": class_names,
         "num_frames": run.num_frames, "window": window, "stride": stride,
         "sampling": "per window: store frame_cap, then TSN eval (middle frame of each of num_frames segments)",
+        "short_clips": run.short_clips,
+        "smoothing": ({"windows": smooth, "method": "centred moving average of the probabilities of the windows "
+                       "with a prediction"} if smooth > 1 else None),
         "modalities": {m.key: {"extractor": m.extractor, "config": m.config, "frame_cap": m.frame_cap,
                                "weights_source": m.meta.get("weights_source"), "meta_from": m.meta_from}
                        for m in run.modalities},
@@ -505,7 +543,8 @@ def _write_outputs(res: VideoResult, track: TrackResult, run: RunInfo, class_nam
     (res.out_dir / "predictions.json").write_text(json.dumps(doc, indent=2) + "\n")
     plot_timeline(res.windows, class_names, track.face_found, ts, duration, res.out_dir / "timeline.png",
                   title=f"{res.video.name}", subtitle=f"model: {run.run_dir.name} ({run.ckpt.name}); window "
-                  f"{window} frames, stride {stride}; {res.message}")
+                  f"{window} frames, stride {stride}" + (f"; smoothed over {smooth} windows" if smooth > 1 else "")
+                  + f"; {res.message}", num_frames=run.num_frames)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -521,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=None, help="frames per window (default: the run's num_frames)")
     p.add_argument("--stride", type=int, default=None, help="frames between window starts (default: window // 2)")
     p.add_argument("--batch_size", type=int, default=64, help="windows per model call")
+    p.add_argument("--smooth", type=int, default=0,
+                   help="also report probabilities averaged over this many windows centred on each (odd; default 0: "
+                        "no smoothing). The raw per-window columns are always written")
     crop = p.add_argument_group("face crops (default: the training tree's preprocess.json, else preprocess defaults)")
     crop.add_argument("--margin", type=float, default=None)
     crop.add_argument("--size", type=int, default=None)
@@ -539,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("window", "stride"):
             if getattr(args, key) is not None and getattr(args, key) < 1:
                 raise InputError(f"--{key} must be >= 1 frame, got {getattr(args, key)}")
+        if args.smooth < 0 or (args.smooth > 1 and args.smooth % 2 == 0):
+            raise InputError(f"--smooth must be 0 (off) or an odd number of windows, got {args.smooth}")
         window = args.window if args.window is not None else run.num_frames
         stride = args.stride if args.stride is not None else max(1, window // 2)
         model = load_model(run)
@@ -556,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         detector = FaceDetector(run.track)
         try:
             for video in videos:
-                res = _predict_or_record(video, out / names[video], run, model, extractors, window, stride, detector)
+                res = _predict_or_record(video, out / names[video], run, model, extractors, window, stride, detector,
+                                         smooth=args.smooth)
                 results.append(res)
                 print(f"  -> {res.status}: {res.message} ({res.seconds:.1f}s)"
                       + (f" -> {res.out_dir}" if res.status != "failed" else ""), flush=True)
@@ -566,13 +611,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _predict_or_record(video: Path, out_dir: Path, run: RunInfo, model: Any, extractors: dict[str, Any],
-                       window: int, stride: int, detector: FaceDetector) -> VideoResult:
+                       window: int, stride: int, detector: FaceDetector, smooth: int = 0) -> VideoResult:
     """:func:`predict_one`, with any failure of this one video recorded (status "failed", the reason) so the batch
     goes on, as ``extract`` and ``preprocess`` do. Interrupts (Ctrl-C) still stop the batch."""
     t0 = time.perf_counter()
     try:
         probe_video(video)  # not a video at all (wrong container, no video stream): say so before decoding
-        return predict_one(video, out_dir, run, model, extractors, window, stride, detector)
+        return predict_one(video, out_dir, run, model, extractors, window, stride, detector, smooth=smooth)
     except ClipReadError as err:
         return VideoResult(video, out_dir, "failed", f"cannot read {video}: {err.reason}",
                            seconds=time.perf_counter() - t0)

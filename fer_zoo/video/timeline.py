@@ -43,21 +43,30 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+def _probs(windows: list[dict[str, Any]], class_names: list[str], key: str) -> np.ndarray:
+    return np.array([[w[key][c] if w.get(key) else np.nan for c in class_names] for w in windows],
+                    np.float64).reshape(len(windows), len(class_names))
+
+
 def plot_timeline(windows: list[dict[str, Any]], class_names: list[str], face_found: np.ndarray,
                   timestamps: np.ndarray, duration: float, path: str | Path, title: str = "",
-                  subtitle: str = "") -> Path:
+                  subtitle: str = "", num_frames: int | None = None) -> Path:
     """Lines: each class's probability at each window's centre (gaps where a window has no prediction); below them
-    a strip with the top class of the nearest window; hatched grey spans where the tracked face is missing."""
+    a strip with the top class of the nearest window, and a strip with each window's ``valid_frames`` (of
+    ``num_frames`` sampled slots, how many the model saw with a face); hatched grey spans where the tracked face
+    is missing. Windows smoothed by ``predict-video --smooth`` (``smoothed_probs``, ``smoothed_top_class``) are
+    drawn solid with the raw probabilities faint behind them, and the top-class strip shows the smoothed class."""
     colors = _colors(len(class_names))
     centers = np.array([w["center_time"] for w in windows], np.float64)
-    probs = np.array([[w["probs"][c] if w["probs"] else np.nan for c in class_names] for w in windows],
-                     np.float64).reshape(len(windows), len(class_names))
+    raw = _probs(windows, class_names, "probs")
+    smoothed = any(w.get("smoothed_probs") for w in windows)
+    probs = _probs(windows, class_names, "smoothed_probs") if smoothed else raw
     spans = no_face_spans(np.asarray(face_found, bool), np.asarray(timestamps, np.float64), duration)
     xmax = max(duration, 1e-3)
 
     fig = Figure(figsize=(13, 5.6), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
-    ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[6, 1])
+    ax, strip, vstrip = fig.subplots(3, 1, sharex=True, height_ratios=[6, 1, 1])
     for t0, t1 in spans:
         ax.axvspan(t0, t1, zorder=0, **NO_FACE_STYLE)
         strip.axvspan(t0, t1, zorder=2, **NO_FACE_STYLE)  # over the top-class colours: no face, no class
@@ -68,6 +77,8 @@ def plot_timeline(windows: list[dict[str, Any]], class_names: list[str], face_fo
     finite = np.isfinite(probs).all(axis=1)
     mean = probs[finite].mean(axis=0) if finite.any() else np.zeros(len(class_names))
     for k in np.argsort(-mean, kind="stable"):  # legend sorted by mean probability: the dominant classes first
+        if smoothed:
+            ax.plot(centers, raw[:, k], color=colors[k], linewidth=1.0, alpha=0.35, zorder=3)
         ax.plot(centers, probs[:, k], color=colors[k], linewidth=2.0, marker="o", markersize=3.0,
                 label=class_names[k], zorder=3)
     if class_names:
@@ -85,7 +96,7 @@ def plot_timeline(windows: list[dict[str, Any]], class_names: list[str], face_fo
 
     # Top-class strip: each window owns the time nearest to its centre; runs of one class are labelled.
     edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [xmax]]) if len(windows) else np.zeros(1)
-    top = [w["top_class"] if w["probs"] else None for w in windows]
+    top = [(w["smoothed_top_class"] if smoothed else w["top_class"]) if w["probs"] else None for w in windows]
     i = 0
     while i < len(windows):
         j = i
@@ -100,8 +111,18 @@ def plot_timeline(windows: list[dict[str, Any]], class_names: list[str], face_fo
                                strip.transData, strip.transAxes), zorder=3)
         i = j + 1
     strip.set_yticks([])
-    strip.set_ylabel("top\nclass", rotation=0, ha="right", va="center", fontsize=9)
-    strip.set_xlabel("time (s)")
+    strip.set_ylabel("smoothed\ntop class" if smoothed else "top\nclass", rotation=0, ha="right", va="center",
+                     fontsize=9)
+
+    # Valid frames per window: how much evidence each prediction rests on.
+    counts = np.array([w.get("valid_frames", 0) for w in windows], np.float64)
+    top_count = float(num_frames or (counts.max() if len(counts) else 1) or 1)
+    if len(windows):
+        vstrip.stairs(counts, edges, color="0.35", fill=True, alpha=0.5)
+    vstrip.set_ylim(0, top_count)
+    vstrip.set_yticks([0, top_count])
+    vstrip.set_ylabel("valid\nframes", rotation=0, ha="right", va="center", fontsize=9)
+    vstrip.set_xlabel("time (s)")
 
     handles, _ = ax.get_legend_handles_labels()
     if spans:

@@ -1,0 +1,186 @@
+"""Still-video consistency and window stability: does a model say on video what it says on a photo (issue 16)?
+
+- :func:`encode_still_video` writes a photo as a real video file (H.264 through PyAV), ``frames`` copies of it,
+  optionally with small per-frame jitter (a shift of a few pixels, a brightness change), the way a still face
+  looks on a camera.
+- :func:`score_videos` runs videos through exactly the ``predict-video`` path (decode, face track and crop, the
+  run's extractors, windows, the model) for one or several runs at once: the features depend only on the
+  extractors, so they are computed once per video and scored by every run (all runs must share the extractors).
+- :func:`flip_rate`: the fraction of adjacent windows whose top class differs (window stability).
+
+``benchmarks/bench_still_video.py`` reports the full figures; ``tests/test_still_video.py`` checks a sample.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_zoo.video.face_track import FaceDetector, track_video
+from fer_zoo.video.predict import (
+    RunInfo,
+    build_extractors,
+    extract_features,
+    load_model,
+    make_windows,
+    resolve_run,
+    score_windows,
+    window_frames,
+)
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Per-frame jitter of a still video: a uniform integer shift in ``[-shift_px, shift_px]`` on each axis (edge
+    pixels repeated) and a brightness factor uniform in ``[1 - brightness, 1 + brightness]``."""
+
+    shift_px: int = 3
+    brightness: float = 0.10
+
+
+def encode_still_video(rgb: np.ndarray, path: str | Path, frames: int = 16, fps: int = 25,
+                       jitter: Jitter | None = None, seed: int = 0) -> Path:
+    """Write ``rgb`` (``uint8 [H, W, 3]``) as an H.264 mp4 of ``frames`` frames at ``fps`` (yuv420p, so an odd
+    width or height is cropped by one pixel). With ``jitter`` each frame is shifted and its brightness scaled
+    independently (seeded by ``seed``). Returns ``path``."""
+    import av
+
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+    base = np.ascontiguousarray(rgb[:h, :w])
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for _ in range(frames):
+            img = base
+            if jitter is not None:
+                dy, dx = rng.integers(-jitter.shift_px, jitter.shift_px + 1, size=2)
+                img = np.pad(base, ((max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0)), (0, 0)), mode="edge")
+                img = img[max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w]
+                gain = rng.uniform(1.0 - jitter.brightness, 1.0 + jitter.brightness)
+                img = np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@dataclass
+class VideoScores:
+    """One video scored by several runs: ``probs[run]`` is ``float64 [W, C]`` (NaN rows: no prediction) and
+    ``valid_frames`` ``int [W]`` (per run; equal for runs with the same ``num_frames``)."""
+
+    video: Path
+    n_frames: int
+    face_frames: int
+    windows: list[tuple[int, int]]
+    probs: dict[str, np.ndarray]
+    valid_frames: dict[str, np.ndarray]
+
+    def top(self, run: str) -> list[int | None]:
+        """Top class index per window (``None`` where the window has no prediction)."""
+        return [int(np.argmax(p)) if np.isfinite(p).all() else None for p in self.probs[run]]
+
+
+@dataclass
+class LoadedRun:
+    name: str
+    info: RunInfo
+    model: Any
+
+
+def load_runs(runs: dict[str, str | Path]) -> tuple[list[LoadedRun], dict[str, Any]]:
+    """Load every run (name -> run folder or checkpoint) and one set of extractors they all share.
+
+    Raises ``ValueError`` when two runs were trained on features of different extractors, configs or frame caps
+    (their video features would differ, so they cannot share one extraction)."""
+    loaded = []
+    for name, arg in runs.items():
+        info = resolve_run(arg)
+        loaded.append(LoadedRun(name, info, load_model(info)))
+    first = loaded[0]
+
+    def key(r: LoadedRun) -> str:
+        return json.dumps([(m.key, m.extractor, m.config, m.frame_cap) for m in r.info.modalities], sort_keys=True)
+
+    for r in loaded[1:]:
+        if key(r) != key(first) or r.info.track != first.info.track:
+            raise ValueError(f"runs {first.name!r} and {r.name!r} use different extractors or face-crop settings; "
+                             "score them in separate calls")
+    return loaded, build_extractors(first.info, first.model)
+
+
+def score_videos(videos: list[Path], runs: list[LoadedRun], extractors: dict[str, Any], window: int | None = None,
+                 stride: int | None = None, detector: FaceDetector | None = None) -> list[VideoScores]:
+    """Each video through the predict-video path once (track, extract), its windows scored by every run.
+
+    ``window`` defaults to the first run's ``num_frames``, ``stride`` to half a window (predict-video's defaults).
+    Raises ``datamodules.frames.ClipReadError`` for a video that cannot be decoded."""
+    first = runs[0].info
+    window = window or first.num_frames
+    stride = stride or max(1, window // 2)
+    own = detector is None
+    det = detector or FaceDetector(first.track)
+    out = []
+    try:
+        for video in videos:
+            track = track_video(video, first.track, detector=det)
+            wins = make_windows(track.n_frames, window, stride)
+            needed = np.zeros(track.n_frames, bool)
+            for r in runs:
+                for s, e in wins:
+                    for m in r.info.modalities:
+                        needed[window_frames(s, e, m.frame_cap, r.info.num_frames, r.info.short_clips)[1]] = True
+            probs, counts = {}, {}
+            if track.face_found.any():
+                feats, valid = extract_features(track, needed, first, extractors, log=lambda *a: None)
+                for r in runs:
+                    probs[r.name], counts[r.name] = score_windows(r.model, r.info, wins, feats, valid)
+            else:
+                for r in runs:
+                    probs[r.name] = np.full((len(wins), len(r.model.class_names)), np.nan)
+                    counts[r.name] = np.zeros(len(wins), np.int64)
+            out.append(VideoScores(video, track.n_frames, track.face_frames, wins, probs, counts))
+    finally:
+        if own:
+            det.close()
+    return out
+
+
+def flip_rate(top: list[int | None]) -> float:
+    """Fraction of adjacent window pairs (both with a prediction) whose top class differs; NaN without a pair."""
+    pairs = [(a, b) for a, b in zip(top, top[1:]) if a is not None and b is not None]
+    return float(np.mean([a != b for a, b in pairs])) if pairs else float("nan")
+
+
+def photo_predictions(run: LoadedRun, split: str = "test", limit: int | None = None
+                      ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """The run's own predictions on the photos of ``split``, exactly as ``test`` computes them (its DataModule,
+    rebuilt from the run's ``config.yaml``). Returns ``(clip_ids, paths, labels int [N], probs float [N, C])``."""
+    import torch
+    from jsonargparse import ArgumentParser
+    from torch.utils.data import DataLoader, Subset
+
+    from datamodules.feature_datamodule import FeatureDataModule
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(FeatureDataModule, "data")
+    cfg = parser.parse_object({"data": run.info.config["data"]})
+    dm = parser.instantiate_classes(cfg).data
+    ds = dm.dataset(split)
+    ids = ds.clip_ids[:limit] if limit else ds.clip_ids
+    paths = {r.clip_id: r.path for r in dm.source.clips()}
+    probs = []
+    with torch.inference_mode():
+        for batch in DataLoader(Subset(ds, range(len(ids))), batch_size=64, shuffle=False, num_workers=0):
+            probs.append(run.model(batch["features"], batch["valid"]).float().softmax(-1).numpy())
+    return ids, [paths[c] for c in ids], np.array(ds.labels[:len(ids)]), np.concatenate(probs)
