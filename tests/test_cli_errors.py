@@ -65,8 +65,8 @@ def test_extract_unknown_key_and_bad_only(capsys: pytest.CaptureFixture, monkeyp
     monkeypatch.chdir(REPO)
     assert main(["extract", "--config", "configs/extract.yaml", "--num_worker", "1"]) == 2
     assert "unknown key 'num_worker'; did you mean num_workers?" in _one_error_line(capsys, "extract")
-    assert main(["extract", "--config", "configs/extract.yaml", "--only", "audio"]) == 2
-    assert "--only names modalities ['audio']" in _one_error_line(capsys, "extract")
+    assert main(["extract", "--config", "configs/extract.yaml", "--only", "smell"]) == 2
+    assert "--only names modalities ['smell']" in _one_error_line(capsys, "extract")
 
 
 def test_ablate_unknown_key_in_overrides(tmp_path: Path, capsys: pytest.CaptureFixture,

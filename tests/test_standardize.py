@@ -101,13 +101,15 @@ def test_a_leak_of_val_or_test_clips_would_change_the_stats(fixture: tuple) -> N
 
 
 def test_padded_slots_do_not_enter_the_stats(fixture: tuple) -> None:
-    """Clips of 3-6 frames are padded to num_frames=16 when sampled; the stats count each stored valid frame once."""
+    """Clips of 3-6 frames are padded to num_frames=16 when sampled (short_clips "pad"; "stretch" repeats them, which
+    must not count either); the stats count each stored valid frame once."""
     csv, data = fixture
-    dm = make_dm(csv)
+    dm = make_dm(csv, short_clips="pad")
     batch = dm.dataset("train")[0]
     assert (~batch["valid"]["face"]).sum() >= 10  # padding exists in what the model sees ...
     n_valid = sum(int(data[c][1].sum()) for c in dm.split_ids["train"])
     assert dm.feature_stats()["face"].count == n_valid  # ... but not in the statistics
+    assert make_dm(csv, short_clips="stretch").feature_stats()["face"].count == n_valid  # nor repeated frames
 
 
 def test_zero_variance_columns_get_a_floored_std(fixture: tuple) -> None:
