@@ -40,6 +40,10 @@ class Extractor(ABC):
     #: label vocabulary as ``class_names`` (in vocabulary order) unless the config names them.
     needs_class_names: ClassVar[bool] = False
 
+    #: sha256 of a weights file loaded by path, when there is one: re-saving a file at the same path (fine-tuned
+    #: again) changes the features, so the content is hashed too (see :attr:`config_hash`).
+    weights_sha256: str | None = None
+
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = dict(config)
 
@@ -55,7 +59,9 @@ class Extractor(ABC):
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.name, self.version, self.config)
+        if self.weights_sha256 is None or self.config.get("weights_sha256") == self.weights_sha256:
+            return config_hash(self.name, self.version, self.config)
+        return config_hash(self.name, self.version, {**self.config, "weights_sha256": self.weights_sha256})
 
     @property
     def random_weights(self) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from extractors.base import Extractor, FrameSource, config_hash
+from extractors.base import Extractor, FrameSource
 from extractors.hub_weights import RANDOM_SOURCE, HubFile, resolve
 from extractors.registry import register_extractor
 from extractors.timm_frames import check_common, parse_weights, run_batched
@@ -175,12 +175,6 @@ class ClipFrames(Extractor):
     @property
     def class_names(self) -> list[str] | None:
         return self.config.get("class_names")
-
-    @property
-    def config_hash(self) -> str:
-        if self.weights_sha256 is None:
-            return super().config_hash
-        return config_hash(self.name, self.version, {**self.config, "weights_sha256": self.weights_sha256})
 
     @property
     def dim(self) -> int:

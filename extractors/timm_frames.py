@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from extractors.base import Extractor, FrameSource, config_hash
+from extractors.base import Extractor, FrameSource
 from extractors.hub_weights import RANDOM_SOURCE, HubFile, resolve
 from extractors.registry import register_extractor
 from extractors.torchvision_frames import _file_sha256, bf16_supported
@@ -151,12 +151,6 @@ class TimmFrames(Extractor):
         geometry = [s for s in steps if type(s).__name__ not in {"ToTensor", "MaybeToTensor", "Normalize"}]
         mean, std = tuple(float(x) for x in cfg["mean"]), tuple(float(x) for x in cfg["std"])
         return dict(cfg), geometry, mean, std
-
-    @property
-    def config_hash(self) -> str:
-        if self.weights_sha256 is None:
-            return super().config_hash
-        return config_hash(self.name, self.version, {**self.config, "weights_sha256": self.weights_sha256})
 
     @property
     def dim(self) -> int:

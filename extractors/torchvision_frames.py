@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from extractors.base import Extractor, FrameSource, config_hash
+from extractors.base import Extractor, FrameSource
 from extractors.encoder_file import EncoderFile, is_encoder_file, load_encoder
 from extractors.registry import register_extractor
 from extractors.weights import (
@@ -162,13 +162,6 @@ class TorchvisionFrames(Extractor):
         layers = [body] if arch != "mobilenet_v2" else [body, nn.AdaptiveAvgPool2d(1)]
         model = nn.Sequential(*layers, nn.Flatten(1)).eval().requires_grad_(False)
         return model.to(memory_format=torch.channels_last)
-
-    @property
-    def config_hash(self) -> str:
-        # A checkpoint re-saved at the same path (e.g. fine-tuned again) changes the features: hash its content too.
-        if self.weights_sha256 is None:
-            return super().config_hash
-        return config_hash(self.name, self.version, {**self.config, "weights_sha256": self.weights_sha256})
 
     @property
     def random_weights(self) -> bool:
