@@ -57,19 +57,7 @@ def read_openface(path: Path, groups: list[str], min_confidence: float = 0.5) ->
     """
     import pandas as pd
 
-    unknown = [g for g in groups if g not in OPENFACE_GROUPS]
-    if unknown or not groups:
-        raise ImportFileError(f"unknown OpenFace column groups {unknown}; choose from {list(OPENFACE_GROUPS)}")
-    df = _read_csv(path)
-    missing = [c for c in OPENFACE_REQUIRED if c not in df.columns]
-    if missing:
-        raise ImportFileError(f"{path}: not an OpenFace 2.x CSV, missing columns {missing}")
-    columns: list[str] = []
-    for g in groups:
-        found = [c for c in df.columns if OPENFACE_GROUPS[g].match(c)]
-        if not found:
-            raise ImportFileError(f"{path}: no columns of group {g!r} (OpenFace run without that output?)")
-        columns += found
+    df, columns = _read_groups(path, groups, OPENFACE_GROUPS, OPENFACE_REQUIRED, "an OpenFace 2.x CSV")
     if "face_id" in df.columns:
         df = df.sort_values(["frame", "confidence"], ascending=[True, False]).drop_duplicates("frame")
     frames = pd.to_numeric(df["frame"], errors="coerce").to_numpy()
@@ -87,6 +75,25 @@ def read_openface(path: Path, groups: list[str], min_confidence: float = 0.5) ->
         frame_indices=frames.astype(np.int64) - 1,
         timestamps=pd.to_numeric(df["timestamp"], errors="coerce").fillna(0).to_numpy(np.float64),
         schema=columns)
+
+
+def _read_groups(path: Path, groups: list[str], known: dict[str, re.Pattern[str]], required: tuple[str, ...],
+                 what: str) -> tuple[Any, list[str]]:
+    """The CSV and the names of its columns in ``groups`` (file order within a group, groups in the order asked)."""
+    unknown = [g for g in groups if g not in known]
+    if unknown or not groups:
+        raise ImportFileError(f"unknown column groups {unknown}; choose from {list(known)}")
+    df = _read_csv(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ImportFileError(f"{path}: not {what}, missing columns {missing}")
+    columns: list[str] = []
+    for g in groups:
+        found = [c for c in df.columns if known[g].match(c)]
+        if not found:
+            raise ImportFileError(f"{path}: no columns of group {g!r} (the tool ran without that output?)")
+        columns += found
+    return df, columns
 
 
 def _read_csv(path: Path) -> Any:
@@ -126,19 +133,7 @@ def read_pyfeat(path: Path, groups: list[str], fps: float | None = None, min_sco
     """
     import pandas as pd
 
-    unknown = [g for g in groups if g not in PYFEAT_GROUPS]
-    if unknown or not groups:
-        raise ImportFileError(f"unknown py-feat column groups {unknown}; choose from {list(PYFEAT_GROUPS)}")
-    df = _read_csv(path)
-    missing = [c for c in PYFEAT_REQUIRED if c not in df.columns]
-    if missing:
-        raise ImportFileError(f"{path}: not a py-feat result CSV, missing columns {missing}")
-    columns: list[str] = []
-    for g in groups:
-        found = [c for c in df.columns if PYFEAT_GROUPS[g].match(c)]
-        if not found:
-            raise ImportFileError(f"{path}: no columns of group {g!r}")
-        columns += found
+    df, columns = _read_groups(path, groups, PYFEAT_GROUPS, PYFEAT_REQUIRED, "a py-feat result CSV")
     df = df.assign(_area=df["FaceRectWidth"].fillna(0) * df["FaceRectHeight"].fillna(0),
                    _score=df["FaceScore"].fillna(-1))
     df = df.sort_values(["frame", "_area", "_score"], ascending=[True, False, False]).drop_duplicates("frame")
