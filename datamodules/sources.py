@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -92,7 +93,9 @@ def _to_class(raw: object, vocab: LabelVocabulary, where: str, base: int | None)
         return vocab.classes[i]
     canon = canonical_label(text)
     if canon not in vocab.classes:
-        raise LabelError(f"{where}: label {text!r} is not in the {vocab.name!r} vocabulary {list(vocab.classes)}")
+        close = difflib.get_close_matches(canon, vocab.classes, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise LabelError(f"{where}: label {text!r} is not in the {vocab.name!r} vocabulary {list(vocab.classes)}{hint}")
     return canon
 
 

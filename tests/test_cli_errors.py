@@ -76,3 +76,17 @@ def test_ablate_unknown_key_in_overrides(tmp_path: Path, capsys: pytest.CaptureF
                  "--", "--trainer.max_epoch=3"]) == 2
     msg = _one_error_line(capsys, "ablate")
     assert "unknown key 'trainer.max_epoch'; did you mean trainer.max_epochs" in msg, msg
+
+
+def test_extract_label_outside_a_named_vocabulary_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a new user's trial: with vocabulary named, a misspelt label was an 18-line traceback from extract."""
+    monkeypatch.chdir(REPO)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label\na.jpg,happiness\nb.jpg,hapiness\n")
+    assert main(["extract", "--config", "configs/extract.yaml", f"--store_root={tmp_path / 'f'}",
+                 "--source.class_path=datamodules.sources.ManifestSource", f"--source.init_args.csv={manifest}",
+                 "--source.init_args.vocabulary=[happiness, sadness]"]) == 2
+    msg = _one_error_line(capsys, "extract")
+    assert msg.startswith("data.source: ") or msg.startswith(f"{manifest}:3"), msg
+    assert f"{manifest}:3: label 'hapiness' is not in" in msg and "did you mean 'happiness'?" in msg, msg

@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("num_workers", "decoder_threads"):
         if getattr(init, key) < 0:
             raise UsageError(f"{key} must be >= 0, got {getattr(init, key)}")
-    clips = init.source.clips()
+    try:
+        clips = init.source.clips()
+    except (ValueError, KeyError, FileNotFoundError) as err:  # a label outside the vocabulary, a missing split file
+        raise from_config_value_error(err) from err
     skipped = list(getattr(init.source, "skipped", []))  # files the source saw but could not take as clips
     print(f"source {init.source.name}: {len(clips)} clips" + (f", {len(skipped)} files skipped" if skipped else ""))
     # Where each clip's features come from, stat'ed once for every modality (datamodules.provenance).

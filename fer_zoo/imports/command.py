@@ -150,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"pattern: {pattern!r} must contain {{clip_id}}")
     spec = ImportSpec(init.format, list(init.columns if init.columns is not None else DEFAULT_COLUMNS[init.format]),
                       init.min_confidence, init.fps, init.dim, init.check_frame_count)
-    summary = import_features(init.source, init.source.clips(), init.store_root, init.modality, spec, folder,
-                              pattern)
+    try:
+        clips = init.source.clips()
+    except (ValueError, KeyError, FileNotFoundError) as err:  # a label outside the vocabulary, a missing split file
+        raise from_config_value_error(err) from err
+    summary = import_features(init.source, clips, init.store_root, init.modality, spec, folder, pattern)
     return EXIT_SOME_FAILED if summary["failed"] else 0
 
 
