@@ -87,7 +87,7 @@ def test_bad_values_are_named(args: list[str], needle: str, sample_stores: Path,
                               capsys: pytest.CaptureFixture) -> None:
     from fer_zoo.__main__ import main
 
-    assert main(["fit", *fit_args(sample_stores, tmp_path, "b", "pose"), *args]) == 2
+    assert main([*fit_args(sample_stores, tmp_path, "b", "pose"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m fer_zoo fit: error: ") and needle in err[0], err
     assert "Traceback" not in err[0]
@@ -96,7 +96,7 @@ def test_bad_values_are_named(args: list[str], needle: str, sample_stores: Path,
 def test_unknown_key_is_named(sample_stores: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from fer_zoo.__main__ import main
 
-    assert main(["fit", *fit_args(sample_stores, tmp_path, "u", "pose"), "--data.num_frame", "8"]) == 2
+    assert main([*fit_args(sample_stores, tmp_path, "u", "pose"), "--data.num_frame", "8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["python -m fer_zoo fit: error: unknown key 'data.num_frame'; did you mean data.num_frames? "
                    "(every key: python -m fer_zoo fit --help)"]
