@@ -26,7 +26,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from datamodules.feature_stats import ColumnStats, column_stats
+from datamodules.feature_stats import ColumnStats, column_stats, train_rows
 from datamodules.feature_store import FeatureStore, find_store
 from datamodules.labels import LabelVocabulary, get_vocabulary
 from datamodules.provenance import check_sources
@@ -617,12 +617,24 @@ class FeatureDataModule(L.LightningDataModule):
         test clips), computed once per DataModule; see :mod:`datamodules.feature_stats`. The model keeps them as
         buffers, so its checkpoints carry the transform."""
         if self._feature_stats is None:
-            self._feature_stats = {m: column_stats(s, self.split_ids["train"]) for m, s in self.stores.items()}
+            self._feature_stats = {m: self._column_stats(m, s) for m, s in self.stores.items()}
             for m, st in self._feature_stats.items():
                 if st.floored:
                     log.info("%s: %d of %d columns barely vary on the training split; their std is floored",
                              m, st.floored, len(st.std))
         return self._feature_stats
+
+    def _column_stats(self, modality: str, store: FeatureStore) -> ColumnStats:
+        """A modality with no valid training frame at all (audio of photos: no soundtrack) is masked everywhere, so
+        it carries no information to standardise: identity statistics and one warning, instead of stopping a run
+        whose other modalities are fine. Any valid frame with NaN/inf still raises."""
+        valid = train_rows(store, self.split_ids["train"])
+        if not valid.any():
+            log.warning("%s: no valid frame in the %d training clips (store %s): the model sees this modality fully "
+                        "masked; its inputs are left unstandardised", modality, len(self.split_ids["train"]),
+                        self.store_paths.get(modality, store.path))
+            return ColumnStats(mean=np.zeros(store.dim), std=np.ones(store.dim), count=0, floored=0)
+        return column_stats(store, self.split_ids["train"])
 
     # -- datasets and loaders -------------------------------------------------------------------------------------
 
