@@ -70,7 +70,8 @@ def test_extract_fit_and_ablate_with_audio(av_data: dict[str, Path], monkeypatch
     run_lightning_cli(["fit", "--config", "configs/resnet_audio.yaml", "--config", str(av_data["data"]),
                        "--runs_dir", str(runs), "--run_name", "ra", "--trainer.max_epochs", "2",
                        "--data.num_workers", "0", "--wandb", "false", "--trainer.enable_progress_bar", "false",
-                       "--data.class_balance", "dynamic", "--trainer.enable_model_summary", "false"])
+                       "--data.class_balance", "dynamic", "--trainer.enable_model_summary", "false",
+                       "--data.allow_random_weights", "true"])  # the frame store is a random-weight resnet18
     res = json.loads((runs / "ra" / "results.json").read_text())
     assert res["modalities"] == ["resnet", "audio"] and 0.0 <= res["metrics"]["test/uar"] <= 1.0
     assert sorted(res["class_names"]) == ["happiness", "sadness"], res.get("class_names")
@@ -86,7 +87,7 @@ def test_extract_fit_and_ablate_with_audio(av_data: dict[str, Path], monkeypatch
     cfg.write_text(yaml.safe_dump({
         "name": "av", "runs_dir": str(runs), "base": ["configs/demo.yaml", str(av_data["data"])],
         "overrides": ["--trainer.max_epochs=2", "--trainer.enable_progress_bar=false", "--data.num_workers=0",
-                      "--model.d_model=16", "--model.depth=1"],
+                      "--model.d_model=16", "--model.depth=1", "--data.allow_random_weights=true"],
         "modalities": ["resnet", "audio"], "modality_sets": [["audio"], ["resnet", "audio"]], "seeds": [1],
         "wandb": False, "env": {"OMP_NUM_THREADS": "1"}}))
     # audio as an optional modality joins the grid because its store exists; pose has none and stays out
