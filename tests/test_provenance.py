@@ -201,13 +201,14 @@ def test_a_deleted_source_is_reported_and_its_features_kept(tmp_path: Path, fram
     source = _FixedSource(frame_folders)
     with caplog.at_level(logging.WARNING):
         FeatureDataModule(source, str(tmp_path / "store"), ["mn"], num_frames=2, val_fraction=0.0,
-                          test_fraction=0.34, num_workers=0)
+                          test_fraction=0.34, num_workers=0, allow_random_weights=True)
     lines = [r.getMessage() for r in caplog.records if "sources changed" in r.getMessage()]
     assert len(lines) == 1 and "1 of 3 clips' sources changed" in lines[0] and "gone 1" in lines[0]
     assert "python -m fer_zoo extract" in lines[0]
     with pytest.raises(ProvenanceError, match="strict_provenance"):
         FeatureDataModule(source, str(tmp_path / "store"), ["mn"], num_frames=2, val_fraction=0.0,
-                          test_fraction=0.34, num_workers=0, strict_provenance=True)
+                          test_fraction=0.34, num_workers=0, strict_provenance=True,
+                          allow_random_weights=True)
 
 
 class _FixedSource:
@@ -328,7 +329,7 @@ def test_two_manifests_with_the_same_relative_paths_re_extract(tmp_path: Path,
     assert run1.returncode == 0, run1.stdout + run1.stderr
     # Training on the second manifest with the first one's store: reported, and refused when strict.
     source = ManifestSource(tmp_path / "two" / "manifest.csv")
-    kw = {"num_frames": 2, "val_fraction": 0.0, "num_workers": 0}
+    kw = {"num_frames": 2, "val_fraction": 0.0, "num_workers": 0, "allow_random_weights": True}
     with caplog.at_level(logging.WARNING):
         dm = FeatureDataModule(source, str(store), ["mn"], **kw)
     assert len(dm.provenance_warnings) == 1 and "2 of 2 clips' sources changed" in dm.provenance_warnings[0]
