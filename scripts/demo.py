@@ -31,6 +31,11 @@ def main() -> int:
           f"(train/val/test = {sizes} clips, {len(res['class_names'])} classes)")
     print(f"  test UAR {m['test/uar']:.3f}   WAR {m['test/war']:.3f}   macro-F1 {m['test/f1']:.3f}   "
           f"(checkpoint: {res['checkpoint_policy']} = {res['selection']})")
+    base = res.get("baselines") or {}
+    if "probe" in base:
+        p, maj = base["probe"]["metrics"], base["majority"]["metrics"]
+        print(f"  baselines, same split: linear probe UAR {p['test/uar']:.3f} WAR {p['test/war']:.3f}; "
+              f"majority class UAR {maj['test/uar']:.3f} WAR {maj['test/war']:.3f}")
     print(f"  frame features: {frame.get('extractor')} with weights: {frame.get('weights_source')}")
     print(f"  run folder:     {run_dir}/  (config.yaml, metrics.csv, results.json, checkpoints/)")
     print(f"  plots:          {run_dir / 'confusion_test.png'}, {run_dir / 'confusion_val.png'}")

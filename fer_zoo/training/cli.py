@@ -227,6 +227,7 @@ class FERCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
             self._write_results(path)
         if self.trainer.is_global_zero:
+            self._print_baselines()
             print(f"run folder: {self.run_dir} (config.yaml, metrics.csv, checkpoints/"
                   + (", results.json, confusion PNGs)" if cfg.test_after_fit else ")"))
             if self.library_log is not None and self.library_log.path is not None:
@@ -234,6 +235,19 @@ class FERCLI(LightningCLI):
             wandb_runs = sorted((self.run_dir / "wandb").glob("offline-run-*"))
             if wandb_runs:
                 print(f"W&B offline run: {wandb_runs[-1]}  (upload: wandb sync {wandb_runs[-1]})")
+
+    def _print_baselines(self) -> None:
+        """The tested model beside its linear probe and the majority class, on the same test split."""
+        from fer_zoo.training.probe import format_table
+
+        res_file = self.run_dir / "results.json"
+        if not res_file.is_file():
+            return
+        res = json.loads(res_file.read_text())
+        base, metrics = res.get("baselines") or {}, res.get("metrics") or {}
+        if "probe" in base and "test/uar" in metrics:
+            print(f"test split ({res['split_sizes']['test']} clips): the model beside its baselines\n"
+                  + format_table(base, metrics))
 
     def after_test(self) -> None:
         self._write_results(self._cfg().get("ckpt_path"))
