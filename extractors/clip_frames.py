@@ -27,7 +27,7 @@ from torch import nn
 from extractors.base import Extractor, FrameSource
 from extractors.hub_weights import RANDOM_SOURCE, HubFile, resolve
 from extractors.registry import register_extractor
-from extractors.timm_frames import check_common, parse_weights, run_batched
+from extractors.timm_frames import apply_geometry, check_common, parse_weights, run_batched
 from extractors.torchvision_frames import _file_sha256
 
 #: Prompt templates ("{}" is the class word); after CLIP's prompt-ensembling recipe, worded for faces.
@@ -204,13 +204,7 @@ class ClipFrames(Extractor):
         return out
 
     def preprocess(self, frames: FrameSource) -> torch.Tensor:
-        out = []
-        for f in frames:  # frame by frame: a decoder stream never holds the clip at full size
-            x = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)  # uint8 [3, H, W]
-            for step in self._geometry:
-                x = step(x)
-            out.append(x)
-        return torch.stack(out)
+        return apply_geometry(frames, self._geometry)
 
     def forward(self, pre: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         fn = self.model.zeroshot if self.config["output"] == "zeroshot" else self.model.embed

@@ -171,13 +171,7 @@ class TimmFrames(Extractor):
                     f" on the RGB frame, scaled to [0,1], normalised with mean {self._mean} / std {self._std}")}
 
     def preprocess(self, frames: FrameSource) -> torch.Tensor:
-        out = []
-        for f in frames:  # frame by frame: a decoder stream never holds the clip at full size
-            x = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)  # uint8 [3, H, W]
-            for step in self._geometry:
-                x = step(x)
-            out.append(x)
-        return torch.stack(out)  # uint8 [T, 3, s, s]; normalised on the model's device
+        return apply_geometry(frames, self._geometry)  # uint8 [T, 3, s, s]; normalised on the model's device
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-logits embedding of a normalised float batch ``[B, 3, s, s]`` -> ``[B, D]``."""
@@ -187,6 +181,18 @@ class TimmFrames(Extractor):
         feats = run_batched(self.embed, next(self.model.parameters()).device, pre, self._mean, self._std,
                             self.config["precision"] == "bf16", self.batch_frames)
         return feats, np.ones(len(feats), dtype=bool)
+
+
+def apply_geometry(frames: FrameSource, geometry: list[Any]) -> torch.Tensor:
+    """RGB uint8 frames through a library's resize/crop steps -> uint8 ``[T, 3, s, s]``, frame by frame (a decoder
+    stream never holds the clip at full size). Shared by the timm and CLIP extractors."""
+    out = []
+    for f in frames:
+        x = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)  # uint8 [3, H, W]
+        for step in geometry:
+            x = step(x)
+        out.append(x)
+    return torch.stack(out)
 
 
 def run_batched(fn: Any, device: torch.device, pre: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],

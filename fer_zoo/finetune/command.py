@@ -101,7 +101,7 @@ class FinetuneCLI(LightningCLI):
         ckpt = (self.best_checkpoint if cfg.checkpoint_policy == "best" else self.last_checkpoint).best_model_path
         if not ckpt:  # no validation metric was ever logged (e.g. an empty val split)
             ckpt = self.last_checkpoint.best_model_path
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(state)
         test = trainer.test(model, datamodule=dm, verbose=True)[0] if dm.split_ids["test"] else {}
         epochs = max(1, trainer.current_epoch)
