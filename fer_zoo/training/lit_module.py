@@ -69,6 +69,9 @@ class FERLitModule(L.LightningModule):
         standardize: bool = True,
         input_norm: bool = True,
         input_dropout: float = 0.0,
+        stats_head: bool = True,
+        probe_init: bool = True,
+        freeze_stats_head: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -93,7 +96,10 @@ class FERLitModule(L.LightningModule):
             max_frames=max_frames,
             input_norm=input_norm,
             input_dropout=input_dropout,
+            stats_head=stats_head,
         )
+        if freeze_stats_head and self.model.stats_head is not None:
+            self.model.stats_head.requires_grad_(False)
         # Not persistent: it is rebuilt from hparams, and keeping it out of state_dict keeps checkpoints portable.
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
@@ -133,16 +139,46 @@ class FERLitModule(L.LightningModule):
         model's buffers, hence in every checkpoint. A resumed fit then restores the saved ones over them (Lightning
         restores the checkpoint after ``setup``), and ``test``/``predict-video`` on a checkpoint use the saved ones.
         """
-        if stage != "fit" or not self.hparams.standardize:
+        if stage != "fit" or not (self.hparams.standardize or self.model.stats_head is not None):
             return
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or not hasattr(dm, "feature_stats"):  # plain dataloaders: nothing to compute stats from
             from lightning.pytorch.utilities import rank_zero_warn
 
-            rank_zero_warn("standardize=True but no FeatureDataModule was given: inputs stay unstandardised "
-                           "(pass datamodule=..., or set model.standardize false to silence this)")
+            rank_zero_warn("standardize/stats_head need the training split, but no FeatureDataModule was given: "
+                           "inputs stay unstandardised and the clip-statistics head untrained-scaled (pass "
+                           "datamodule=..., or set model.standardize and model.stats_head false to silence this)")
             return
-        self.model.set_input_stats({m: st.as_float32() for m, st in dm.feature_stats().items()})
+        self.prepare_from(dm)
+
+    def prepare_from(self, dm: Any) -> None:
+        """Everything the model takes from the training split before the first step (``setup("fit")`` calls it):
+        the per-column input standardisation (``standardize``), and for the clip-statistics head the linear probe
+        fitted on the training split (C chosen on val; never a test clip): its clip-level standardisation always,
+        its weights with ``probe_init`` (then the transformer's own head starts at zero, so training starts from
+        the probe's predictions; LP-FT, see ``ClipStatsHead``). A resumed fit restores the checkpoint over all of it.
+        """
+        from fer_zoo.training.probe import probe_for
+
+        if self.hparams.standardize:
+            self.model.set_input_stats({m: st.as_float32() for m, st in dm.feature_stats().items()})
+        head = self.model.stats_head
+        if head is None:
+            return
+        probe = probe_for(dm)
+        if list(dm.stores) != head.modalities:
+            raise ValueError(f"probe columns follow the stores {list(dm.stores)}, the model {head.modalities}")
+        as_t = functools.partial(torch.as_tensor, dtype=torch.float64)
+        init = (head.linear.weight.detach().clone(), head.linear.bias.detach().clone())
+        head.load_probe(as_t(probe.fill), torch.as_tensor(probe.keep), as_t(probe.mean), as_t(probe.scale),
+                        as_t(probe.coef), as_t(probe.intercept))
+        with torch.no_grad():
+            if self.hparams.probe_init:
+                self.model.head.weight.zero_()
+                self.model.head.bias.zero_()
+            else:  # the probe's scaler only: the head's weights stay as initialised
+                head.linear.weight.copy_(init[0])
+                head.linear.bias.copy_(init[1])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the checkpoint's epoch (for figure titles). Checkpoints from before input standardisation lack
@@ -153,6 +189,12 @@ class FERLitModule(L.LightningModule):
             key = f"model.input_stats.{name}"
             if key not in state:
                 state[key] = torch.zeros_like(buf) if name.endswith("mean") else torch.ones_like(buf)
+        # Checkpoints from before the clip-statistics head: a zero head adds nothing, i.e. their very logits.
+        if self.model.stats_head is not None:
+            for name, tensor in self.model.stats_head.state_dict().items():
+                key = f"model.stats_head.{name}"
+                if key not in state:
+                    state[key] = torch.ones_like(tensor) if name.endswith("std") else torch.zeros_like(tensor)
 
     def on_train_start(self) -> None:
         """Drop what the sanity check accumulated so epoch 0's validation numbers are clean."""

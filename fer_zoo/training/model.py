@@ -7,6 +7,10 @@ Input standardisation: each modality's columns are standardised with the trainin
 (``(x - mean) / std``), kept as buffers (``input_stats.<modality>.mean|std``) so that a checkpoint carries the very
 transform it was trained with; :meth:`TemporalTransformer.set_input_stats` fills them (identity until then).
 
+Clip-statistics head (``stats_head=True``, see :class:`ClipStatsHead`): a linear classifier on the per-clip mean and
+std of every modality's valid frames whose logits are added to the transformer's; ``FERLitModule`` initialises it
+from the linear probe fitted on the training split (LP-FT), so training starts from the probe's predictions.
+
 Masking contract: a frame that is padding or where an extractor found nothing (``valid=False``) must not influence
 the logits. Two things make that hold: invalid inputs are replaced by zeros *after* standardisation and *before*
 the LayerNorm (so huge, inf or NaN garbage cannot leak through ``0 * inf = nan`` in attention), and invalid tokens
@@ -43,6 +47,70 @@ class Standardize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
+
+
+class ClipStatsHead(nn.Module):
+    """A linear classifier on clip statistics: per modality, the mean and the std (ddof 0) of each column over the
+    clip's valid frames, concatenated in ``modalities`` order (``[B, sum_m 2 * D_m]``), standardised with the
+    training split's clip-level stats (buffers ``norm.<modality>.mean|std``), then ``Linear(.., num_classes)``.
+
+    It is the linear probe's model (:mod:`fer_zoo.training.probe`) inside the network, so the temporal model can
+    start from the probe's solution and learn what the clip statistics miss (LP-FT: linear probe, then fine-tune;
+    Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution", ICLR 2022).
+    A modality without a valid frame in a clip (or dropped by modality dropout) contributes zeros, i.e. the
+    training mean, as the probe's NaN fill does. Its output does not depend on the number of frames of a still
+    video: the mean of copies is the frame, their std is 0, as for a photo.
+    """
+
+    def __init__(self, input_dims: dict[str, int], num_classes: int) -> None:
+        super().__init__()
+        self.modalities = list(input_dims)
+        self.norm = nn.ModuleDict({m: Standardize(2 * d) for m, d in input_dims.items()})
+        self.linear = nn.Linear(sum(2 * d for d in input_dims.values()), num_classes)
+
+    def statistics(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        """Standardised clip statistics ``float32 [B, sum_m 2 * D_m]`` (zeros for an absent modality)."""
+        blocks = []
+        b = next(iter(valid.values())).shape[0]
+        for m in self.modalities:
+            width = self.norm[m].mean.shape[0]
+            if m not in features:
+                blocks.append(torch.zeros(b, width, device=self.linear.weight.device))
+                continue
+            v = valid[m]
+            x = torch.where(v[..., None], features[m].float(), torch.zeros((), device=v.device))
+            n = v.sum(dim=1, keepdim=True).clamp(min=1).float()
+            mean = x.sum(dim=1) / n
+            var = (torch.where(v[..., None], x - mean[:, None], torch.zeros((), device=v.device)) ** 2).sum(dim=1) / n
+            z = self.norm[m](torch.cat([mean, var.clamp(min=0).sqrt()], dim=1))
+            blocks.append(torch.where(v.any(dim=1, keepdim=True), z, torch.zeros((), device=v.device)))
+        return torch.cat(blocks, dim=1)
+
+    def forward(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        return self.linear(self.statistics(features, valid))
+
+    def load_probe(self, fill: Tensor, keep: Tensor, mean: Tensor, scale: Tensor, coef: Tensor,
+                   intercept: Tensor) -> None:
+        """Take over a fitted probe (:class:`fer_zoo.training.probe.FittedProbe` arrays, columns in ``modalities``
+        order): kept columns get the probe's scaler and weights; dropped ones (constant on the training split) the
+        training value as mean, std 1 and weight 0. Raises ``ValueError`` on a width mismatch."""
+        width = self.linear.in_features
+        classes = self.linear.out_features
+        if fill.shape != (width,) or keep.shape != (width,) or coef.shape != (classes, int(keep.sum())):
+            raise ValueError(f"probe of width {tuple(fill.shape)} / coef {tuple(coef.shape)} does not fit a head "
+                             f"of {width} columns and {self.linear.out_features} classes")
+        full_mean, full_std = fill.clone().float(), torch.ones(width)
+        full_mean[keep], full_std[keep] = mean.float(), scale.float()
+        weight = torch.zeros(self.linear.out_features, width)
+        weight[:, keep] = coef.float()
+        start = 0
+        for m in self.modalities:
+            stop = start + self.norm[m].mean.shape[0]
+            self.norm[m].set(full_mean[start:stop], full_std[start:stop])
+            start = stop
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(intercept.float())
 
 
 def _encoder(d_model: int, depth: int, heads: int, ff_mult: int, dropout: float) -> nn.TransformerEncoder:
@@ -83,6 +151,7 @@ class TemporalTransformer(nn.Module):
         max_frames: int = 64,
         input_norm: bool = True,
         input_dropout: float = 0.0,
+        stats_head: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= input_dropout < 1.0:
@@ -115,6 +184,8 @@ class TemporalTransformer(nn.Module):
         # Pre-LN leaves the residual stream un-normalised, so the head needs its own norm.
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
+        # Logits = transformer head + linear head on clip statistics (see ClipStatsHead); None: transformer only.
+        self.stats_head = ClipStatsHead(input_dims, num_classes) if stats_head else None
         for p in (self.modality_embed, self.time_embed, self.cls_token):
             nn.init.trunc_normal_(p, std=0.02)
 
@@ -240,7 +311,7 @@ class TemporalTransformer(nn.Module):
             w = torch.stack(weights, dim=1).float()  # [B, M]: average only streams with evidence ...
             w = torch.where(w.sum(dim=1, keepdim=True) > 0, w, torch.ones_like(w))  # ... or all if none has any
             pooled = (torch.stack(outs, dim=1) * w[..., None]).sum(dim=1) / w.sum(dim=1, keepdim=True)
-            return self.head(pooled)
+            return self._with_stats(self.head(pooled), features, valid)
 
         cls = self.cls_token[None]
         if self.fusion == "early":
@@ -255,4 +326,9 @@ class TemporalTransformer(nn.Module):
         else:  # tokens: modality-major layout [m0 t0..tT, m1 t0..tT, ...]
             tokens = torch.cat([self._embed(m, features[m], valid[m]) + time for m in names], dim=1)
             token_valid = torch.cat([valid[m] for m in names], dim=1)
-        return self.head(self._encode(tokens, token_valid, cls, self.encoder))
+        return self._with_stats(self.head(self._encode(tokens, token_valid, cls, self.encoder)), features, valid)
+
+    def _with_stats(self, logits: Tensor, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        if self.stats_head is None:
+            return logits
+        return logits + self.stats_head({m: features[m] for m in valid}, valid)

@@ -94,11 +94,41 @@ def majority_baseline(train_labels: Sequence[int], test_labels: Sequence[int], n
                           {"class": class_names[majority], "what": "most frequent training class for every clip"})
 
 
-def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 x_test: np.ndarray, y_test: np.ndarray, num_classes: int, class_weight: str | None = None,
-                 cs: Sequence[float] = DEFAULT_CS) -> BaselineResult:
+@dataclass
+class FittedProbe:
+    """A logistic regression fitted on clip statistics, with its preprocessing, as plain arrays.
+
+    ``fill`` (float64 ``[F]``): what a NaN cell becomes (training column mean); ``keep`` (bool ``[F]``): columns
+    used (those that vary on the training split); ``mean``/``scale`` (``[K]``): the StandardScaler of the kept
+    columns; ``coef`` (``[C, K]``) and ``intercept`` (``[C]``): the classifier, one row per class index
+    ``0..num_classes-1`` (a class absent from the training split gets a zero row and a bias far below the others,
+    so it is never predicted, as scikit-learn would not either). ``C``: the regularisation chosen on val UAR."""
+
+    fill: np.ndarray
+    keep: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    C: float
+    val_uar: float
+    val_uar_by_C: dict[str, float]
+    class_weight: str | None
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        x = np.where(np.isnan(x), self.fill, x)
+        return (x[:, self.keep] - self.mean) / self.scale
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if not len(x):
+            return np.zeros(0, dtype=np.int64)
+        return (self.standardise(x) @ self.coef.T + self.intercept).argmax(axis=1).astype(np.int64)
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, num_classes: int,
+              class_weight: str | None = None, cs: Sequence[float] = DEFAULT_CS) -> FittedProbe:
     """Standardise with training stats, fit one logistic regression per ``C`` on the training rows, keep the one
-    with the best validation UAR (ties: smaller ``C``), report its test metrics.
+    with the best validation UAR (ties: smaller ``C``).
 
     NaN cells (a modality without valid frames in that clip) become the training column mean. Columns constant on
     the training split are dropped (e.g. the std of 1-frame clips). Raises ``ValueError`` when the training split
@@ -112,10 +142,11 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN column: handled below
         fill = np.nan_to_num(np.nanmean(x_train, axis=0), nan=0.0)
-    xs = [np.where(np.isnan(x), fill, x) for x in (x_train, x_val, x_test)]
-    keep = xs[0].std(axis=0) > 0
-    scaler = StandardScaler().fit(xs[0][:, keep])
-    x_tr, x_va, x_te = (scaler.transform(x[:, keep]) for x in xs)
+    x_tr_full = np.where(np.isnan(x_train), fill, x_train)
+    keep = x_tr_full.std(axis=0) > 0
+    scaler = StandardScaler().fit(x_tr_full[:, keep])
+    x_tr = scaler.transform(x_tr_full[:, keep])
+    x_va = scaler.transform(np.where(np.isnan(x_val), fill, x_val)[:, keep]) if len(x_val) else x_val[:, keep]
     best: tuple[float, float, Any] | None = None
     val_uars = {}
     for c in sorted(cs):
@@ -125,17 +156,46 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
         with warnings.catch_warnings(), threadpool_limits(limits=1):
             warnings.simplefilter("ignore")  # ConvergenceWarning at large C: the val split judges the result
             clf.fit(x_tr, y_train)
-        pred_val = _predict(clf, x_va)
-        uar = scores(pred_val, y_val, num_classes)["test/uar"] if len(y_val) else 0.0
+        uar = scores(_predict(clf, x_va), y_val, num_classes)["test/uar"] if len(y_val) else 0.0
         val_uars[c] = uar
         if best is None or uar > best[0] + 1e-12:
             best = (uar, c, clf)
     assert best is not None
-    pred = _predict(best[2], x_te)
+    coef, intercept = _per_class(best[2], num_classes)
+    return FittedProbe(fill=fill, keep=keep, mean=scaler.mean_, scale=scaler.scale_, coef=coef, intercept=intercept,
+                       C=best[1], val_uar=best[0], val_uar_by_C={str(k): v for k, v in val_uars.items()},
+                       class_weight=class_weight)
+
+
+def _per_class(clf: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's coefficients as one row per class index. A binary fit has one row ``w`` (the logit of
+    ``classes_[1]`` against ``classes_[0]``): softmax over ``(0, w.x + b)`` is the same probability."""
+    classes = np.asarray(clf.classes_, dtype=np.int64)
+    coef_raw, b_raw = np.asarray(clf.coef_, dtype=np.float64), np.asarray(clf.intercept_, dtype=np.float64)
+    if len(classes) == 2 and coef_raw.shape[0] == 1:
+        coef_raw = np.vstack([np.zeros_like(coef_raw[0]), coef_raw[0]])
+        b_raw = np.array([0.0, b_raw[0]])
+    coef = np.zeros((num_classes, coef_raw.shape[1]))
+    intercept = np.full(num_classes, b_raw.min() - 20.0)  # absent classes: never the argmax
+    coef[classes], intercept[classes] = coef_raw, b_raw
+    return coef, intercept
+
+
+def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                 x_test: np.ndarray, y_test: np.ndarray, num_classes: int, class_weight: str | None = None,
+                 cs: Sequence[float] = DEFAULT_CS, fitted: FittedProbe | None = None) -> BaselineResult:
+    """:func:`fit_probe` (or the given ``fitted`` one) evaluated on the test rows."""
+    probe = fitted or fit_probe(x_train, y_train, x_val, y_val, num_classes, class_weight, cs)
+    return evaluate_probe(probe, x_test, y_test, num_classes)
+
+
+def evaluate_probe(probe: FittedProbe, x_test: np.ndarray, y_test: np.ndarray, num_classes: int) -> BaselineResult:
+    """Test metrics and confusion of a fitted probe, with what was chosen."""
+    pred = probe.predict(x_test)
     y = np.asarray(y_test, dtype=np.int64)
     return BaselineResult(scores(pred, y, num_classes), confusion(pred, y, num_classes),
-                          {"C": best[1], "val_uar": best[0], "val_uar_by_C": {str(k): v for k, v in val_uars.items()},
-                           "class_weight": class_weight, "n_features": int(keep.sum()),
+                          {"C": probe.C, "val_uar": probe.val_uar, "val_uar_by_C": probe.val_uar_by_C,
+                           "class_weight": probe.class_weight, "n_features": int(probe.keep.sum()),
                            "what": "logistic regression on per-clip mean+std of valid frames, standardised with "
                                    "training stats, C chosen on val UAR"})
 
@@ -144,16 +204,29 @@ def _predict(clf: Any, x: np.ndarray) -> np.ndarray:
     return clf.predict(x).astype(np.int64) if len(x) else np.zeros(0, dtype=np.int64)
 
 
+def probe_for(dm: Any) -> FittedProbe:
+    """The probe fitted on a FeatureDataModule's training split (C chosen on its val split), computed once per
+    DataModule and kept on it: the model's clip-statistics head starts from it (``FERLitModule.probe_init``) and
+    :func:`baselines` reports the very same fit."""
+    cached = getattr(dm, "_fer_zoo_fitted_probe", None)
+    if cached is not None:
+        return cached
+    ids = {s: dm.split_ids[s] for s in ("train", "val")}
+    y = {s: np.array([dm.labels[c] for c in ids[s]], dtype=np.int64) for s in ids}
+    x = {s: clip_statistics(dm.stores, ids[s]) for s in ids}
+    class_weight = None if dm.class_balance == "none" else "balanced"
+    probe = fit_probe(x["train"], y["train"], x["val"], y["val"], dm.num_classes, class_weight=class_weight)
+    dm._fer_zoo_fitted_probe = probe
+    return probe
+
+
 def baselines(dm: Any) -> dict[str, Any]:
     """Probe and majority baselines on a FeatureDataModule's split: ``{"probe": {...}, "majority": {...}}`` with
     ``metrics`` (``test/uar|war|f1``), ``confusion`` and what was chosen (``C``, ``val_uar``, ...)."""
     t0, c0 = time.perf_counter(), time.process_time()
     ids = {s: dm.split_ids[s] for s in ("train", "val", "test")}
     y = {s: np.array([dm.labels[c] for c in ids[s]], dtype=np.int64) for s in ids}
-    x = {s: clip_statistics(dm.stores, ids[s]) for s in ids}
-    class_weight = None if dm.class_balance == "none" else "balanced"
-    probe = linear_probe(x["train"], y["train"], x["val"], y["val"], x["test"], y["test"], dm.num_classes,
-                         class_weight=class_weight)
+    probe = evaluate_probe(probe_for(dm), clip_statistics(dm.stores, ids["test"]), y["test"], dm.num_classes)
     probe.details["seconds"] = round(time.perf_counter() - t0, 3)  # wall clock: inflated on a loaded machine
     probe.details["cpu_seconds"] = round(time.process_time() - c0, 3)
     majority = majority_baseline(y["train"], y["test"], dm.num_classes, dm.class_names)

@@ -1,0 +1,141 @@
+"""The clip-statistics head: the linear probe inside the model (LP-FT start), exact where it must be.
+
+- a probe-initialised model predicts exactly what the probe predicts (same logits) before any training step;
+- the head's output does not depend on the length of a still video (a photo and 16 copies of it agree);
+- it takes the probe fitted on the training split only;
+- checkpoints from before the head load with a head that adds nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.feature_datamodule import FeatureDataModule
+from datamodules.feature_store import ClipResult, ShardWriter, pack, store_path
+from datamodules.sources import ManifestSource
+from fer_zoo.training.lit_module import FERLitModule
+from fer_zoo.training.model import ClipStatsHead
+from fer_zoo.training.probe import clip_statistics, probe_for
+
+CLASSES = ("anger", "happiness", "sadness")
+DIMS = {"face": 6, "body": 3}
+GARBAGE = 1.0e4  # invalid frames hold it: it must never reach the statistics
+
+
+def build(root: Path) -> Path:
+    """A manifest (60 train, 15 val, 15 test clips, 3 classes) and two stores whose column means carry the class
+    (noisily) and whose clips have 1 to 5 frames, one of them invalid when there are several."""
+    rng = np.random.default_rng(0)
+    rows, clips = [], []
+    for split, n in (("train", 60), ("val", 15), ("test", 15)):
+        for k in range(n):
+            cid, y = f"{split}{k:02d}", k % 3
+            rows.append(f"{cid}.mp4,{CLASSES[y]},{split}\n")
+            clips.append((cid, y))
+    csv = root / "manifest.csv"
+    csv.write_text("path,label,split\n" + "".join(rows))
+    for modality, dim in DIMS.items():
+        path = store_path(root / "stores", modality, f"fake{modality}", "abcd1234")
+        writer = ShardWriter(path, {"extractor": modality, "dim": dim}, flush_every=10_000)
+        for i, (cid, y) in enumerate(clips):
+            n = 1 + i % 5
+            feats = (rng.standard_normal((n, dim)) + 0.8 * y * np.eye(dim)[y % dim] + 3.0).astype(np.float32)
+            valid = np.ones(n, dtype=bool)
+            if n > 2:
+                valid[1] = False
+                feats[1] = GARBAGE
+            writer.add(ClipResult(cid, feats, valid, np.arange(n), np.arange(n) / 25.0))
+        writer.flush()
+        pack(path, [c for c, _ in clips], {"dim": dim, "modality": modality, "extractor": f"fake{modality}",
+                                           "source": {"name": "manifest", "num_clips": len(clips)}})
+    return csv
+
+
+@pytest.fixture(scope="module")
+def dm(tmp_path_factory: pytest.TempPathFactory) -> FeatureDataModule:
+    csv = build(tmp_path_factory.mktemp("stats_head"))
+    # short_clips="pad": every stored frame once, so the model's clip statistics are the probe's exactly.
+    return FeatureDataModule(source=ManifestSource(csv), store_root=str(csv.parent / "stores"),
+                             modalities=list(DIMS), num_frames=8, batch_size=64, num_workers=0, short_clips="pad")
+
+
+def lit_for(dm: FeatureDataModule, **kw: object) -> FERLitModule:
+    torch.manual_seed(0)
+    lit = FERLitModule(input_dims=dm.input_dims, num_classes=dm.num_classes, class_names=dm.class_names,
+                       d_model=16, depth=1, heads=2, **kw)
+    lit.prepare_from(dm)
+    return lit.eval()
+
+
+def test_a_probe_initialised_model_gives_the_probe_logits(dm: FeatureDataModule) -> None:
+    probe = probe_for(dm)
+    lit = lit_for(dm)
+    ids = dm.split_ids["test"]
+    x = probe.standardise(clip_statistics(dm.stores, ids))
+    want = x @ probe.coef.T + probe.intercept
+    batch = next(iter(dm.test_dataloader()))
+    assert list(batch["clip_id"]) == list(ids)
+    with torch.no_grad():
+        got = lit(batch["features"], batch["valid"]).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got.argmax(axis=1), probe.predict(clip_statistics(dm.stores, ids)))
+    assert len(set(got.argmax(axis=1))) > 1, "a constant prediction would make this test weak"
+
+
+def test_without_probe_init_the_head_is_scaled_but_not_the_probe(dm: FeatureDataModule) -> None:
+    probe = probe_for(dm)
+    lit = lit_for(dm, probe_init=False)
+    head = lit.model.stats_head
+    keep = torch.as_tensor(probe.keep)
+    mean = torch.cat([head.norm[m].mean for m in head.modalities])
+    np.testing.assert_allclose(mean[keep].numpy(), probe.mean, rtol=1e-5)
+    assert not np.allclose(head.linear.weight[:, keep].detach().numpy(), probe.coef, atol=1e-3)
+    assert lit.model.head.weight.abs().sum() > 0  # the transformer head keeps its own initialisation
+
+
+def test_the_probe_comes_from_the_training_split_only(dm: FeatureDataModule) -> None:
+    from fer_zoo.training.probe import fit_probe
+
+    y = {s: np.array([dm.labels[c] for c in dm.split_ids[s]]) for s in ("train", "val")}
+    x = {s: clip_statistics(dm.stores, dm.split_ids[s]) for s in ("train", "val")}
+    mine = fit_probe(x["train"], y["train"], x["val"], y["val"], dm.num_classes)
+    np.testing.assert_allclose(probe_for(dm).mean, mine.mean)
+    leaked = clip_statistics(dm.stores, dm.split_ids["train"] + dm.split_ids["test"])
+    assert not np.allclose(probe_for(dm).mean, np.nanmean(leaked, axis=0)[probe_for(dm).keep], rtol=1e-6)
+
+
+def test_a_still_video_gets_the_head_output_of_its_photo() -> None:
+    torch.manual_seed(0)
+    head = ClipStatsHead({"face": 4}, 3).eval()
+    photo = torch.randn(2, 1, 4)
+    still = photo.expand(2, 16, 4).clone()
+    with torch.no_grad():
+        a = head({"face": photo}, {"face": torch.ones(2, 1, dtype=torch.bool)})
+        b = head({"face": still}, {"face": torch.ones(2, 16, dtype=torch.bool)})
+        padded = torch.cat([photo, torch.full((2, 15, 4), GARBAGE)], dim=1)
+        c = head({"face": padded}, {"face": torch.arange(16)[None].expand(2, 16) < 1})
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a, c, rtol=0, atol=1e-5)
+
+
+def test_a_clip_without_valid_frames_gets_the_training_mean() -> None:
+    head = ClipStatsHead({"face": 2}, 2)
+    head.norm["face"].set(torch.tensor([1.0, 2.0, 0.5, 0.5]), torch.ones(4))
+    z = head.statistics({"face": torch.full((1, 3, 2), float("nan"))}, {"face": torch.zeros(1, 3, dtype=torch.bool)})
+    torch.testing.assert_close(z, torch.zeros(1, 4))
+
+
+def test_a_checkpoint_from_before_the_head_loads_with_a_head_that_adds_nothing(dm: FeatureDataModule) -> None:
+    lit = lit_for(dm, probe_init=False)
+    state = {k: v for k, v in lit.state_dict().items() if ".stats_head." not in k}
+    checkpoint = {"state_dict": state, "epoch": 3}
+    fresh = lit_for(dm)
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        assert fresh.model.stats_head(batch["features"], batch["valid"]).abs().max() == 0
