@@ -114,9 +114,11 @@ class ClipFrames(Dataset):
         prov = self.sources[i] if self.sources is not None else None
         try:
             try:
-                return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads), prov)
+                return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads, clip.box),
+                                  prov)
             except FrameCountMismatch:  # the container misstated its frame count: read it whole, counting first
-                return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads), prov)
+                return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads, clip.box),
+                                  prov)
         except ClipReadError as err:  # the reason names the file: a wrong root shows at once in the summary
             failed = ClipResult.failed(clip.clip_id, f"{err.reason} ({err.path})").from_source(prov)
             return ClipItem(clip.clip_id, result=failed, provenance=prov)
