@@ -318,3 +318,26 @@ def test_finetune_frames_on_a_fer2013_csv_writes_an_encoder_file(tmp_path: Path)
     assert meta["classes"] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
     assert meta["input_size"] == 32 and meta["fingerprint"]["source"] == "fer2013"
     assert (run / "encoder.safetensors").stat().st_size > 0
+
+
+@pytest.mark.parametrize("config", ["fer2013", "rafdb", "affectnet"])
+def test_finetune_config_examples_name_a_photo_set_source_with_its_fields(config: str, tmp_path: Path) -> None:
+    """configs/finetune/<set>.yaml: the class path imports, its init_args are the source's fields, and the source
+    built from them (paths pointed at a tiny fixture) lists photos."""
+    import importlib
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((repo / "configs" / "finetune" / f"{config}.yaml").read_text())["data"]["source"]
+    module, name = spec["class_path"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    args = dict(spec["init_args"])
+    if config == "fer2013":
+        args["csv"] = write_fer2013(tmp_path / "fer2013.csv", [(3, "Training"), (4, "PrivateTest")])
+    elif config == "rafdb":
+        args["root"] = write_rafdb(tmp_path / "raf", ["train_00001.jpg 4", "test_0001.jpg 5"])
+    else:
+        args["root"] = write_affectnet(tmp_path / "an", [("1/a.png", 1, (0, 0, 8, 8))], [("2/b.png", 2, (0, 0, 8, 8))])
+    clips = cls(**args).clips()
+    assert sorted((c.label, c.split) for c in clips) == [("happiness", "train"), ("sadness", "test")]
