@@ -341,3 +341,49 @@ def test_finetune_config_examples_name_a_photo_set_source_with_its_fields(config
         args["root"] = write_affectnet(tmp_path / "an", [("1/a.png", 1, (0, 0, 8, 8))], [("2/b.png", 2, (0, 0, 8, 8))])
     clips = cls(**args).clips()
     assert sorted((c.label, c.split) for c in clips) == [("happiness", "train"), ("sadness", "test")]
+
+
+@pytest.mark.slow
+def test_extract_crops_affectnet_faces_and_a_changed_box_re_extracts(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """``extract`` on an AffectNet layout: each clip's features are those of its face crop (equal to extracting the
+    crop saved as its own photo), and a corrected face box re-extracts that clip (the box is in its provenance)."""
+    from datamodules.feature_store import FeatureStore, find_store
+    from extractors.weights import offline_mobilenet_path
+    from fer_zoo.extraction.command import main as extract
+
+    if not offline_mobilenet_path().is_file():
+        pytest.skip("offline MobileNetV2 weights absent (make install)")
+    rng = np.random.default_rng(0)
+    root = tmp_path / "an"
+    write_affectnet(root, [("1/a.png", 1, (10, 5, 40, 40))], [("2/b.png", 2, (20, 10, 36, 44))])
+    crops = tmp_path / "crops"
+    for rel, (x, y, w, h) in (("1/a.png", (10, 5, 40, 40)), ("2/b.png", (20, 10, 36, 44))):
+        img = rng.integers(0, 255, (60, 80, 3), np.uint8)  # texture, so the crop matters to the features
+        Image.fromarray(img).save(root / "Manually_Annotated_Images" / rel)
+        (crops / Path(rel).parent).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[y:y + h, x:x + w]).save(crops / rel)
+
+    def run(source: dict, store_root: Path) -> FeatureStore:
+        args = ["--source", json.dumps(source), "--store_root", str(store_root), "--modalities",
+                json.dumps({"resnet": {"name": "mobilenet_v2"}}), "--num_workers", "0",
+                "--trainer", '{"enable_progress_bar": false}']
+        assert extract(args) == 0
+        return FeatureStore(find_store(store_root, "resnet"))
+
+    boxed = run({"class_path": "datamodules.photo_sets.AffectNetSource", "init_args": {"root": str(root)}},
+                tmp_path / "f1")
+    legend = tmp_path / "legend.csv"
+    legend.write_text("image,emotion\n1/a.png,happy\n2/b.png,sad\n")
+    plain = run({"class_path": "datamodules.sources.ImageFolderSource",
+                 "init_args": {"root": str(crops), "legend": str(legend), "vocabulary": "affectnet"}}, tmp_path / "f2")
+    for clip in ("1/a", "2/b"):
+        np.testing.assert_array_equal(boxed.clip(clip)[0], plain.clip(clip)[0])
+    train = root / "Manually_Annotated_file_lists" / "training.csv"
+    train.write_text(train.read_text().replace("1/a.png,10,5,40,40", "1/a.png,0,0,40,40"))
+    capsys.readouterr()
+    again = run({"class_path": "datamodules.photo_sets.AffectNetSource", "init_args": {"root": str(root)}},
+                tmp_path / "f1")
+    assert "SOURCE CHANGED [resnet] 1/a" in capsys.readouterr().out
+    assert not np.array_equal(again.clip("1/a")[0], plain.clip("1/a")[0])
+    np.testing.assert_array_equal(again.clip("2/b")[0], plain.clip("2/b")[0])

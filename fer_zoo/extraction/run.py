@@ -24,7 +24,7 @@ from datamodules.audio import read_soundtrack
 from datamodules.feature_store import ClipResult, ShardWriter, check_request, pack, store_key, store_path, stored_clips
 from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.labels import canonical_label
-from datamodules.provenance import Provenance, sources_provenance
+from datamodules.provenance import Provenance, clips_provenance
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.registry import extractor_class
@@ -304,7 +304,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
         check_request(path, request)
     order = [c.clip_id for c in clips]
     if current is None:
-        current = dict(zip(order, sources_provenance(c.path for c in clips)))  # stat calls only
+        current = dict(zip(order, clips_provenance(clips)))  # stat calls only
     plan = plan_rerun(clips, stored_clips(path) if path.exists() else {}, current, retry_failed)
     todo = plan.todo
     log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done"
