@@ -99,16 +99,24 @@ def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
-def read_frames(path: str | Path, max_frames: int | None = None, threads: int = 0) -> Frames:
+def read_frames(path: str | Path, max_frames: int | None = None, threads: int = 0,
+                box: tuple[int, int, int, int] | None = None) -> Frames:
     """Read a clip upright (display rotation applied); raise :class:`ClipReadError` with the reason when it is
-    missing, empty or corrupt.
+    missing, empty, corrupt or truncated.
 
     ``threads``: video decoder threads (0: FFmpeg picks one per core). Processes that decode side by side (the
     extraction's loader workers) use 1 each: more threads than cores only burn CPU.
+    ``box``: ``(x, y, width, height)`` in pixels, a face region of a single image (``ClipRecord.box``): the image is
+    cropped to it (clipped at the image's edges; a box with no pixel inside the image raises). Only for images.
     """
     p = Path(path)
     if not p.exists():
         raise ClipReadError(p, "no such file or folder")
+    if box is not None:
+        if p.is_dir() or p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ClipReadError(p, f"a face box {tuple(box)} is only applied to single images")
+        rgb = crop_box(_read_image(p), box, p)[None]
+        return Frames(rgb, np.zeros(1, np.int64), np.zeros(1), None)
     if p.is_dir():
         return _read_folder(p, max_frames)
     suffix = p.suffix.lower()
@@ -161,17 +169,58 @@ class FrameStream:
         self.fps = seen.fps
 
 
-def stream_frames(path: str | Path, max_frames: int | None = None, threads: int = 0) -> FrameStream | Frames:
-    """The frames of a clip for one pass, with the errors of :func:`read_frames`.
+def stream_frames(path: str | Path, max_frames: int | None = None, threads: int = 0,
+                  box: tuple[int, int, int, int] | None = None) -> FrameStream | Frames:
+    """The frames of a clip for one pass, with the errors of :func:`read_frames` (``box``: as there, images only).
 
     Videos decode lazily (:class:`FrameStream`: a broken stream raises while it is iterated); images and frame
     folders, which are small, are read at once (:class:`Frames`). Both iterate frame by frame and then carry
     ``indices`` and ``timestamps``.
     """
     p = Path(path)
-    if p.suffix.lower() not in VIDEO_SUFFIXES or p.is_dir() or not p.exists() or p.stat().st_size == 0:
-        return read_frames(p, max_frames, threads)  # images, folders, files of unknown type (a clear error)
+    if box is not None or p.suffix.lower() not in VIDEO_SUFFIXES or p.is_dir() or not p.exists() \
+            or p.stat().st_size == 0:
+        return read_frames(p, max_frames, threads, box)  # images, folders, files of unknown type (a clear error)
     return FrameStream(p, max_frames, threads)
+
+
+def crop_box(rgb: np.ndarray, box: tuple[int, int, int, int], path: str | Path) -> np.ndarray:
+    """``rgb[y:y+h, x:x+w]`` of an image ``[H, W, 3]`` for a box ``(x, y, w, h)`` in pixels, clipped at the image's
+    edges; :class:`ClipReadError` naming ``path`` when the box is not positive or has no pixel inside the image."""
+    x, y, w, h = (int(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise ClipReadError(path, f"face box (x, y, w, h) = {tuple(box)} has no area")
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, rgb.shape[1]), min(y + h, rgb.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        raise ClipReadError(path, f"face box (x, y, w, h) = {tuple(box)} lies outside the {rgb.shape[1]}x"
+                                  f"{rgb.shape[0]} image")
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
+
+
+JPEG_SUFFIXES = {".jpg", ".jpeg", ".jfif"}
+
+
+def _jpeg_complete(p: Path) -> bool:
+    """Whether a JPEG file holds its whole image: OpenCV decodes a truncated JPEG without an error (libjpeg fills
+    the missing rows grey and only warns on stderr), so a cut-off download would silently become a half-grey photo.
+
+    Cheap path: the file ends with the end-of-image marker ``FF D9`` (trailing zero padding allowed). Files with data
+    after the marker (camera trailers) are decoded once more by Pillow, which raises on a truncated stream.
+    """
+    with p.open("rb") as f:
+        f.seek(max(0, p.stat().st_size - 64))
+        if f.read().rstrip(b"\x00").endswith(b"\xff\xd9"):
+            return True
+    from PIL import Image, ImageFile
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # another library relaxed Pillow globally: its answer would mean nothing
+        return False
+    try:
+        with Image.open(p) as im:
+            im.load()
+    except (OSError, SyntaxError):
+        return False
+    return True
 
 
 def _read_image(p: Path) -> np.ndarray:
@@ -181,7 +230,10 @@ def _read_image(p: Path) -> np.ndarray:
         raise ClipReadError(p, "empty (0-byte) image")
     bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ClipReadError(p, "not a readable image")
+        raise ClipReadError(p, "not a readable image (corrupt, truncated or not an image)")
+    if p.suffix.lower() in JPEG_SUFFIXES and not _jpeg_complete(p):
+        raise ClipReadError(p, "truncated JPEG (the image data stops before its end: an interrupted download or "
+                               "copy?)")
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 

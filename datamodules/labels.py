@@ -107,8 +107,23 @@ FACES8 = LabelVocabulary(
     "faces8", ("anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 )
 
+# Photo sets (datamodules.photo_sets): each file's integer order, named so ids are read through it to class names.
+# FER2013 (Kaggle fer2013.csv, column `emotion`): 0..6 = angry, disgust, fear, happy, sad, surprise, neutral.
+FER2013 = LabelVocabulary("fer2013", ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+# FER+ (microsoft/FERPlus fer2013new.csv): the 8 emotion vote columns in file order (then `unknown`, `NF`).
+FERPLUS = LabelVocabulary(
+    "ferplus", ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+)
+# RAF-DB basic (EmoLabel/list_patition_label.txt): 1..7 = surprise, fear, disgust, happiness, sadness, anger, neutral.
+RAFDB = LabelVocabulary("rafdb", ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"))
+# AffectNet (Manually_Annotated_file_lists/*.csv, column `expression`): 0..7; 8..10 (none, uncertain, no-face) are
+# not emotion classes (datamodules.photo_sets.AffectNetSource leaves those rows out and counts them).
+AFFECTNET = LabelVocabulary(
+    "affectnet", ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+)
+
 VOCABULARIES: dict[str, LabelVocabulary] = {
-    v.name: v for v in (DFEW, FERV39K, FACES8, *MAFW_ORDERS.values())
+    v.name: v for v in (DFEW, FERV39K, FACES8, *MAFW_ORDERS.values(), FER2013, FERPLUS, RAFDB, AFFECTNET)
 }
 
 

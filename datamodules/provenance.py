@@ -66,6 +66,17 @@ def sources_provenance(paths: Iterable[str | Path]) -> list[Provenance]:
     return out
 
 
+def clips_provenance(clips: Iterable[ClipRecord]) -> list[Provenance]:
+    """:func:`sources_provenance` of clips, with a clip's face box (``ClipRecord.box``) part of its fingerprint
+    (``file:<size>:<mtime_ns>:box=<x>,<y>,<w>,<h>``): the same image cropped to another box is another source, so a
+    corrected box list re-extracts those clips instead of keeping features of the old crop."""
+    clips = list(clips)
+    out = sources_provenance(c.path for c in clips)
+    return [p if c.box is None or not p.fingerprint.startswith("file:")
+            else Provenance(p.path, f"{p.fingerprint}:box={','.join(str(int(v)) for v in c.box)}")
+            for c, p in zip(clips, out)]
+
+
 def _provenance(path: str) -> Provenance:
     """``path``'s parent is resolved already; the leaf may still be a symlink."""
     try:
@@ -176,7 +187,7 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
         stored.loc[first, "fingerprint"] = rows["source_fingerprint"].to_numpy()[first]
         stored.loc[first, "store"] = m
     checked = stored["fingerprint"].ne(UNKNOWN).to_numpy()
-    now = sources_provenance(c.path for c, k in zip(clips, checked) if k)
+    now = clips_provenance(c for c, k in zip(clips, checked) if k)
     old = stored[checked]
     stale = [(cid, Provenance(p, f), n) for cid, p, f, n in zip(old.index, old["path"], old["fingerprint"], now)
              if (p, f) != (n.path, n.fingerprint)]

@@ -19,6 +19,9 @@ class ClipRecord:
     ``audio`` is a sibling audio file holding the clip's soundtrack (time 0 = the first frame), when the data set
     ships audio apart from the frames (a manifest's ``audio`` column, a source's ``audio_root``); ``None``: the
     soundtrack, if any, is the video file's own audio stream (``datamodules.audio``).
+    ``box`` is the face region ``(x, y, width, height)`` in pixels of a single image whose face is only part of it
+    (AffectNet's face boxes): every reader crops the image to it (``datamodules.frames.read_frames(box=...)``);
+    ``None``: the whole image (or video) is the clip.
     """
 
     clip_id: str
@@ -28,3 +31,4 @@ class ClipRecord:
     test_fold: int | None = None
     subject: str | None = None
     audio: str | None = None
+    box: tuple[int, int, int, int] | None = None

@@ -7,7 +7,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from datamodules.provenance import sources_provenance
+from datamodules.provenance import clips_provenance
 from fer_zoo.cli_errors import UsageError, from_config_value_error, parse_args
 from fer_zoo.extraction.run import ExtractorSpec, StoreSummary, extract_modality
 
@@ -136,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         raise from_config_value_error(err) from err
     skipped = list(getattr(init.source, "skipped", []))  # files the source saw but could not take as clips
     print(f"source {init.source.name}: {len(clips)} clips" + (f", {len(skipped)} files skipped" if skipped else ""))
+    excluded = dict(getattr(init.source, "excluded", {}))  # listed rows left out on purpose (AffectNet's "none")
+    if excluded:
+        print(f"source {init.source.name}: left out " + ", ".join(f"{n} {why}" for why, n in excluded.items()))
     # Where each clip's features come from, stat'ed once for every modality (datamodules.provenance).
-    current = dict(zip([c.clip_id for c in clips], sources_provenance(c.path for c in clips)))
+    current = dict(zip([c.clip_id for c in clips], clips_provenance(clips)))
     summaries = []
     for modality in names:
         spec = init.modalities[modality]

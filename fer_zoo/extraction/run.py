@@ -24,7 +24,7 @@ from datamodules.audio import read_soundtrack
 from datamodules.feature_store import ClipResult, ShardWriter, check_request, pack, store_key, store_path, stored_clips
 from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.labels import canonical_label
-from datamodules.provenance import Provenance, sources_provenance
+from datamodules.provenance import Provenance, clips_provenance
 from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.registry import extractor_class
@@ -114,9 +114,11 @@ class ClipFrames(Dataset):
         prov = self.sources[i] if self.sources is not None else None
         try:
             try:
-                return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads), prov)
+                return self._item(clip, stream_frames(clip.path, self.frame_cap, self.decoder_threads, clip.box),
+                                  prov)
             except FrameCountMismatch:  # the container misstated its frame count: read it whole, counting first
-                return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads), prov)
+                return self._item(clip, read_frames(clip.path, self.frame_cap, self.decoder_threads, clip.box),
+                                  prov)
         except ClipReadError as err:  # the reason names the file: a wrong root shows at once in the summary
             failed = ClipResult.failed(clip.clip_id, f"{err.reason} ({err.path})").from_source(prov)
             return ClipItem(clip.clip_id, result=failed, provenance=prov)
@@ -302,7 +304,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
         check_request(path, request)
     order = [c.clip_id for c in clips]
     if current is None:
-        current = dict(zip(order, sources_provenance(c.path for c in clips)))  # stat calls only
+        current = dict(zip(order, clips_provenance(clips)))  # stat calls only
     plan = plan_rerun(clips, stored_clips(path) if path.exists() else {}, current, retry_failed)
     todo = plan.todo
     log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done"

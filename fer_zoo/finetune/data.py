@@ -36,15 +36,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def load_photo(path: str, size: int) -> np.ndarray:
+def load_photo(path: str, size: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """A photo (or a clip's middle frame) as uint8 RGB ``[size, size, 3]``, resized like the extractors do.
 
-    ``cv2.resize`` bilinear, no crop: the frame extractors resize frames exactly so, which keeps the encoder's
-    training inputs and its inputs at extraction time alike.
+    ``cv2.resize`` bilinear, no crop beyond the record's face ``box`` (``ClipRecord.box``, AffectNet): the frame
+    extractors read and resize frames exactly so, which keeps the encoder's training inputs and its inputs at
+    extraction time alike.
     """
     import cv2
 
-    frames = read_frames(path).rgb
+    frames = read_frames(path, box=box).rgb
     if len(frames) == 0:
         raise ClipReadError(path, "no frames")
     frame = frames[len(frames) // 2]
@@ -122,6 +123,10 @@ class PhotoDataModule(L.LightningDataModule):
         self.num_classes = len(self.class_names)
 
         records = source.clips()
+        # rows a photo-set source left out on purpose (AffectNet's none/uncertain/no-face, FER+'s no majority)
+        self.excluded: dict[str, int] = dict(getattr(source, "excluded", {}))
+        if self.excluded:
+            log.info("%s: left out %s", source.name, ", ".join(f"{n} {why}" for why, n in self.excluded.items()))
         self.records: dict[str, ClipRecord] = {r.clip_id: r for r in records}
         self.labels: dict[str, int] = {}
         for r in records:
@@ -159,10 +164,11 @@ class PhotoDataModule(L.LightningDataModule):
         for c in self.split_ids["train"]:
             r = self.records[c]
             size = os.path.getsize(r.path) if os.path.isfile(r.path) else -1
-            h.update(json.dumps([c, r.label, size]).encode())
+            h.update(json.dumps([c, r.label, size] + ([list(r.box)] if r.box is not None else [])).encode())
         return {"data": h.hexdigest()[:16], "source": self.source.name, "train_images": len(self.split_ids["train"]),
                 "val_images": len(self.split_ids["val"]), "test_images": len(self.split_ids["test"]),
-                "seed": self.seed, "class_counts_train": self.class_counts("train")}
+                "seed": self.seed, "class_counts_train": self.class_counts("train"),
+                **({"excluded": self.excluded} if self.excluded else {})}
 
     def class_counts(self, split: str) -> dict[str, int]:
         counts = Counter(self.labels[c] for c in self.split_ids[split])
@@ -176,7 +182,8 @@ class PhotoDataModule(L.LightningDataModule):
         todo = [c for c in ids if c not in self._images and c not in self.unreadable]
         for c in tqdm(todo, desc="decoding photos", unit="photo", disable=not todo):
             try:
-                self._images[c] = torch.from_numpy(load_photo(self.records[c].path, self.image_size)).permute(2, 0, 1)
+                r = self.records[c]
+                self._images[c] = torch.from_numpy(load_photo(r.path, self.image_size, r.box)).permute(2, 0, 1)
             except (ClipReadError, OSError, ValueError) as err:
                 self.unreadable[c] = f"{self.records[c].path}: {err}"
         bad = [c for c in ids if c in self.unreadable]
