@@ -139,3 +139,10 @@ def test_a_checkpoint_from_before_the_head_loads_with_a_head_that_adds_nothing(d
     batch = next(iter(dm.test_dataloader()))
     with torch.no_grad():
         assert fresh.model.stats_head(batch["features"], batch["valid"]).abs().max() == 0
+
+
+def test_the_probe_head_stays_fixed_unless_asked(dm: FeatureDataModule) -> None:
+    frozen, trained = lit_for(dm), lit_for(dm, freeze_stats_head=False)
+    assert not any(p.requires_grad for p in frozen.model.stats_head.parameters())
+    assert all(p.requires_grad for p in trained.model.stats_head.parameters())
+    assert all(p.requires_grad for p in lit_for(dm, probe_init=False).model.stats_head.parameters())
