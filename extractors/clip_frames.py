@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from extractors.base import Extractor, FrameSource
+from extractors.frame_geometry import apply_geometry
 from extractors.hub_weights import RANDOM_SOURCE, HubFile, resolve
 from extractors.registry import register_extractor
-from extractors.timm_frames import apply_geometry, check_common, parse_weights, run_batched
+from extractors.timm_frames import check_common, parse_weights, run_batched
 from extractors.torchvision_frames import _file_sha256
 
 #: Prompt templates ("{}" is the class word); after CLIP's prompt-ensembling recipe, worded for faces.
@@ -90,7 +91,7 @@ class ClipFrames(Extractor):
     """
 
     name = "clip"
-    version = "1"
+    version = "2"  # 2: resize/crop on PIL images as open_clip's reference pipeline (was: on uint8 tensors)
     needs_class_names: ClassVar[bool] = False
 
     def __init__(self, model: str = "ViT-B-16", pretrained: str | bool | None = "openai", tag: str | None = None,
@@ -192,7 +193,8 @@ class ClipFrames(Extractor):
             **({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {}),
             "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._pre_cfg.items()},
             "preprocessing": (f"open_clip eval transform of {self.config['model']}: "
-                              f"{' -> '.join(repr(s) for s in self._geometry)} on the RGB frame, scaled to [0,1], "
+                              f"{' -> '.join(repr(s) for s in self._geometry)} on the RGB frame as a PIL image "
+                              "(what the crop drops skipped between Pillow's two resize passes), scaled to [0,1], "
                               f"normalised with mean {self._mean} / std {self._std}")}
         if self.config["output"] == "zeroshot":
             c = self.config

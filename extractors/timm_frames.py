@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from extractors.base import Extractor, FrameSource
+from extractors.frame_geometry import apply_geometry
 from extractors.hub_weights import RANDOM_SOURCE, HubFile, resolve
 from extractors.registry import register_extractor
 from extractors.torchvision_frames import _file_sha256, bf16_supported
@@ -81,13 +82,14 @@ class TimmFrames(Extractor):
 
     Preprocessing is timm's eval transform for the model (``resolve_data_config`` + ``create_transform``: resize the
     short side to ``input_size / crop_pct`` with the model's interpolation, centre-crop ``input_size``, normalise
-    with its mean/std), recorded in the store's meta under ``data_config``.
+    with its mean/std), recorded in the store's meta under ``data_config``. The resize and crop run on PIL images,
+    timm's reference input, with the pixels of timm's own pipeline bit for bit (``extractors.frame_geometry``).
     Output: float32 ``[T, D]``, D = the model's pre-logits width (``head_hidden_size``); every frame valid.
     Raises ``WeightsUnavailableError`` (offline, not cached; names file and command), ``FileNotFoundError``.
     """
 
     name = "timm"
-    version = "1"
+    version = "2"  # 2: resize/crop on PIL images as timm's reference pipeline (was: on uint8 tensors)
 
     def __init__(self, model: str, pretrained: bool | str = True, model_kwargs: dict[str, Any] | None = None,
                  precision: str = "auto", batch_frames: int = 64, **extra: Any) -> None:
@@ -146,8 +148,8 @@ class TimmFrames(Extractor):
         kinds = [type(s).__name__ for s in steps]
         if kinds[-1] != "Normalize" or not {"ToTensor", "MaybeToTensor"} & set(kinds):
             raise ValueError(f"{self.name}: unexpected timm eval transform {kinds}")
-        # The geometric steps run on uint8 tensors in the loader workers; the tensor conversion and the
-        # normalisation (with the same mean/std) run batched on the model's device.
+        # The geometric steps run on PIL images in the loader workers (extractors.frame_geometry); the tensor
+        # conversion and the normalisation (with the same mean/std) run batched on the model's device.
         geometry = [s for s in steps if type(s).__name__ not in {"ToTensor", "MaybeToTensor", "Normalize"}]
         mean, std = tuple(float(x) for x in cfg["mean"]), tuple(float(x) for x in cfg["std"])
         return dict(cfg), geometry, mean, std
@@ -168,7 +170,8 @@ class TimmFrames(Extractor):
                 "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
                 "preprocessing": (
                     f"timm eval transform of {self.config['model']}: {' -> '.join(repr(s) for s in self._geometry)}"
-                    f" on the RGB frame, scaled to [0,1], normalised with mean {self._mean} / std {self._std}")}
+                    f" on the RGB frame as a PIL image (what the crop drops skipped between Pillow's two passes), "
+                    f"scaled to [0,1], normalised with mean {self._mean} / std {self._std}")}
 
     def preprocess(self, frames: FrameSource) -> torch.Tensor:
         return apply_geometry(frames, self._geometry)  # uint8 [T, 3, s, s]; normalised on the model's device
@@ -181,18 +184,6 @@ class TimmFrames(Extractor):
         feats = run_batched(self.embed, next(self.model.parameters()).device, pre, self._mean, self._std,
                             self.config["precision"] == "bf16", self.batch_frames)
         return feats, np.ones(len(feats), dtype=bool)
-
-
-def apply_geometry(frames: FrameSource, geometry: list[Any]) -> torch.Tensor:
-    """RGB uint8 frames through a library's resize/crop steps -> uint8 ``[T, 3, s, s]``, frame by frame (a decoder
-    stream never holds the clip at full size). Shared by the timm and CLIP extractors."""
-    out = []
-    for f in frames:
-        x = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)  # uint8 [3, H, W]
-        for step in geometry:
-            x = step(x)
-        out.append(x)
-    return torch.stack(out)
 
 
 def run_batched(fn: Any, device: torch.device, pre: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
