@@ -12,11 +12,14 @@ relative cost of the encoders the README recommends.
    Memory per batch: the peak resident memory the first ``forward`` of one ``--batch``-frame batch adds above the
    loaded model, measured in a fresh process (Linux ``VmHWM`` - ``VmRSS``; a warm process would reuse freed pages).
 2. Relative cost of the recommended encoders (random init, created in memory): model-only frames/s on one batch at
-   the resolved precision, relative to ConvNeXt-T; feature width and input size from timm.
+   the resolved precision, relative to ConvNeXt-T; feature width and input size from timm; parameters and GFLOPs
+   per frame (``torch.utils.flop_counter`` on one fp32 frame: multiply-adds x 2 of matmuls, convolutions and
+   attention), a machine-independent cost proxy.
 
 Clips: real videos (``--videos``, default ``../shared/data/face-videos``) linked several times, ``--frame-cap`` frames
 each. Writes ``benchmarks/results/bench_backbones.json``. Exit 0 even when a target fails. ``--quick`` (or
-``FER_ZOO_BENCH_QUICK=1``): one repeat, fewer clips, part 2 on two models only.
+``FER_ZOO_BENCH_QUICK=1``): one repeat, fewer clips, part 2 on two models only. ``--torch-threads`` and
+``--workers`` set the main process's torch threads and the loader workers (on 2 cores: see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -45,7 +48,15 @@ from _common import (  # noqa: E402
     target_line,
     write_results,
 )
-from bench_extraction import BenchSource, Timing, _cpu, default_videos, one_frame_clip, time_model_only  # noqa: E402
+from bench_extraction import (  # noqa: E402
+    BenchSource,
+    Timing,
+    _cpu,
+    default_videos,
+    one_frame_clip,
+    time_model_only,
+    torch_threads,
+)
 
 NAME = "bench_backbones"
 E2E_TARGET = 0.85
@@ -143,7 +154,8 @@ def bench_pair(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     one = one_frame_clip(args.videos, tmp)
     log = tmp / "pipeline.log"
     out: dict[str, Any] = {}
-    for label, model in MODELS.items():
+    for label in args.models.split(",") if args.models else MODELS:
+        model = MODELS[label]
         file = tmp / f"{model}.safetensors"
         torch.manual_seed(0)
         save_file(timm.create_model(model, pretrained=False).state_dict(), file)
@@ -154,11 +166,12 @@ def bench_pair(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             inputs = [ext.preprocess(read_frames(r.path, max_frames=args.frame_cap).rgb) for r in records]
             ext.forward(inputs[0])  # warm-up (allocator, oneDNN kernels)
             e2e([one], cfg, 1, args.workers, tmp, log)  # warm-up of the pipeline (imports, page cache)
-            runs_e2e, runs_model = [], []
+            runs_e2e, runs_model, loads = [], [], []
             for i in range(args.repeats):
                 print(f"  [{label} {precision}] repeat {i + 1}/{args.repeats}", flush=True)
                 runs_model.append(time_model_only(ext, inputs))
                 runs_e2e.append(e2e(records, cfg, args.frame_cap, args.workers, tmp, log))
+                loads.append(round(os.getloadavg()[0], 2))
             fixed = median([e2e([one], cfg, 1, args.workers, tmp, log).seconds for _ in range(2)])
             mem = batch_memory_mib(model, precision, args.batch)
             e2e_s = median([t.seconds for t in runs_e2e])
@@ -168,7 +181,9 @@ def bench_pair(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                               "e2e_fps": median([t.fps for t in runs_e2e]),
                               "model_only_all": [round(t.fps, 2) for t in runs_model],
                               "e2e_all": [round(t.fps, 2) for t in runs_e2e],
-                              "e2e_cores": median([t.cores for t in runs_e2e]),
+                              "e2e_cores": median([t.cores for t in runs_e2e]), "loadavg_1min": loads,
+                              "ratio_all": [round(e.fps / m.fps, 3) for e, m in zip(runs_e2e, runs_model)],
+                              "ratio": median([e.fps / m.fps for e, m in zip(runs_e2e, runs_model)]),
                               "batch_frames": args.batch, "batch_peak_mib": mem,
                               "frames": runs_e2e[0].frames, "dim": ext.dim,
                               "input_size": ext.describe()["data_config"]["input_size"]}
@@ -185,6 +200,8 @@ def bench_cost(args: argparse.Namespace) -> dict[str, Any]:
     from extractors import get_extractor
 
     names = args.cost_models.split(",") if args.cost_models else QUICK_COST if args.quick else tuple(COST_MODELS)
+    from torch.utils.flop_counter import FlopCounterMode
+
     out: dict[str, Any] = {}
     for label in names:
         model, kwargs = COST_MODELS[label]
@@ -198,10 +215,13 @@ def bench_cost(args: argparse.Namespace) -> dict[str, Any]:
             ext.forward(x)
             times.append(time.perf_counter() - t0)
         params = sum(p.numel() for p in ext.model.parameters()) / 1e6
+        with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+            ext.embed(torch.zeros(1, 3, size[1], size[2]).contiguous(memory_format=torch.channels_last))
         out[label] = {"model": model, "kwargs": kwargs, "dim": ext.dim, "input_size": list(size),
-                      "params_m": round(params, 1), "fps": args.cost_frames / median(times),
-                      "precision": ext.config["precision"]}
-        print(f"  [cost] {label}: {out[label]['fps']:.2f} frames/s", flush=True)
+                      "params_m": round(params, 1), "gflops": round(fc.get_total_flops() / 1e9, 1),
+                      "fps": args.cost_frames / median(times), "precision": ext.config["precision"],
+                      "loadavg": round(os.getloadavg()[0], 2)}
+        print(f"  [cost] {label}: {out[label]['fps']:.2f} frames/s, {out[label]['gflops']} GFLOPs/frame", flush=True)
         del ext
     base = out.get("ConvNeXt-T", {}).get("fps")
     for r in out.values():
@@ -216,7 +236,7 @@ def report(pair: dict[str, Any], cost: dict[str, Any], args: argparse.Namespace)
             r = res[precision]
             mem = f"{r['batch_peak_mib']:.0f}" if r["batch_peak_mib"] is not None else "n/a"
             rows.append([f"{label} {precision}", r["dim"], r["frames"], r["model_only_fps"], r["e2e_fps"],
-                         f"{r['e2e_fps'] / r['model_only_fps']:.0%}",
+                         f"{r['ratio']:.0%}",
                          f"{r['e2e_fps_excl_fixed'] / r['model_only_fps']:.0%}", f"{r['fixed_cost_s']:.1f}",
                          f"{r['e2e_cores']:.1f}", mem])
     if rows:
@@ -224,22 +244,23 @@ def report(pair: dict[str, Any], cost: dict[str, Any], args: argparse.Namespace)
         print(table(["encoder", "D", "frames", "model-only f/s", "end-to-end f/s", "e2e / model", "excl. fixed",
                      "fixed s/run", "e2e cores", f"MiB / {args.batch}-frame batch"], rows,
                     title=f"1. timm encoders, {args.clips} clips x {args.frame_cap} frames (640x360 H.264), "
-                          f"{args.workers} loader worker(s); median of {args.repeats}"))
+                          f"{args.workers} loader worker(s), {torch_threads()} torch thread(s); median of "
+                          f"{args.repeats} (e2e / model: median of the back-to-back ratios)"))
     for label, res in pair.items():
         f32, b16 = res["fp32"], res["bf16"]
         print(f"   {label}: bf16 / fp32 model-only {b16['model_only_fps'] / f32['model_only_fps']:.2f}x, "
               f"end to end {b16['e2e_fps'] / f32['e2e_fps']:.2f}x")
         for precision in ("fp32", "bf16"):
             r = res[precision]
-            targets.append(target_line(f"{label} {precision} end to end / model-only", r["e2e_fps"] /
-                                       r["model_only_fps"], E2E_TARGET, "",
-                                       f"{r['e2e_fps']:.1f} vs {r['model_only_fps']:.1f} frames/s; without the "
-                                       f"fixed per-run cost {r['e2e_fps_excl_fixed'] / r['model_only_fps']:.0%}"))
+            targets.append(target_line(f"{label} {precision} end to end / model-only", r["ratio"], E2E_TARGET, "",
+                                       f"{r['e2e_fps']:.1f} vs {r['model_only_fps']:.1f} frames/s; per repeat "
+                                       f"{r['ratio_all']} at load {r['loadavg_1min']}; without the fixed per-run "
+                                       f"cost {r['e2e_fps_excl_fixed'] / r['model_only_fps']:.0%}"))
     if cost:
-        crow = [[k, r["dim"], f"{r['input_size'][1]}x{r['input_size'][2]}", r["params_m"], r["fps"],
-                 f"{r['relative_cost']:.1f}x" if r["relative_cost"] else "-"] for k, r in cost.items()]
+        crow = [[k, r["dim"], f"{r['input_size'][1]}x{r['input_size'][2]}", r["params_m"], r["gflops"], r["fps"],
+                 f"{r['relative_cost']:.1f}x" if r["relative_cost"] else "-", r["loadavg"]] for k, r in cost.items()]
         print()
-        print(table(["encoder", "D", "input", "params (M)", "f/s", "cost vs ConvNeXt-T"], crow,
+        print(table(["encoder", "D", "input", "params (M)", "GFLOPs/frame", "f/s", "cost vs ConvNeXt-T", "load"], crow,
                     title=f"2. Model-only cost, {args.cost_frames}-frame batch, precision "
                           f"{next(iter(cost.values()))['precision']} (random init; speed only)"))
     return targets
@@ -256,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=None, help="clips per run (default 6; quick 2)")
     p.add_argument("--frame-cap", type=int, default=16, help="frames per clip (uniformly spaced)")
     p.add_argument("--workers", type=int, default=1, help="loader workers of the end-to-end runs")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch threads of the main process (default: "
+                   "torch's, i.e. OMP_NUM_THREADS or one per core)")
+    p.add_argument("--models", default=None, help=f"comma-separated labels of part 1 (default: {','.join(MODELS)})")
     p.add_argument("--batch", type=int, default=16, help="frames per batch for the memory figure")
     p.add_argument("--cost-frames", type=int, default=8, help="frames per timed batch in part 2")
     p.add_argument("--repeats", type=int, default=None, help="default 2 (quick 1)")
@@ -265,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 2)
     args.clips = args.clips or (2 if args.quick else 6)
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
