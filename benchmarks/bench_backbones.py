@@ -67,6 +67,7 @@ COST_MODELS = {
     "ResNet-50 (timm)": ("resnet50", {}),
     "ViT-S/16": ("vit_small_patch16_224", {}),
     "DINOv2 ViT-S/14 @224": ("vit_small_patch14_dinov2", {"img_size": 224}),
+    "CLIP ViT-B/32": ("vit_base_patch32_clip_224", {}),
     "CLIP ViT-B/16": ("vit_base_patch16_clip_224", {}),
     "SigLIP ViT-B/16": ("vit_base_patch16_siglip_224", {}),
     "DINOv2 ViT-B/14 @224": ("vit_base_patch14_dinov2", {"img_size": 224}),
