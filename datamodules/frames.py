@@ -237,18 +237,37 @@ def _read_image(p: Path) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-def frame_names(folder: str | Path) -> list[str]:
+def frame_names(folder: str | Path | int) -> list[str]:
     """File names of a frame folder's frames, in frame order (natural numeric order, hidden files skipped): the one
     listing that :func:`read_frames` reads and a store's provenance fingerprints (``datamodules.provenance``), so
-    both always see the same files. Names only (no stat per file): 16k folders x 30 frames stay quick."""
-    names = (n for n in os.listdir(folder) if _suffix(n).lower() in IMAGE_SUFFIXES and not n.startswith("."))
-    return sorted(names, key=natural_key)
+    both always see the same files. Names only (no stat per file): 16k folders x 30 frames stay quick.
+
+    ``folder``: a path, or a file descriptor of an open folder (the provenance lists and stats through one).
+    """
+    names = [n for n in os.listdir(folder) if n[:1] != "." and n.lower().endswith(_IMAGE_ENDINGS)]
+    return natural_sorted(names)
 
 
-def _suffix(name: str) -> str:
-    """``Path(name).suffix`` without building a Path (16k folders x 30 frames: 3x faster)."""
-    i = name.rfind(".")
-    return name[i:] if 0 < i < len(name) - 1 else ""
+_IMAGE_ENDINGS = tuple(sorted(IMAGE_SUFFIXES))  # str.endswith over a tuple: one C call per name
+_DIGITS_AS_ZERO = str.maketrans("123456789", "000000000")
+
+
+def natural_sorted(names: list[str]) -> list[str]:
+    """``sorted(names, key=natural_key)``, sorted in place and returned.
+
+    Fast path for the usual frame folder (``00001.jpg``, ``frame_0001.png``: names alike but for their ASCII digits):
+    when every name has the same shape (equal once each digit is read as 0), digit runs line up and have equal
+    lengths and the text between them is equal, so plain string order is natural order (no two such names have
+    equal keys). 30 names: ~10x cheaper than building the keys. Other folders take :func:`natural_key`.
+    """
+    if len(names) > 1:
+        shape = names[0].translate(_DIGITS_AS_ZERO)
+        # "/" never occurs in a file name, so the joined strings are equal only when every name has that shape.
+        if "/".join(names).translate(_DIGITS_AS_ZERO) == "/".join([shape] * len(names)):
+            names.sort()
+            return names
+    names.sort(key=natural_key)
+    return names
 
 
 def _read_folder(p: Path, max_frames: int | None) -> Frames:

@@ -90,10 +90,10 @@ def _provenance(path: str) -> Provenance:
         return Provenance(path, f"error:{type(err).__name__}")
     if not stat.S_ISDIR(st.st_mode):
         return Provenance(path, f"file:{st.st_size}:{st.st_mtime_ns}")
-    try:
-        names = frame_names(path)
+    try:  # list and stat relative to the open folder: no path walk per frame (~25% less time on 16k folders)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:  # stat relative to the open folder: no path walk per frame (~25% less time on 16k folders)
+        try:
+            names = frame_names(fd)
             stats = [os.stat(n, dir_fd=fd) for n in names]
         finally:
             os.close(fd)
@@ -101,7 +101,7 @@ def _provenance(path: str) -> Provenance:
         return Provenance(path, "error:changing")
     except OSError as err:
         return Provenance(path, f"error:{type(err).__name__}")
-    rows = "\n".join(f"{n}\0{s.st_size}\0{s.st_mtime_ns}" for n, s in zip(names, stats))
+    rows = "\n".join([f"{n}\0{s.st_size}\0{s.st_mtime_ns}" for n, s in zip(names, stats)])
     return Provenance(path, f"frames:{len(names)}:{hashlib.sha256(rows.encode()).hexdigest()[:16]}")
 
 

@@ -179,6 +179,35 @@ def test_mixed_padded_and_unpadded_names_sort_by_number(tmp_path: Path) -> None:
                                                          "frame_10.png", "frame_00011.png"]
 
 
+@pytest.mark.parametrize("names", [
+    [f"{i:05d}.jpg" for i in (3, 1, 30, 2, 10)],  # DFEW: the fast path
+    ["frame_0010.png", "frame_0002.png", "frame_0001.png"],  # text around the digits: fast path too
+    ["a1b2.jpg", "a2b1.jpg", "a1b1.jpg"],  # two digit runs
+    ["img\u06635.jpg", "img\u06637.jpg", "img\u06631.jpg"],  # a constant non-ASCII digit inside the run
+    ["1.jpg", "10.jpg", "2.jpg", "9.jpg"],  # unpadded: shapes differ, the key decides
+    ["x9.png", "x10.png", "x08.png"],
+    ["s1.jpg", "S2.jpg", "s3.jpg"],  # case: text compares case-insensitively
+    ["001.jpg", "001.JPG", "002.jpg"],  # equal keys keep listing order, as the key sort does
+    ["b.jpg"], [],
+])
+def test_natural_sorted_equals_sorting_by_the_natural_key(names: list[str]) -> None:
+    """The fast path (names alike but for their digits: plain string order) gives the key's order, or is not taken."""
+    from datamodules.frames import natural_key, natural_sorted
+
+    assert natural_sorted(list(names)) == sorted(names, key=natural_key)
+
+
+def test_frame_names_take_image_files_only_whatever_the_case(tmp_path: Path) -> None:
+    from datamodules.frames import frame_names
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for name in ("0002.jpg", "0001.JPG", "0003.jpeg", "x.tar.TIFF", ".0004.jpg", "._0001.jpg", "notes.txt", "x.",
+                 "jpg", ".jpg", "a.mp4"):
+        (folder / name).write_bytes(b"x")
+    assert frame_names(folder) == ["0001.JPG", "0002.jpg", "0003.jpeg", "x.tar.TIFF"]
+
+
 def test_two_files_with_one_frame_number_are_refused(tmp_path: Path) -> None:
     from datamodules.frames import ClipReadError
 
