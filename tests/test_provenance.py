@@ -342,6 +342,13 @@ def test_two_manifests_with_the_same_relative_paths_re_extract(tmp_path: Path,
     assert "2 to extract, 0 already done (changed 2)" in run2.stdout, run2.stdout
     assert "SOURCE CHANGED [mn] clips/x: other file: was " + str((tmp_path / "one/clips/x.jpg").resolve()) \
         in run2.stdout, run2.stdout
+    # Run again with nothing changed: everything skipped, and Lightning (most of a no-op's time) never imported.
+    code = ("import sys; from fer_zoo.extraction.command import main; rc = main(['--config', sys.argv[1]]); "
+            "print('lightning imported:', 'lightning' in sys.modules); sys.exit(rc)")
+    run3 = subprocess.run([sys.executable, "-c", code, str(second)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "WANDB_MODE": "offline"}, timeout=600)
+    assert run3.returncode == 0, run3.stdout + run3.stderr
+    assert "0 to extract, 2 already done" in run3.stdout and "lightning imported: False" in run3.stdout, run3.stdout
     caplog.clear()
     assert FeatureDataModule(source, str(store), ["mn"], strict_provenance=True, **kw).provenance_warnings == []
     # The store now holds exactly what a fresh extraction of the second manifest holds.
@@ -352,6 +359,47 @@ def test_two_manifests_with_the_same_relative_paths_re_extract(tmp_path: Path,
     a = next((store / "mn").glob("*/meta.json")).parent
     for name in ("features.npy", "valid.npy", "index.parquet"):
         assert (a / name).read_bytes() == (fresh.path / name).read_bytes(), name
+
+
+def test_a_store_packed_from_the_sources_as_they_are_is_a_no_op_by_whole_columns(tmp_path: Path) -> None:
+    """``packed_as_now`` (the rerun's no-op check) says yes only for exactly these clips, in order, each from its
+    source as it is now; every other case goes to the per-clip plan, which gives the same answer clip by clip."""
+    from datamodules.feature_store import packed_as_now, stored_clips
+    from fer_zoo.extraction.plan import plan_store_rerun
+
+    clips = _photo_clips(tmp_path, 3)
+    ids = [c.clip_id for c in clips]
+    now = {c.clip_id: source_provenance(c.path) for c in clips}
+    path = _fake_store(tmp_path / "s", "face", now)
+    prov = [now[i] for i in ids]
+    assert packed_as_now(path, ids, prov) and packed_as_now(path, ids, prov, ok_only=True)
+    assert plan_store_rerun(path, clips, now) == plan_rerun(clips, stored_clips(path), now)
+    assert not packed_as_now(path, ids[::-1], prov[::-1])  # another order: the pack would differ
+    assert not packed_as_now(path, ids[:2], prov[:2])  # a clip fewer (or more) in the source
+    _touch(Path(clips[1].path))
+    touched = {**now, "p1": source_provenance(clips[1].path)}
+    assert not packed_as_now(path, ids, [touched[i] for i in ids])
+    plan = plan_store_rerun(path, clips, touched)
+    assert [c.clip_id for c in plan.todo] == ["p1"] and plan.why == {"p1": "changed"}
+    moved = {**now, "p2": Provenance("/elsewhere/p2.jpg", now["p2"].fingerprint)}  # same stat, another file
+    assert not packed_as_now(path, ids, [moved[i] for i in ids])
+    # Unpacked shards (a killed run): not a no-op, they must be packed.
+    w = ShardWriter(path, {"m": "face"})
+    w.add(ClipResult.failed("p0", "corrupt").from_source(now["p0"]))
+    w.flush()
+    assert not packed_as_now(path, ids, prov)
+    # A failed clip: kept unless retry_failed, which must see it.
+    failed = _fake_store(tmp_path / "f", "face", now)
+    idx = pd.read_parquet(failed / "index.parquet")
+    idx.loc[0, "status"] = "failed"
+    idx.to_parquet(failed / "index.parquet", index=False)
+    assert packed_as_now(failed, ids, prov) and not packed_as_now(failed, ids, prov, ok_only=True)
+    assert [c.clip_id for c in plan_store_rerun(failed, clips, now, retry_failed=True).todo] == ["p0"]
+    # A store packed before provenance was recorded: no columns to compare, so the per-clip plan decides.
+    old = _fake_store(tmp_path / "o", "face", now)
+    pd.read_parquet(old / "index.parquet").drop(columns=["source_path", "source_fingerprint"]).to_parquet(
+        old / "index.parquet", index=False)
+    assert not packed_as_now(old, ids, prov) and plan_store_rerun(old, clips, now).unknown == ids
 
 
 def test_clips_without_provenance_in_a_newer_store_are_counted(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from datamodules.feature_store import StoredClip
+from datamodules.feature_store import StoredClip, packed_as_now, stored_clips
 from datamodules.provenance import Provenance, how_changed
 from datamodules.records import ClipRecord
 
@@ -77,3 +78,15 @@ def plan_rerun(clips: list[ClipRecord], stored: dict[str, list[StoredClip]], cur
             plan.todo.append(clip)
             plan.why[cid] = why
     return plan
+
+
+def plan_store_rerun(path: Path, clips: list[ClipRecord], current: dict[str, Provenance],
+                     retry_failed: bool = False) -> RerunPlan:
+    """:func:`plan_rerun` over the store at ``path`` (which may not exist yet). A packed store whose clips are
+    ``clips``, in order, each made from its source as it is now, is told apart by whole-column comparisons first
+    (:func:`datamodules.feature_store.packed_as_now`): the no-op rerun, with an empty plan and no object per clip."""
+    if not path.exists():
+        return plan_rerun(clips, {}, current, retry_failed)
+    if packed_as_now(path, [c.clip_id for c in clips], [current[c.clip_id] for c in clips], ok_only=retry_failed):
+        return RerunPlan()
+    return plan_rerun(clips, stored_clips(path), current, retry_failed)
