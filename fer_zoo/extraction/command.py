@@ -95,6 +95,22 @@ def print_summary(summaries: list[StoreSummary], skipped: list[tuple[str, str]] 
         print(f"  SKIPPED {path}: {reason}")
 
 
+def global_rank() -> int:
+    """This process's rank: Lightning's when a Trainer ran here (DDP), else from the launcher's environment, read
+    as Lightning reads it (``lightning.fabric.utilities.rank_zero._get_rank``). A rerun with nothing to extract never
+    imports Lightning (~2.5 s)."""
+    if "lightning" in sys.modules:
+        from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+        return int(getattr(rank_zero_only, "rank", 0))
+    import os
+
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
+
+
 def apply_fit_config(parser: ArgumentParser, cfg: Any) -> list[str]:
     """Put ``--fit_config``'s source and store root into the parsed ``cfg``; return the modalities it trains on.
 
@@ -150,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
             trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every,
             decoder_threads=init.decoder_threads, retry_failed=init.retry_failed, current=current))
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    if rank_zero_only.rank == 0:
+    if global_rank() == 0:
         print_summary(summaries, skipped)
     gone = max((len(s.gone) for s in summaries), default=0)
     if gone:

@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.audio import read_soundtrack
-from datamodules.feature_store import ClipResult, ShardWriter, check_request, pack, store_key, store_path, stored_clips
+from datamodules.feature_store import ClipResult, check_request, pack, store_key, store_path
 from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.labels import canonical_label
 from datamodules.provenance import Provenance, clips_provenance
@@ -29,7 +27,7 @@ from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.registry import extractor_class
 from extractors.weights import WeightsUnavailableError
-from fer_zoo.extraction.plan import plan_rerun
+from fer_zoo.extraction.plan import plan_store_rerun
 from fer_zoo.native_stderr import native_stderr_to
 
 WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers (or, with 0 workers, MediaPipe
@@ -190,60 +188,6 @@ def _worker_init(_: int, stderr_log: str | None = None) -> None:
         os.close(fd)
 
 
-class ExtractionModule(L.LightningModule):
-    """Holds the extractor so Lightning places its network on the right device; one clip per predict step."""
-
-    def __init__(self, extractor: Extractor) -> None:
-        super().__init__()
-        self.extractor = extractor
-        self.net = getattr(extractor, "model", None)  # registered as a submodule when the extractor is a network
-
-    def predict_step(self, item: ClipItem, batch_idx: int) -> ClipResult:
-        if item.result is not None:
-            return item.result
-        feats, valid = self.extractor.forward(item.pre)
-        return ClipResult(item.clip_id, feats, valid, item.frame_indices, item.timestamps,
-                          reason=item.reason).from_source(item.provenance)
-
-
-class StoreWriter(BasePredictionWriter):
-    """Writes each finished clip into this rank's shards (atomic); predictions are never held in memory."""
-
-    def __init__(self, path: Path, request: dict[str, Any], flush_every: int) -> None:
-        super().__init__(write_interval="batch")
-        self.path, self.request, self.flush_every = path, request, flush_every
-        self.writer: ShardWriter | None = None
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.writer = ShardWriter(self.path, self.request, rank=trainer.global_rank, flush_every=self.flush_every)
-
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,  # noqa: ANN001
-                           dataloader_idx) -> None:  # noqa: ANN001
-        assert self.writer is not None
-        self.writer.add(prediction)
-
-    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        assert self.writer is not None
-        self.writer.flush()
-
-
-class ClipProgressBar(TQDMProgressBar):
-    """Lightning's bar, counting clips (one per step), so it reads clips/s with an ETA."""
-
-    def __init__(self, label: str) -> None:
-        super().__init__()
-        self.label = label
-
-    @property
-    def predict_description(self) -> str:
-        return self.label
-
-    def init_predict_tqdm(self):  # noqa: ANN201
-        bar = super().init_predict_tqdm()
-        bar.unit = "clip"
-        return bar
-
-
 def library_versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -305,7 +249,7 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     order = [c.clip_id for c in clips]
     if current is None:
         current = dict(zip(order, clips_provenance(clips)))  # stat calls only
-    plan = plan_rerun(clips, stored_clips(path) if path.exists() else {}, current, retry_failed)
+    plan = plan_store_rerun(path, clips, current, retry_failed)
     todo = plan.todo
     log(f"[{modality}] {extractor.name} -> {path}: {len(todo)} to extract, {len(order) - len(todo)} already done"
         f"{plan.note()}")
@@ -315,6 +259,10 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     unpacked = any((path / "shards").glob("shard-*.npz")) if path.exists() else False
     if not todo and not unpacked and (path / "meta.json").exists():  # a no-op rerun: no Trainer, no pack
         return summarize(modality, path, len(order), plan)
+    import lightning as L  # only when there is work (see fer_zoo.extraction.lightning_parts)
+
+    from fer_zoo.extraction.lightning_parts import ClipProgressBar, ExtractionModule, StoreWriter
+
     kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
               "enable_model_summary": False, **(trainer_kwargs or {})}
     callbacks: list[Any] = [StoreWriter(path, request, flush_every)]
