@@ -7,10 +7,12 @@ feature DataModule compares it across the modalities' stores of a clip (never mi
 
 The fingerprint is stat-based, like ``make`` and ``rsync``'s default check: size and modification time (ns) of a
 file; for a frame folder, the names, sizes and modification times of the frames the reader reads
-(:func:`datamodules.frames.frame_names`), hashed. No byte is read, so a no-op rerun over DFEW's 16k clip folders costs
-stat calls only (figures in ``benchmarks/bench_provenance.py``). Not seen: a replacement that keeps both size and
-mtime (``cp -p``/``rsync -a`` of a same-size file over another); a path that now names another file is seen (the
-path is part of the provenance).
+(:func:`datamodules.frames.frame_names`), hashed: ``frames:<count>:<sha256[:16]>`` of the lines
+``<name>\0<st_size>\0<st_mtime_ns>`` joined by ``\n`` in frame order. No byte is read, so a no-op rerun over DFEW's
+16k clip folders costs one listing per folder and one stat per frame (a touched or rewritten frame changes only its
+own inode, not its folder's mtime, so nothing cheaper sees it); figures in ``benchmarks/bench_provenance.py``. Not
+seen: a replacement that keeps both size and mtime (``cp -p``/``rsync -a`` of a same-size file over another); a path
+that now names another file is seen (the path is part of the provenance).
 """
 
 from __future__ import annotations
