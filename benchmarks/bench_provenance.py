@@ -214,7 +214,7 @@ def time_no_op(args: argparse.Namespace, checkouts: dict[str, Path], what: str, 
     base = median(out[THIS]["cpu_s"])
     rows = [[k, f"{median(v['wall_s']):.2f}", " ".join(f"{x:.2f}" for x in v["wall_s"]), f"{median(v['cpu_s']):.2f}",
              " ".join(f"{x:.2f}" for x in v["cpu_s"]), f"{median(v['cpu_s']) / base:.2f}"] for k, v in out.items()]
-    title = (f"`python -m fer_zoo extract` again with nothing to do: {what}, {modalities} modalities; "
+    title = (f"`python -m fer_zoo extract` again with nothing to do: {what}, modalities: {modalities}; "
              f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return out, table(["code", "wall s (median)", "wall s", "CPU s (median)", "CPU s", "CPU vs this"], rows,
                       title=title)
