@@ -6,7 +6,7 @@ each, with provenance); warm page cache, steps interleaved, median of ``--repeat
 
 - *plan, before provenance*: what a rerun did before clips recorded their source (a copy of that code's
   ``done_clip_ids``: clip ids and statuses read with pandas, then a set difference);
-- *fingerprint*: ``sources_provenance`` over every clip (one listing and one stat per frame; shared by every
+- *fingerprint*: ``clips_provenance`` over every clip (one listing and one stat per frame; shared by every
   modality of an ``extract`` run);
 - *plan, stored_clips*: the per-clip plan (``stored_clips`` + ``plan_rerun``), what the rerun did before the no-op
   check compared whole columns, and still does when something changed;
@@ -107,7 +107,7 @@ def done_clip_ids_before_provenance(path: Path) -> set[str]:
 
 def part1(args: argparse.Namespace) -> tuple[list[list[str]], dict[str, list[float]], str]:
     from datamodules.feature_store import FeatureStore, stored_clips
-    from datamodules.provenance import check_sources, sources_provenance
+    from datamodules.provenance import check_sources, clips_provenance
     from datamodules.records import ClipRecord
     from fer_zoo.extraction.plan import plan_rerun, plan_store_rerun
 
@@ -121,7 +121,7 @@ def part1(args: argparse.Namespace) -> tuple[list[list[str]], dict[str, list[flo
     ids = [c.clip_id for c in clips]
 
     def current() -> dict:
-        return dict(zip(ids, sources_provenance(c.path for c in clips)))
+        return dict(zip(ids, clips_provenance(clips)))
 
     def plan_before() -> None:
         done = done_clip_ids_before_provenance(store_dir)

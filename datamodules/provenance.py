@@ -8,7 +8,8 @@ feature DataModule compares it across the modalities' stores of a clip (never mi
 The fingerprint is stat-based, like ``make`` and ``rsync``'s default check: size and modification time (ns) of a
 file; for a frame folder, the names, sizes and modification times of the frames the reader reads
 (:func:`datamodules.frames.frame_names`), hashed: ``frames:<count>:<sha256[:16]>`` of the lines
-``<name>\0<st_size>\0<st_mtime_ns>`` joined by ``\n`` in frame order. No byte is read, so a no-op rerun over DFEW's
+``<name>\\0<st_size>\\0<st_mtime_ns>`` joined by ``\\n`` in frame order; an image with a face box adds
+``:box=<x>,<y>,<w>,<h>`` (:func:`clips_provenance`). No byte is read, so a no-op rerun over DFEW's
 16k clip folders costs one listing per folder and one stat per frame (a touched or rewritten frame changes only its
 own inode, not its folder's mtime, so nothing cheaper sees it); figures in ``benchmarks/bench_provenance.py``. Not
 seen: a replacement that keeps both size and mtime (``cp -p``/``rsync -a`` of a same-size file over another); a path
