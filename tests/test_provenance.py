@@ -79,7 +79,15 @@ def test_fingerprint_of_a_frame_folder_covers_every_frame_and_only_frames(tmp_pa
     touched = source_provenance(d)
     assert touched.fingerprint.startswith("frames:5:") and touched != first
     shutil.copy(_photo(0), d / "005.jpg")
-    assert source_provenance(d).fingerprint.startswith("frames:6:")
+    added = source_provenance(d)
+    assert added.fingerprint.startswith("frames:6:")
+    st = (d / "004.jpg").stat()
+    (d / "004.jpg").rename(d / "006.jpg")  # renamed, same size and mtime: the frame order changed
+    os.utime(d / "006.jpg", ns=(st.st_atime_ns, st.st_mtime_ns))
+    renamed = source_provenance(d)
+    assert renamed.fingerprint.startswith("frames:6:") and renamed != added
+    (d / "006.jpg").unlink()
+    assert source_provenance(d).fingerprint.startswith("frames:5:")
 
 
 # ------------------------------------------------------------------------------------------------- rerun plans
