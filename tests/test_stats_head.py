@@ -19,7 +19,7 @@ from datamodules.feature_store import ClipResult, ShardWriter, pack, store_path
 from datamodules.sources import ManifestSource
 from fer_zoo.training.lit_module import FERLitModule
 from fer_zoo.training.model import ClipStatsHead
-from fer_zoo.training.probe import clip_statistics, probe_for
+from fer_zoo.training.probe import clip_statistics, init_probe_for, probe_for
 
 CLASSES = ("anger", "happiness", "sadness")
 DIMS = {"face": 6, "body": 3}
@@ -72,7 +72,7 @@ def lit_for(dm: FeatureDataModule, **kw: object) -> FERLitModule:
 
 
 def test_a_probe_initialised_model_gives_the_probe_logits(dm: FeatureDataModule) -> None:
-    probe = probe_for(dm)
+    probe = init_probe_for(dm).probe
     lit = lit_for(dm)
     ids = dm.split_ids["test"]
     x = probe.standardise(clip_statistics(dm.stores, ids))
@@ -146,3 +146,36 @@ def test_the_probe_head_stays_fixed_unless_asked(dm: FeatureDataModule) -> None:
     assert not any(p.requires_grad for p in frozen.model.stats_head.parameters())
     assert all(p.requires_grad for p in trained.model.stats_head.parameters())
     assert all(p.requires_grad for p in lit_for(dm, probe_init=False).model.stats_head.parameters())
+
+
+def test_a_fused_head_starts_from_the_best_probe_on_val_only(dm: FeatureDataModule) -> None:
+    """Candidates: the joint probe and sums of per-modality probes; the chosen one has the best val UAR, and it is
+    what the model computes (so a fused model starts at least where its best modality's probe is, on val)."""
+    init = init_probe_for(dm)
+    uars = init.val_uar_by_candidate
+    assert set(uars) == {"joint", "experts:face+body", "experts:face", "experts:body"}
+    assert uars[init.chosen] == max(uars.values())
+    ids = dm.split_ids["val"]
+    y = np.array([dm.labels[c] for c in ids])
+    from fer_zoo.training.probe import scores
+
+    got = scores(init.probe.predict(clip_statistics(dm.stores, ids)), y, dm.num_classes)["test/uar"]
+    assert got == pytest.approx(uars[init.chosen])
+    lit = lit_for(dm)
+    assert lit.stats_head_init["chosen"] == init.chosen
+
+
+def test_experts_over_one_modality_ignore_the_others(dm: FeatureDataModule) -> None:
+    """The "experts:face" candidate must not look at the body columns: changing them changes no prediction."""
+    from fer_zoo.training.probe import _blocks, _experts, fit_probe
+
+    blocks = _blocks(dm)
+    ids = dm.split_ids["train"]
+    y = np.array([dm.labels[c] for c in ids])
+    x = clip_statistics(dm.stores, ids)
+    face = fit_probe(x[:, blocks["face"]], y, x[:, blocks["face"]], y, dm.num_classes)
+    combined = _experts({"face": face}, blocks, x.shape[1])
+    noisy = x.copy()
+    noisy[:, blocks["body"]] = np.random.default_rng(1).standard_normal(noisy[:, blocks["body"]].shape) * 100
+    np.testing.assert_array_equal(combined.predict(x), combined.predict(noisy))
+    np.testing.assert_array_equal(combined.predict(x), face.predict(x[:, blocks["face"]]))

@@ -277,6 +277,7 @@ class FERCLI(LightningCLI):
             "standardize": bool(getattr(self.model.hparams, "standardize", False)),
             # The same split, the same metric code: what a linear model on clip statistics and a constant get.
             "baselines": _baselines(dm),
+            "stats_head_init": getattr(self.model, "stats_head_init", None),
         }
         if results["confusion"] is not None:
             results["confusion"] = results["confusion"].tolist()

@@ -121,6 +121,7 @@ class FERLitModule(L.LightningModule):
         self.val_class_recall = MulticlassRecall(num_classes, average=None)
         self.test_class_recall = MulticlassRecall(num_classes, average=None)
         self.last_confusion: dict[str, np.ndarray] = {}
+        self.stats_head_init: dict[str, Any] | None = None  # which probe the clip-statistics head started from
         self.checkpoint_epoch: int | None = None  # epoch of the checkpoint last loaded (what `test` evaluates)
 
     def _evaluated(self, split: str) -> str:
@@ -160,14 +161,16 @@ class FERLitModule(L.LightningModule):
         its weights with ``probe_init`` (then the transformer's own head starts at zero, so training starts from
         the probe's predictions; LP-FT, see ``ClipStatsHead``). A resumed fit restores the checkpoint over all of it.
         """
-        from fer_zoo.training.probe import probe_for
+        from fer_zoo.training.probe import init_probe_for
 
         if self.hparams.standardize:
             self.model.set_input_stats({m: st.as_float32() for m, st in dm.feature_stats().items()})
         head = self.model.stats_head
         if head is None:
             return
-        probe = probe_for(dm)
+        init_choice = init_probe_for(dm)
+        probe = init_choice.probe
+        self.stats_head_init = init_choice.as_dict()
         if list(dm.stores) != head.modalities:
             raise ValueError(f"probe columns follow the stores {list(dm.stores)}, the model {head.modalities}")
         as_t = functools.partial(torch.as_tensor, dtype=torch.float64)
