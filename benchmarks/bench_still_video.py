@@ -9,6 +9,11 @@ jitter (shift up to 3 px, brightness +-10 %). Also: test UAR/WAR of the photo pr
 baseline on the same split, and the window stability on the real shared videos (``single_face.mp4``,
 ``WolfgangLanger_Pexels.mp4``: the fraction of adjacent windows whose top class differs).
 
+Photo inputs (``--photos``): ``crops`` (default): every photo is first face-cropped by ``python -m fer_zoo
+preprocess`` (the detector, margin and crop predict-video applies to every video frame; photos without a face are
+left out and counted) and the runs train on those crops; ``whole``: the whole photos (before issue 16's crop fix:
+30-45 % agreement for resnet+facemesh). The still videos are always made of the whole photo, as a camera sees it.
+
 Variants compared, each over ``--seeds``: ``pad`` (short clips padded and masked: a photo is one valid token, the
 behaviour before issue 16) and ``stretch`` (the default: a photo is a still video of num_frames copies) with
 ``--jitter`` feature jitter. Every run is trained here with ``python -m fer_zoo fit`` (resnet+facemesh, the
