@@ -39,14 +39,15 @@ def preprocess_root(path: str | Path, cache: dict[Path, Path | None] | None = No
     return found
 
 
-def crop_record(paths: Iterable[str | Path]) -> dict[str, Any]:
+def crop_record(paths: Iterable[str | Path], dataset_boxes: int = 0) -> dict[str, Any]:
     """How the clips at ``paths`` were cropped, for a store's ``meta.json``::
 
         {"cropped": int, "uncropped": int, "settings": [preprocess.json contents, one per distinct setting],
-         "roots": [the preprocess trees], "uncropped_examples": [up to 3 paths]}
+         "roots": [the preprocess trees], "uncropped_examples": [up to 3 paths], "dataset_boxes": int}
 
     ``cropped``: clips under a ``preprocess`` tree; ``uncropped``: the others (whole photos, frames or videos as
-    they were given, or crops made by another tool, e.g. a dataset's aligned faces).
+    they were given, or crops made by another tool, e.g. a dataset's aligned faces); ``dataset_boxes``: how many
+    of them the reader cropped to the data set's own face box (``ClipRecord.box``, AffectNet), as the caller counts.
     """
     cache: dict[Path, Path | None] = {}
     roots: dict[Path, dict[str, Any]] = {}
@@ -69,4 +70,4 @@ def crop_record(paths: Iterable[str | Path]) -> dict[str, Any]:
         if s not in settings:
             settings.append(s)
     return {"cropped": cropped, "uncropped": uncropped, "settings": settings,
-            "roots": sorted(str(r) for r in roots), "uncropped_examples": examples}
+            "roots": sorted(str(r) for r in roots), "uncropped_examples": examples, "dataset_boxes": dataset_boxes}

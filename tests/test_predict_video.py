@@ -416,8 +416,8 @@ def test_crop_record_counts_preprocess_crops(tmp_path: Path) -> None:
     tree = tmp_path / "crops"
     (tree / "Clip" / "clip_224x224" / "a").mkdir(parents=True)
     (tree / "preprocess.json").write_text(json.dumps({"margin": 0.25, "size": 224}))
-    rec = crop_record([tree / "Clip" / "clip_224x224" / "a", tmp_path / "photo.jpg"])
-    assert (rec["cropped"], rec["uncropped"]) == (1, 1)
+    rec = crop_record([tree / "Clip" / "clip_224x224" / "a", tmp_path / "photo.jpg"], dataset_boxes=1)
+    assert (rec["cropped"], rec["uncropped"], rec["dataset_boxes"]) == (1, 1, 1)
     assert rec["settings"] == [{"margin": 0.25, "size": 224}] and rec["roots"] == [str(tree.absolute())]
     assert rec["uncropped_examples"] == [str(tmp_path / "photo.jpg")]
 

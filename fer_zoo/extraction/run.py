@@ -291,7 +291,8 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
         meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,
                 "source": {"name": source.name, "num_clips": len(order)}, "libraries": library_versions(),
                 **extractor.describe(), "random_weights": random_weights, **fallback_note,
-                "face_crops": crop_record(c.path for c in clips)}  # which clips are `preprocess` face crops
+                # which clips are `preprocess` face crops (predict-video compares them with its own crops)
+                "face_crops": crop_record((c.path for c in clips), sum(c.box is not None for c in clips))}
         pack(path, order, meta, current)
     trainer.strategy.barrier()
     if todo and extractor.runs_in_workers and (path / WORKER_LOG).exists():

@@ -228,9 +228,11 @@ def check_training_crops(run: RunInfo) -> tuple[str, list[str]]:
         kinds.add("preprocess" if not n_raw else "uncropped" if not n_crop else "mixed")
         if n_raw:
             ex = ", ".join(rec.get("uncropped_examples") or [])
+            boxed = int(rec.get("dataset_boxes") or 0)
             problems.append(
                 f"modality {m.key!r}: {n_raw} of its {n_crop + n_raw} training clips were not cropped by `preprocess` "
-                f"(e.g. {ex}): the model learned from those pixels (whole photos or frames, or another tool's crops) "
+                f"(e.g. {ex}" + (f"; {boxed} cut to the data set's own face boxes" if boxed else "")
+                + "): the model learned from those pixels (whole photos or frames, or another tool's crops) "
                 f"but is given tracked face crops here (margin {run.track.margin}, {run.track.size}px), so it may "
                 f"predict otherwise on the same face; {fix}")
         for st in rec.get("settings") or []:
