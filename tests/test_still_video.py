@@ -152,15 +152,22 @@ def test_a_mixed_manifest_presents_photos_and_videos_alike(runs: dict) -> None:
     assert seen == {1, VIDEO_FRAMES}
 
 
+FULL_FIGURE = ("issue 16 acceptance not met on the full figure: trained on the photos' preprocess face crops (the "
+               "crop predict-video makes), bench_still_video measured 88.6 +- 0.6 % still / 88.0 +- 0.2 % jittered "
+               "agreement on 408 held-out photos (2 seeds, 20 epochs, before main's clip-statistics head; whole "
+               "photos: 30-45 %), the misses on photos whose top probability is < 0.6; this 8-photo sample (<= 1 miss) "
+               "passed with the crops (XPASS)")
+PHOTOS_XFAIL = pytest.mark.xfail(reason=FULL_FIGURE, strict=False)
 MIXED_XFAIL = pytest.mark.xfail(reason=(
-    "issue 16, mixed manifest, after main's clip-statistics head (8183d90, probe-initialised, fixed): its per-clip std "
-    "columns are 0 for every photo but not for the 8 jittered training videos, so the probe weighs them (|w| 56 vs 3 "
-    "for the photo-only run) and jittered still videos of test photos all go to one class: 2/8 agree (transformer "
-    "alone, head removed: 6/8; still videos 7/8 either way). Before that head this test passed."), strict=False)
+    FULL_FIGURE + "; mixed manifest, after main's clip-statistics head (8183d90, probe-initialised, fixed): its "
+    "per-clip std columns are 0 for every photo but not for the 8 jittered training videos, so the probe weighs "
+    "them (|w| 56 vs 3 for the photo-only run) and jittered still videos of test photos all go to one class: 2/8 agree "
+    "(transformer alone, head removed: 6/8; still videos 7/8 either way)"), strict=False)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["photos", pytest.param("mixed", marks=MIXED_XFAIL)])
+@pytest.mark.parametrize("name", [pytest.param("photos", marks=PHOTOS_XFAIL),
+                                  pytest.param("mixed", marks=MIXED_XFAIL)])
 def test_a_still_video_gets_the_prediction_of_its_photo(runs: dict, name: str) -> None:
     """Held-out photos written as 16-frame videos and run through the predict-video path agree with the photo's own
     prediction (the benchmark's >= 95 % still, >= 90 % jittered, on a small sample: at most one miss each)."""
