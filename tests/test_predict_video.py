@@ -375,6 +375,53 @@ def test_crops_follow_the_training_trees_preprocess_settings(tmp_path: Path) -> 
     assert info.track_from == str(tree / "preprocess.json")
 
 
+def _crops(cropped: int, uncropped: int, settings: list[dict] | None = None) -> dict:
+    return {"cropped": cropped, "uncropped": uncropped, "settings": settings or [], "roots": [],
+            "uncropped_examples": ["/photos/a.jpg"] if uncropped else []}
+
+
+def test_a_model_trained_on_uncropped_photos_is_flagged_and_refused_on_request(
+        dummy_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The store meta says the training clips were whole photos: predict-video (which feeds face crops) warns, and
+    refuses with --crop_mismatch error, before loading anything."""
+    from fer_zoo.video.predict import main
+
+    run = _fake_run(tmp_path, {"facemesh": {**MESH_META, "face_crops": _crops(0, 12)}})
+    info = resolve_run(run)
+    assert info.training_crops == "uncropped" and len(info.crop_mismatch) == 1
+    assert "12 of its 12 training clips were not cropped by `preprocess` (e.g. /photos/a.jpg)" in info.crop_mismatch[0]
+    assert main([str(dummy_video), "--ckpt", str(run), "--out", str(tmp_path / "p"), "--crop_mismatch", "error"]) == 2
+    err = capsys.readouterr().err
+    assert "not trained on the face crops it would be given here" in err and "python -m fer_zoo preprocess" in err
+
+
+def test_crop_settings_come_from_the_store_meta_and_other_flags_are_flagged(tmp_path: Path) -> None:
+    """Crops recorded in the store meta set the crop settings (no preprocess.json needed); a margin other than the
+    training crops' is a mismatch, as is a mixed training set."""
+    st = {"margin": 0.4, "size": 112, "min_confidence": 0.5, "detector": "short", "jpeg_quality": 95, "version": "1"}
+    run = _fake_run(tmp_path, {"facemesh": {**MESH_META, "face_crops": _crops(20, 0, [st])}})
+    info = resolve_run(run)
+    assert (info.track.margin, info.track.size) == (0.4, 112) and info.track_from.startswith("store meta")
+    assert info.training_crops == "preprocess" and info.crop_mismatch == []
+    info = resolve_run(run, {"margin": 0.25})
+    assert len(info.crop_mismatch) == 1 and "margin 0.4 but cropped here with margin 0.25" in info.crop_mismatch[0]
+    mixed = _fake_run(tmp_path / "m", {"facemesh": {**MESH_META, "face_crops": _crops(20, 3, [st])}})
+    info = resolve_run(mixed)
+    assert info.training_crops == "mixed" and "3 of its 23 training clips" in info.crop_mismatch[0]
+
+
+def test_crop_record_counts_preprocess_crops(tmp_path: Path) -> None:
+    from datamodules.crops import crop_record
+
+    tree = tmp_path / "crops"
+    (tree / "Clip" / "clip_224x224" / "a").mkdir(parents=True)
+    (tree / "preprocess.json").write_text(json.dumps({"margin": 0.25, "size": 224}))
+    rec = crop_record([tree / "Clip" / "clip_224x224" / "a", tmp_path / "photo.jpg"], dataset_boxes=1)
+    assert (rec["cropped"], rec["uncropped"], rec["dataset_boxes"]) == (1, 1, 1)
+    assert rec["settings"] == [{"margin": 0.25, "size": 224}] and rec["roots"] == [str(tree.absolute())]
+    assert rec["uncropped_examples"] == [str(tmp_path / "photo.jpg")]
+
+
 # ------------------------------------------------------------------------------------------ smoothing, valid frames
 
 

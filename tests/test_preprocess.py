@@ -10,6 +10,8 @@ import pytest
 
 from fer_zoo.video.face_track import Detection, FaceTracker, InputError, clip_ids, collect_videos, crop_square, iou
 
+REPO = Path(__file__).resolve().parents[1]
+
 FACE = (100.0, 100.0, 200.0, 200.0)
 OTHER = (400.0, 100.0, 500.0, 200.0)
 
@@ -110,7 +112,7 @@ def test_preprocess_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
 
     (tmp_path / "notes.txt").write_text("hello")
     assert main([str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out")]) == 2
-    assert "notes.txt: not a video file" in capsys.readouterr().err
+    assert "notes.txt: not a video or photo file" in capsys.readouterr().err
     assert main([str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "out")]) == 2
     assert "nope.mp4: no such file" in capsys.readouterr().err
 
@@ -212,3 +214,39 @@ def test_preprocess_reports_a_corrupt_video_and_goes_on(face_videos: Path, tmp_p
     written = [r for r in _boxes(clip / "boxes.csv") if r["image"]]
     assert [int(r["frame"]) for r in written] == np.round(np.linspace(0, 71, 10)).astype(int).tolist()
     assert not (tmp_path / "out" / "Clip" / "clip_112x112" / "broken").exists()
+
+
+# ------------------------------------------------------------------------------------------------ photos
+
+
+def test_a_photo_is_cropped_like_every_frame_of_a_video_of_it(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`preprocess` crops a photo with the detector, tracker and crop of video frames: its one crop matches the
+    crops of a still video made of it (codec noise only); a photo without a face is reported and the others go on."""
+    import cv2
+
+    from fer_zoo.video.consistency import encode_still_video
+    from fer_zoo.video.preprocess import main
+
+    photo = sorted((REPO / "data" / "sample" / "images" / "happiness").glob("*.jpg"))[0]
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    still = encode_still_video(rgb, tmp_path / "still.mp4", frames=8)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    assert main([str(photo), str(blank), str(still), "--out", str(out)]) == 4  # 4: some input had no face
+    text = capsys.readouterr()
+    assert f"no face found in {blank}" in text.out + text.err
+    root = out / "Clip" / "clip_224x224"
+    assert sorted(p.name for p in (root / photo.stem).iterdir()) == ["00001.jpg", "boxes.csv"]
+    (row,) = _boxes(root / photo.stem / "boxes.csv")
+    assert row["face_found"] == "1" and row["image"] == "00001.jpg"
+    assert [r["face_found"] for r in _boxes(root / "blank" / "boxes.csv")] == ["0"]
+    crop = cv2.imread(str(root / photo.stem / "00001.jpg")).astype(np.float32)
+    frames = sorted((root / "still").glob("*.jpg"))
+    assert len(frames) == 8
+    diffs = [float(np.abs(cv2.imread(str(f)).astype(np.float32) - crop).mean()) for f in frames]
+    assert crop.shape == (224, 224, 3) and max(diffs) < 6.0, diffs  # same box, same crop: codec noise only
+    with open(out / "manifest.csv", newline="") as f:
+        listed = sorted(Path(r["path"]).name for r in csv.DictReader(f))
+    assert listed == sorted([photo.stem, "still"])  # the photo without a face is left out

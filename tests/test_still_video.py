@@ -69,8 +69,9 @@ def test_flip_rate_counts_adjacent_changes_between_predicted_windows() -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One store over a manifest of sample photos plus short labelled videos; a model fitted on the photos only and
-    one on the mixed manifest (resnet + facemesh, stretched short clips, feature jitter)."""
+    """Sample photos plus short labelled videos, face-cropped by ``preprocess`` (the crops predict-video makes), one
+    store over them; a model fitted on the photos' crops only and one on the mixed manifest (resnet + facemesh,
+    stretched short clips, feature jitter)."""
     tmp = tmp_path_factory.mktemp("still_video")
     photos, videos = [], []
     for cls in sorted(p for p in SAMPLE.iterdir() if p.is_dir()):
@@ -79,13 +80,29 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         for f in files[PER_CLASS:PER_CLASS + 1]:  # one labelled video per class, from a photo not used above
             v = encode_still_video(_rgb(f), tmp / f"{f.stem}.mp4", frames=VIDEO_FRAMES, jitter=Jitter(), seed=7)
             videos.append((v, cls.name))
+    labels = tmp / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "label"])
+        w.writerows((str(p), lab) for p, lab in photos + videos)
+    crops = tmp / "crops"
+    proc = subprocess.run([sys.executable, "-m", "fer_zoo", "preprocess", *[str(p) for p, _ in photos + videos],
+                           "--out", str(crops), "--labels", str(labels)], cwd=REPO, capture_output=True, text=True,
+                          env={"OMP_NUM_THREADS": "1", **os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode in (0, 4), proc.stderr[-3000:]  # 4: a photo without a face, left out and reported
+    with open(crops / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    video_ids = {v.stem for v, _ in videos}
+    # MediaPipe's short-range detector finds no face in 3 of the 48 sample photos (Avinash_28, Avinash_29,
+    # Dwarakish_160): preprocess reports them and leaves them out; every video keeps its face
+    assert {Path(r["path"]).name for r in rows} >= video_ids and len(rows) >= len(photos + videos) - 4
     manifests = {}
-    for name, rows in (("photos", photos), ("mixed", photos + videos)):
-        manifests[name] = tmp / f"{name}.csv"
+    for name, keep in (("photos", [r for r in rows if Path(r["path"]).name not in video_ids]), ("mixed", rows)):
+        manifests[name] = crops / f"{name}.csv"  # beside preprocess.json: predict-video takes its crop settings
         with open(manifests[name], "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label"])
-            w.writerows((str(p), lab) for p, lab in rows)
+            w = csv.DictWriter(f, fieldnames=["path", "label"], extrasaction="ignore")
+            w.writeheader()
+            w.writerows(keep)
     store = tmp / "features"
     _cli(["extract", "--config", "configs/extract.yaml", "--source.class_path", "datamodules.sources.ManifestSource",
           "--source.init_args.csv", str(manifests["mixed"]), "--source.init_args.vocabulary", "faces8",
@@ -135,20 +152,32 @@ def test_a_mixed_manifest_presents_photos_and_videos_alike(runs: dict) -> None:
     assert seen == {1, VIDEO_FRAMES}
 
 
+FULL_FIGURE = ("issue 16 acceptance not met on the full figure: trained on the photos' preprocess face crops (the "
+               "crop predict-video makes), bench_still_video measured 88.6 +- 0.6 % still / 88.0 +- 0.2 % jittered "
+               "agreement on 408 held-out photos (2 seeds, 20 epochs, before main's clip-statistics head; whole "
+               "photos: 30-45 %), the misses on photos whose top probability is < 0.6; this 8-photo sample (<= 1 miss) "
+               "passed with the crops (XPASS)")
+PHOTOS_XFAIL = pytest.mark.xfail(reason=FULL_FIGURE, strict=False)
+MIXED_XFAIL = pytest.mark.xfail(reason=(
+    FULL_FIGURE + "; mixed manifest, after main's clip-statistics head (8183d90, probe-initialised, fixed): its "
+    "per-clip std columns are 0 for every photo but not for the 8 jittered training videos, so the probe weighs "
+    "them (|w| 56 vs 3 for the photo-only run) and jittered still videos of test photos all go to one class: 2/8 agree "
+    "(transformer alone, head removed: 6/8; still videos 7/8 either way)"), strict=False)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 16 acceptance NOT met yet: the photo features (whole photo, resized) and the video "
-                   "features (tracked face crop, margin 0.25) differ; bench_still_video measured 30-45 % agreement "
-                   "for resnet+facemesh, 80-87 % for facemesh alone, with short_clips pad and stretch alike",
-                   strict=False)
-@pytest.mark.parametrize("name", ["photos", "mixed"])
+@pytest.mark.parametrize("name", [pytest.param("photos", marks=PHOTOS_XFAIL),
+                                  pytest.param("mixed", marks=MIXED_XFAIL)])
 def test_a_still_video_gets_the_prediction_of_its_photo(runs: dict, name: str) -> None:
     """Held-out photos written as 16-frame videos and run through the predict-video path agree with the photo's own
     prediction (the benchmark's >= 95 % still, >= 90 % jittered, on a small sample: at most one miss each)."""
-    from fer_zoo.video.consistency import load_runs, photo_predictions, score_videos
+    from fer_zoo.video.consistency import load_runs, original_media, photo_predictions, score_videos
 
     loaded, extractors = load_runs({name: runs[name]})
-    ids, paths, _, probs = photo_predictions(loaded[0], "test", limit=8)
-    assert len(ids) >= 6
+    assert loaded[0].info.training_crops == "preprocess" and not loaded[0].info.crop_mismatch
+    ids, crops, _, probs = photo_predictions(loaded[0], "test", limit=8)
+    paths = original_media(crops)  # videos of the photos themselves: predict-video crops them again
+    assert len(ids) >= 6 and all(Path(p).suffix == ".jpg" for p in paths)
     tmp = runs["tmp"] / f"videos_{name}"
     tmp.mkdir()
     still = [encode_still_video(_rgb(Path(p)), tmp / f"{i}_s.mp4") for i, p in enumerate(paths)]

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.audio import read_soundtrack
+from datamodules.crops import crop_record
 from datamodules.feature_store import ClipResult, check_request, pack, store_key, store_path
 from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
 from datamodules.labels import canonical_label
@@ -289,7 +290,9 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     if trainer.is_global_zero and (todo or unpacked or not (path / "meta.json").exists()):
         meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,
                 "source": {"name": source.name, "num_clips": len(order)}, "libraries": library_versions(),
-                **extractor.describe(), "random_weights": random_weights, **fallback_note}
+                **extractor.describe(), "random_weights": random_weights, **fallback_note,
+                # which clips are `preprocess` face crops (predict-video compares them with its own crops)
+                "face_crops": crop_record((c.path for c in clips), sum(c.box is not None for c in clips))}
         pack(path, order, meta, current)
     trainer.strategy.barrier()
     if todo and extractor.runs_in_workers and (path / WORKER_LOG).exists():

@@ -156,6 +156,28 @@ def score_videos(videos: list[Path], runs: list[LoadedRun], extractors: dict[str
     return out
 
 
+def original_media(paths: list[str]) -> list[str]:
+    """For clip folders written by ``preprocess`` (face crops), the video or photo each was cropped from (the
+    tree's ``clips.csv``); any other path is returned as it is. A still video must be made of the photo itself,
+    never of its crop: predict-video crops it again."""
+    import csv
+
+    from datamodules.crops import preprocess_root
+
+    tables: dict[Path, dict[str, str]] = {}
+    out = []
+    for p in paths:
+        root = preprocess_root(p)
+        if root is None or not Path(p).is_dir():
+            out.append(p)
+            continue
+        if root not in tables:
+            with open(root / "clips.csv", newline="") as f:
+                tables[root] = {r["clip_id"]: r["video"] for r in csv.DictReader(f)}
+        out.append(tables[root][Path(p).name])
+    return out
+
+
 def flip_rate(top: list[int | None]) -> float:
     """Fraction of adjacent window pairs (both with a prediction) whose top class differs; NaN without a pair."""
     pairs = [(a, b) for a, b in zip(top, top[1:]) if a is not None and b is not None]

@@ -23,7 +23,13 @@ Tracking rule (one person per clip, no jumping between people):
 
 Crop: a square of side ``max(w, h) * (1 + 2 * margin)`` centred on the detection box (``margin`` is the fraction of
 the box size added on each side), filled with black where it extends past the frame edge (the face stays centred
-and at the same scale instead of being shifted), resized to ``size`` x ``size`` (area filter when shrinking).
+and at the same scale instead of being shifted), resized to ``size`` x ``size`` (area filter when shrinking),
+JPEG-encoded (:func:`face_crop`, the one function that makes every crop).
+
+Photos are 1-frame clips through the very same path (:func:`track_image`, :func:`track_media`): read as ``extract``
+reads an image (``datamodules.frames.read_frames``), the same detector, the same tracker (a 1-frame clip whose only
+frame has a detection keeps it: the most confident face of the photo), the same :func:`face_crop`. So a model
+trained on ``preprocess``-ed photos and applied by ``predict-video`` to a video sees the same kind of pixels.
 """
 
 from __future__ import annotations
@@ -36,7 +42,16 @@ from typing import Any
 
 import numpy as np
 
-from datamodules.frames import VIDEO_SUFFIXES, ClipReadError, check_complete, is_hidden, open_video_stream, upright
+from datamodules.frames import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    ClipReadError,
+    check_complete,
+    is_hidden,
+    open_video_stream,
+    read_frames,
+    upright,
+)
 
 TRACK_VERSION = "1"
 JPEG_QUALITY = 95
@@ -191,6 +206,13 @@ def crop_square(rgb: np.ndarray, box: Box, margin: float, size: int) -> np.ndarr
         canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
     interp = cv2.INTER_AREA if n > size else cv2.INTER_LINEAR
     return cv2.resize(canvas, (size, size), interpolation=interp)
+
+
+def face_crop(rgb: np.ndarray, box: Box, cfg: TrackConfig) -> bytes:
+    """The JPEG bytes of the face crop of one frame or photo (``rgb`` uint8 ``[H, W, 3]``, ``box`` in its pixels):
+    :func:`crop_square` with ``cfg.margin`` and ``cfg.size``, encoded at ``cfg.jpeg_quality``. Every crop that
+    ``preprocess`` writes and ``predict-video`` extracts from, of a video frame or of a photo, is made here."""
+    return encode_jpeg(crop_square(rgb, box, cfg.margin, cfg.size), cfg.jpeg_quality)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -354,7 +376,8 @@ class TrackResult:
 
 def track_video(path: str | Path, cfg: TrackConfig, keep: Callable[[int], bool] | None = None,
                 detector: FaceDetector | None = None, progress: Callable[[int], None] | None = None) -> TrackResult:
-    """Decode, detect, track and crop one video; ``keep(frame)`` says which face frames keep their JPEG crop.
+    """Decode, detect, track and crop one video (or photo: a 1-frame clip, see :func:`track_image`);
+    ``keep(frame)`` says which face frames keep their JPEG crop.
 
     ``progress(n)`` is called after each decoded frame with ``n = 1`` (a progress bar's ``update``).
 
@@ -373,11 +396,11 @@ def track_video(path: str | Path, cfg: TrackConfig, keep: Callable[[int], bool] 
             ts, rgb = waiting.pop(d.frame)
             rec = FrameRecord(d.frame, ts, d.box, d.confidence, d.reason)
             if d.box is not None and (keep is None or keep(d.frame)):
-                rec.jpeg = encode_jpeg(crop_square(rgb, d.box, cfg.margin, cfg.size), cfg.jpeg_quality)
+                rec.jpeg = face_crop(rgb, d.box, cfg)
             result.records.append(rec)
 
     try:
-        with open_video(path) as (info, frames):
+        with (open_video(path) if not is_image(path) else _open_image(path)) as (info, frames):
             result = TrackResult(info)
             for i, ts, rgb in frames:
                 waiting[i] = (ts, rgb)
@@ -390,6 +413,27 @@ def track_video(path: str | Path, cfg: TrackConfig, keep: Callable[[int], bool] 
             det.close()
     assert result is not None and not waiting
     return result
+
+
+def is_image(path: str | Path) -> bool:
+    """A photo by its suffix (:data:`datamodules.frames.IMAGE_SUFFIXES`)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+@contextlib.contextmanager
+def _open_image(path: str | Path) -> Iterator[tuple[VideoInfo, Iterator[tuple[int, float, np.ndarray]]]]:
+    """A photo as a 1-frame clip, read exactly as ``extract`` reads it (``read_frames``: OpenCV, RGB)."""
+    rgb = read_frames(path).rgb[0]
+    yield VideoInfo(Path(path), None, int(rgb.shape[1]), int(rgb.shape[0])), iter([(0, 0.0, rgb)])
+
+
+def track_image(path: str | Path, cfg: TrackConfig, detector: FaceDetector | None = None) -> TrackResult:
+    """:func:`track_video` for a photo: one record, the most confident face's crop (or "no detection").
+
+    Raises :class:`ClipReadError` for a missing, empty or unreadable image."""
+    if not is_image(path):
+        raise ClipReadError(path, f"not an image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return track_video(path, cfg, detector=detector)
 
 
 def write_boxes_csv(path: Path, records: list[FrameRecord]) -> None:
@@ -409,26 +453,30 @@ class InputError(ValueError):
     """The command line names something that cannot be processed at all (exit status 2)."""
 
 
-def collect_videos(inputs: list[str | Path]) -> list[Path]:
-    """Video files named directly or found (recursively, sorted) in folders; a non-video file given by name raises."""
+def collect_videos(inputs: list[str | Path], photos: bool = False) -> list[Path]:
+    """Video files named directly or found (recursively, sorted) in folders; a non-video file given by name raises.
+
+    ``photos``: images (:data:`datamodules.frames.IMAGE_SUFFIXES`) count as inputs too (each one a 1-frame clip)."""
+    suffixes = VIDEO_SUFFIXES | IMAGE_SUFFIXES if photos else VIDEO_SUFFIXES
+    what = "videos or photos" if photos else "videos"
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes
                            and not any(is_hidden(part) for part in f.relative_to(p).parts))
             if not found:
-                raise InputError(f"{p}: folder holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+                raise InputError(f"{p}: folder holds no {what} ({', '.join(sorted(suffixes))})")
             out.extend(found)
         elif p.is_file():
-            if p.suffix.lower() not in VIDEO_SUFFIXES:
-                raise InputError(f"{p}: not a video file (suffix {p.suffix or '(none)'!r}; expected one of "
-                                 f"{', '.join(sorted(VIDEO_SUFFIXES))})")
+            if p.suffix.lower() not in suffixes:
+                raise InputError(f"{p}: not a {'video or photo' if photos else 'video'} file (suffix "
+                                 f"{p.suffix or '(none)'!r}; expected one of {', '.join(sorted(suffixes))})")
             out.append(p)
         else:
             raise InputError(f"{p}: no such file or folder")
     if not out:
-        raise InputError("no input videos given")
+        raise InputError(f"no input {what} given")
     seen: set[Path] = set()
     return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]  # type: ignore[func-returns-value]
 

@@ -35,8 +35,13 @@ DataModule's own ``FeatureDataset``), features rounded to the store's float16, f
 Only the frames some window samples are run through the extractors.
 
 Face crops vs. training inputs: the model learned from the features of whatever its training clips were (face
-crops from ``preprocess``, DFEW's aligned faces, face photos). The features here are computed on the tracked face
-crops, the consistent choice for such models; a model trained on whole frames would see a different input here.
+crops from ``preprocess``, DFEW's aligned faces, whole photos). The features here are always computed on the tracked
+face crops (:func:`fer_zoo.video.face_track.face_crop`). Each store's ``meta.json`` records how its clips were
+cropped (``face_crops``: how many are ``preprocess`` crops and with which settings, :mod:`datamodules.crops`), and
+the crop settings default to those. When the training clips were not cropped by ``preprocess`` (whole photos: the
+model saw other pixels than it sees here) or with other crop settings, predict-video says so before it starts, and
+records it in ``predictions.json`` (``face_crops.mismatch``); ``--crop_mismatch error`` refuses instead (exit 2).
+Photos cropped by ``python -m fer_zoo preprocess PHOTOS --out DIR`` are the same crops as those of a video frame.
 
 MediaPipe's C++ log (and any other native library's stderr) goes to ``<out>/native_stderr.log``, not the terminal.
 
@@ -122,6 +127,8 @@ class RunInfo:
     modalities: list[ModalitySpec] = field(default_factory=list)
     track: TrackConfig = field(default_factory=TrackConfig)
     track_from: str = "defaults"
+    training_crops: str = "unknown"  # preprocess | uncropped | mixed | unknown: what the model was trained on
+    crop_mismatch: list[str] = field(default_factory=list)  # why the crops here differ from the training inputs
 
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -195,8 +202,55 @@ def resolve_run(ckpt_arg: str | Path, track_overrides: dict[str, Any] | None = N
     stores = results.get("stores") or {}
     for key, modality in zip(keys, modalities):
         run.modalities.append(_modality_meta(key, modality, stores.get(key) or {}, data.get("store_root"), run_dir))
-    run.track, run.track_from = _track_config(data, run_dir, track_overrides or {})
+    run.track, run.track_from = _track_config(data, run_dir, track_overrides or {}, run.modalities)
+    run.training_crops, run.crop_mismatch = check_training_crops(run)
     return run
+
+
+def check_training_crops(run: RunInfo) -> tuple[str, list[str]]:
+    """What the model's training clips were (``preprocess`` face crops, ``uncropped``, ``mixed`` or ``unknown``)
+    and, where they differ from the crops predict-video computes with ``run.track``, why (one sentence each).
+
+    Reads each store's ``face_crops`` record (``datamodules.crops.crop_record``); stores extracted before it was
+    recorded fall back to whether the run's source tree has a ``preprocess.json``."""
+    from datamodules.crops import PIXEL_KEYS
+
+    here = run.track.to_dict()
+    fix = ("crop the photos or frames with `python -m fer_zoo preprocess INPUT --out DIR` (the same detector, "
+           "margin and size as here) and train on DIR/manifest.csv")
+    problems: list[str] = []
+    kinds = set()
+    for m in run.modalities:
+        rec = m.meta.get("face_crops")
+        if not isinstance(rec, dict):
+            continue
+        n_crop, n_raw = int(rec.get("cropped", 0)), int(rec.get("uncropped", 0))
+        kinds.add("preprocess" if not n_raw else "uncropped" if not n_crop else "mixed")
+        if n_raw:
+            ex = ", ".join(rec.get("uncropped_examples") or [])
+            boxed = int(rec.get("dataset_boxes") or 0)
+            problems.append(
+                f"modality {m.key!r}: {n_raw} of its {n_crop + n_raw} training clips were not cropped by `preprocess` "
+                f"(e.g. {ex}" + (f"; {boxed} cut to the data set's own face boxes" if boxed else "")
+                + "): the model learned from those pixels (whole photos or frames, or another tool's crops) "
+                f"but is given tracked face crops here (margin {run.track.margin}, {run.track.size}px), so it may "
+                f"predict otherwise on the same face; {fix}")
+        for st in rec.get("settings") or []:
+            diff = {k: (st.get(k), here.get(k)) for k in PIXEL_KEYS if k in st and st.get(k) != here.get(k)}
+            if diff:
+                problems.append(f"modality {m.key!r}: trained on crops made with "
+                                + ", ".join(f"{k} {a!r}" for k, (a, _) in diff.items()) + " but cropped here with "
+                                + ", ".join(f"{k} {b!r}" for k, (_, b) in diff.items())
+                                + f" ({run.track_from}); drop the crop flags to use the training settings")
+    if not kinds:  # stores from before crops were recorded
+        if run.track_from.startswith("defaults"):
+            return "unknown", [
+                "the run's stores do not record how their clips were cropped (extracted before fer_zoo recorded it) "
+                "and its source has no preprocess.json: if the model was trained on whole photos or frames, it is "
+                f"given other inputs here (tracked face crops); {fix}"]
+        return "preprocess", []
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    return kind, list(dict.fromkeys(problems))
 
 
 def _modality_meta(key: str, modality: str, saved: dict[str, Any], store_root: str | None,
@@ -224,10 +278,15 @@ def _modality_meta(key: str, modality: str, saved: dict[str, Any], store_root: s
         "is unknown. Restore the store folder (or the run's store_root).")
 
 
-def _track_config(data: dict[str, Any], run_dir: Path, overrides: dict[str, Any]) -> tuple[TrackConfig, str]:
-    """The training tree's preprocess settings when the run was trained on ``preprocess`` output, else defaults."""
+def _track_config(data: dict[str, Any], run_dir: Path, overrides: dict[str, Any],
+                  modalities: list[ModalitySpec] | None = None) -> tuple[TrackConfig, str]:
+    """The training tree's preprocess settings when the run was trained on ``preprocess`` output (its source's
+    ``preprocess.json``, else the one setting its stores' ``face_crops`` records), else defaults."""
     base: dict[str, Any] = {}
     origin = "defaults"
+    recorded = [st for m in modalities or [] for st in ((m.meta.get("face_crops") or {}).get("settings") or [])]
+    if recorded and all(st == recorded[0] for st in recorded):
+        base, origin = dict(recorded[0]), f"store meta ({modalities[0].meta_from})"  # type: ignore[index]
     source = data.get("source") or {}
     init = (source.get("init_args") or {}) if isinstance(source, dict) else {}
     # a DFEW-style tree's root, or the folder of a manifest that `preprocess` wrote next to its preprocess.json
@@ -537,7 +596,8 @@ def _write_outputs(res: VideoResult, track: TrackResult, run: RunInfo, class_nam
         "modalities": {m.key: {"extractor": m.extractor, "config": m.config, "frame_cap": m.frame_cap,
                                "weights_source": m.meta.get("weights_source"), "meta_from": m.meta_from}
                        for m in run.modalities},
-        "face_crops": {**run.track.to_dict(), "settings_from": run.track_from, "note": CROP_NOTE},
+        "face_crops": {**run.track.to_dict(), "settings_from": run.track_from, "note": CROP_NOTE,
+                       "training_inputs": run.training_crops, "mismatch": run.crop_mismatch},
         "windows": res.windows,
     }
     (res.out_dir / "predictions.json").write_text(json.dumps(doc, indent=2) + "\n")
@@ -568,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--size", type=int, default=None)
     crop.add_argument("--min_confidence", type=float, default=None)
     crop.add_argument("--detector", choices=["short", "full"], default=None)
+    crop.add_argument("--crop_mismatch", choices=["warn", "error"], default="warn",
+                      help="when the model was trained on inputs other than these face crops (whole photos, other "
+                           "crop settings): warn and go on (default), or refuse (exit 2)")
     return p
 
 
@@ -585,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--smooth must be 0 (off) or an odd number of windows, got {args.smooth}")
         window = args.window if args.window is not None else run.num_frames
         stride = args.stride if args.stride is not None else max(1, window // 2)
+        if run.crop_mismatch and args.crop_mismatch == "error":
+            raise PredictError("the model was not trained on the face crops it would be given here (--crop_mismatch "
+                               "error):\n  " + "\n  ".join(run.crop_mismatch))
         model = load_model(run)
         extractors = build_extractors(run, model)
     except (InputError, PredictError, ValueError) as err:
@@ -592,7 +658,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     print(f"predict-video: {len(videos)} video(s), checkpoint {run.ckpt}\n  modalities: "
           + ", ".join(f"{m.key}={m.extractor}" for m in run.modalities)
-          + f"; crops: {run.track.size}px margin {run.track.margin} ({run.track_from})")
+          + f"; crops: {run.track.size}px margin {run.track.margin} ({run.track_from}); trained on: "
+          + {"preprocess": "`preprocess` face crops"}.get(run.training_crops, run.training_crops))
+    for why in run.crop_mismatch:
+        print(f"WARNING: crop mismatch: {why}", file=sys.stderr)
     out = Path(args.out)
     names = clip_ids(videos, dfew_numbers=False)
     results: list[VideoResult] = []

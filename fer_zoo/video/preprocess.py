@@ -1,6 +1,7 @@
-"""``python -m fer_zoo preprocess INPUT... --out DIR``: raw videos -> face-crop frame folders in the DFEW layout.
+"""``python -m fer_zoo preprocess INPUT... --out DIR``: raw videos and photos -> face-crop frame folders (DFEW layout).
 
-Every video (mp4, mov, avi, webm, mkv, ...; a folder is searched recursively) becomes one clip folder::
+Every video (mp4, mov, avi, webm, mkv, ...) and every photo (jpg, png, bmp, webp, tif; a folder is searched
+recursively for both) becomes one clip folder; a photo's folder holds one crop (a 1-frame clip)::
 
     DIR/Clip/clip_224x224/<clip_id>/00001.jpg 00002.jpg ...   face crops, numbered densely in frame order
     DIR/Clip/clip_224x224/<clip_id>/boxes.csv                 one row per decoded frame (see below)
@@ -18,6 +19,9 @@ stem is zero-padded to 5 digits as DFEW's ids are; two videos with one stem get 
 
 Faces: MediaPipe face detection on every frame, one face tracked through the clip, square crops around it (margin,
 black padding past the frame edge); the detection, tracking and crop rules are in :mod:`fer_zoo.video.face_track`.
+A photo goes through the same detector, tracker and crop function (its most confident face), so photos cropped
+here and the video windows ``predict-video`` crops are the same kind of input: train on photos cropped here.
+A photo without a face is reported ("no face found in <photo>") and left out of the manifest; the others go on.
 
 Frames without the tracked face are NOT written (nothing is invented): they appear in ``boxes.csv`` with
 ``face_found=0`` and a ``reason``. Images are numbered 00001.jpg, 00002.jpg, ... over the written frames only, so
@@ -54,6 +58,7 @@ from fer_zoo.video.face_track import (
     TrackConfig,
     clip_ids,
     collect_videos,
+    is_image,
     track_video,
     write_boxes_csv,
 )
@@ -148,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_zoo preprocess", description=__doc__.split("\n\n")[0],
                                 epilog="Exit status: 0 ok, 2 bad arguments, 3 some video failed to decode, "
                                        "4 some video had no face at all.")
-    p.add_argument("inputs", nargs="+", help="video files and/or folders of videos (searched recursively)")
+    p.add_argument("inputs", nargs="+", help="video files, photos, and/or folders of them (searched recursively; "
+                                             "each photo is a 1-frame clip)")
     p.add_argument("--out", required=True, help="output root (a DFEW-style tree)")
     p.add_argument("--margin", type=float, default=0.25,
                    help="fraction of the face box size added on each side of the square crop (default 0.25)")
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                           detector=args.detector, min_hits=args.min_hits, max_lost=args.max_lost)
         if args.frame_cap is not None and args.frame_cap < 1:
             raise InputError(f"--frame_cap must be >= 1, got {args.frame_cap}")
-        videos = collect_videos(args.inputs)
+        videos = collect_videos(args.inputs, photos=True)
         out = Path(args.out)
         subdir = args.frames_subdir or default_frames_subdir(cfg.size)
         ids = clip_ids(videos)
@@ -191,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     frames_root = out / subdir
     frames_root.mkdir(parents=True, exist_ok=True)
-    print(f"preprocess: {len(videos)} video(s) -> {frames_root}/<clip_id>/ (crop {cfg.size}px, margin {cfg.margin}, "
+    n_photos = sum(is_image(v) for v in videos)
+    print(f"preprocess: {len(videos) - n_photos} video(s), {n_photos} photo(s) -> {frames_root}/<clip_id>/ "
+          f"(crop {cfg.size}px, margin {cfg.margin}, "
           f"detector {cfg.detector}, min_confidence {cfg.min_confidence})")
     from tqdm import tqdm
 
