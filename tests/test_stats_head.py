@@ -148,21 +148,43 @@ def test_the_probe_head_stays_fixed_unless_asked(dm: FeatureDataModule) -> None:
     assert all(p.requires_grad for p in lit_for(dm, probe_init=False).model.stats_head.parameters())
 
 
-def test_a_fused_head_starts_from_the_best_probe_on_val_only(dm: FeatureDataModule) -> None:
-    """Candidates: the joint probe and sums of per-modality probes; the chosen one has the best val UAR, and it is
-    what the model computes (so a fused model starts at least where its best modality's probe is, on val)."""
+def test_a_fused_head_starts_from_the_best_cross_validated_probe(dm: FeatureDataModule) -> None:
+    """Candidates: the joint probe and sums of per-modality probes; the chosen one has the best cross-validated UAR
+    over train+val (never test), and it is what the model computes."""
     init = init_probe_for(dm)
-    uars = init.val_uar_by_candidate
+    uars = init.cv_uar_by_candidate
     assert set(uars) == {"joint", "experts:face+body", "experts:face", "experts:body"}
     assert uars[init.chosen] == max(uars.values())
-    ids = dm.split_ids["val"]
-    y = np.array([dm.labels[c] for c in ids])
-    from fer_zoo.training.probe import scores
-
-    got = scores(init.probe.predict(clip_statistics(dm.stores, ids)), y, dm.num_classes)["test/uar"]
-    assert got == pytest.approx(uars[init.chosen])
+    assert init.folds == 5
     lit = lit_for(dm)
     assert lit.stats_head_init["chosen"] == init.chosen
+    ids = dm.split_ids["test"]
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        got = lit(batch["features"], batch["valid"]).double().numpy()
+    np.testing.assert_allclose(got, init.probe.decision(clip_statistics(dm.stores, ids)), rtol=1e-4, atol=1e-4)
+
+
+def test_the_choice_never_sees_the_test_split(dm: FeatureDataModule, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scramble the test clips' features: the chosen candidate and its CV figures stay the same."""
+    import fer_zoo.training.probe as probe_mod
+
+    before = init_probe_for(dm)
+    test = set(dm.split_ids["test"])
+    real = probe_mod.clip_statistics
+
+    def scrambled(stores: dict, clip_ids: list) -> np.ndarray:
+        x = real(stores, clip_ids)
+        rows = [i for i, c in enumerate(clip_ids) if c in test]
+        x[rows] = np.random.default_rng(3).standard_normal((len(rows), x.shape[1])) * 50
+        return x
+
+    monkeypatch.setattr(probe_mod, "clip_statistics", scrambled)
+    monkeypatch.setattr(dm, "_fer_zoo_probe_init", None)
+    monkeypatch.setattr(dm, "_fer_zoo_fitted_probe", None)
+    after = init_probe_for(dm)
+    assert after.chosen == before.chosen and after.cv_uar_by_candidate == before.cv_uar_by_candidate
+    np.testing.assert_array_equal(after.probe.coef, before.probe.coef)
 
 
 def test_experts_over_one_modality_ignore_the_others(dm: FeatureDataModule) -> None:
