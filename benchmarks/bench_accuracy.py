@@ -108,11 +108,9 @@ def pct(m: float, s: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    from fer_zoo.cli_errors import split_passthrough
+
+    argv, extra = split_passthrough(argv)
     quick = os.environ.get("FER_ZOO_BENCH_QUICK") == "1"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=["sample", "faces_static"], choices=["sample", "faces_static"])

@@ -47,11 +47,9 @@ def targets_of(stem: str, since: float) -> tuple[int, int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    from fer_zoo.cli_errors import split_passthrough
+
+    argv, extra = split_passthrough(argv)
     p = argparse.ArgumentParser(description="Run every benchmarks/bench_*.py in turn.")
     p.add_argument("-k", action="append", dest="patterns", help="only benchmarks whose name contains this")
     p.add_argument("--list", action="store_true", help="list the benchmarks found and exit")

@@ -19,6 +19,18 @@ class UsageError(Exception):
     """A command-line or config mistake: printed as one line, exit status 2."""
 
 
+def split_passthrough(argv: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """``(own, passed_on)``: the arguments before the first ``--`` and those after it (``sys.argv[1:]`` when
+    ``argv`` is None). Commands that hand arguments on to ``fit`` (ablate, benchmarks) use it."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in args:
+        return args, []
+    i = args.index("--")
+    return args[:i], args[i + 1:]
+
+
 def config_files(argv: Sequence[str]) -> list[str]:
     """The values of ``--config FILE`` / ``--config=FILE`` in ``argv``, in order."""
     files = []

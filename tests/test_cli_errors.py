@@ -90,3 +90,11 @@ def test_extract_label_outside_a_named_vocabulary_is_one_line(tmp_path: Path, ca
     msg = _one_error_line(capsys, "extract")
     assert msg.startswith("data.source: ") or msg.startswith(f"{manifest}:3"), msg
     assert f"{manifest}:3: label 'hapiness' is not in" in msg and "did you mean 'happiness'?" in msg, msg
+
+
+def test_split_passthrough_keeps_everything_after_the_first_double_dash() -> None:
+    from fer_zoo.cli_errors import split_passthrough
+
+    assert split_passthrough(["--seeds", "1", "--", "--trainer.max_epochs=2", "--", "x"]) == (
+        ["--seeds", "1"], ["--trainer.max_epochs=2", "--", "x"])
+    assert split_passthrough(["--seeds", "1"]) == (["--seeds", "1"], [])

@@ -97,11 +97,9 @@ def cell(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    from fer_zoo.cli_errors import split_passthrough
+
+    argv, extra = split_passthrough(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store_root", default="features/faces_static")
     ap.add_argument("--runs_dir", type=Path, default=Path("runs/s2d"))

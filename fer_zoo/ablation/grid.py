@@ -348,11 +348,9 @@ def _fmt_seconds(s: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    from fer_zoo.cli_errors import split_passthrough
+
+    argv, extra = split_passthrough(argv)
     from fer_zoo.cli_errors import UsageError, parse_args
 
     parser = build_parser()
