@@ -26,7 +26,7 @@ DIMS = {"face": 6, "body": 3}
 GARBAGE = 1.0e4  # invalid frames hold it: it must never reach the statistics
 
 
-def build(root: Path) -> Path:
+def build(root: Path, mute: bool = False) -> Path:
     """A manifest (60 train, 15 val, 15 test clips, 3 classes) and two stores whose column means carry the class
     (noisily) and whose clips have 1 to 5 frames, one of them invalid when there are several."""
     rng = np.random.default_rng(0)
@@ -38,13 +38,13 @@ def build(root: Path) -> Path:
             clips.append((cid, y))
     csv = root / "manifest.csv"
     csv.write_text("path,label,split\n" + "".join(rows))
-    for modality, dim in DIMS.items():
+    for modality, dim in (DIMS | {"mute": 2} if mute else DIMS).items():
         path = store_path(root / "stores", modality, f"fake{modality}", "abcd1234")
         writer = ShardWriter(path, {"extractor": modality, "dim": dim}, flush_every=10_000)
         for i, (cid, y) in enumerate(clips):
             n = 1 + i % 5
             feats = (rng.standard_normal((n, dim)) + 0.8 * y * np.eye(dim)[y % dim] + 3.0).astype(np.float32)
-            valid = np.ones(n, dtype=bool)
+            valid = np.full(n, modality != "mute")  # "mute": like the audio of photos, never a valid frame
             if n > 2:
                 valid[1] = False
                 feats[1] = GARBAGE
@@ -201,3 +201,34 @@ def test_experts_over_one_modality_ignore_the_others(dm: FeatureDataModule) -> N
     noisy[:, blocks["body"]] = np.random.default_rng(1).standard_normal(noisy[:, blocks["body"]].shape) * 100
     np.testing.assert_array_equal(combined.predict(x), combined.predict(noisy))
     np.testing.assert_array_equal(combined.predict(x), face.predict(x[:, blocks["face"]]))
+
+
+def test_a_modality_without_any_valid_frame_is_no_candidate(tmp_path: Path) -> None:
+    """resnet + audio of photos: the audio columns never vary, so no per-modality probe exists for it; the fused
+    head still starts from the probes of the others and gives finite logits (CI caught this one)."""
+    csv = build(tmp_path, mute=True)
+    dm3 = FeatureDataModule(source=ManifestSource(csv), store_root=str(tmp_path / "stores"),
+                            modalities=[*DIMS, "mute"], num_frames=8, batch_size=64, num_workers=0)
+    init = init_probe_for(dm3)
+    assert not any("mute" in name for name in init.cv_uar_by_candidate)
+    lit = lit_for(dm3)
+    batch = next(iter(dm3.test_dataloader()))
+    with torch.no_grad():
+        assert torch.isfinite(lit(batch["features"], batch["valid"])).all()
+
+
+def test_a_probe_that_cannot_be_fitted_switches_the_head_off(dm: FeatureDataModule,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import fer_zoo.training.probe as probe_mod
+
+    def broken(_dm: object) -> None:
+        raise ValueError("the linear probe needs >= 2 classes in the training split")
+
+    monkeypatch.setattr(probe_mod, "init_probe_for", broken)
+    with pytest.warns(UserWarning, match="switched off"):
+        lit = lit_for(dm)
+    assert "error" in lit.stats_head_init
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        assert lit.model.stats_head(batch["features"], batch["valid"]).abs().max() == 0
+    assert lit.model.head.weight.abs().sum() > 0  # the transformer keeps its own head

@@ -168,7 +168,21 @@ class FERLitModule(L.LightningModule):
         head = self.model.stats_head
         if head is None:
             return
-        init_choice = init_probe_for(dm)
+        try:
+            init_choice = init_probe_for(dm)
+        except ValueError as err:  # e.g. one class in the training split: the transformer alone, and say so
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(f"the clip-statistics head was not initialised from the linear probe ({err}); it is "
+                           "switched off for this run (zero weights), the transformer alone classifies")
+            with torch.no_grad():
+                for param in head.parameters():
+                    param.zero_()
+                for norm in head.norm.values():
+                    norm.std.fill_(1.0)
+            head.requires_grad_(False)
+            self.stats_head_init = {"error": f"{type(err).__name__}: {err}"}
+            return
         probe = init_choice.probe
         self.stats_head_init = init_choice.as_dict()
         if list(dm.stores) != head.modalities:

@@ -19,6 +19,7 @@ metric code as the model (torchmetrics: UAR = macro recall, WAR = accuracy, macr
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 import warnings
@@ -37,6 +38,8 @@ from torchmetrics.functional.classification import (
 )
 
 from datamodules.feature_store import FeatureStore
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 MAX_ITER = 500
@@ -94,6 +97,10 @@ def majority_baseline(train_labels: Sequence[int], test_labels: Sequence[int], n
                           {"class": class_names[majority], "what": "most frequent training class for every clip"})
 
 
+class NoVaryingColumn(ValueError):
+    """Every column of the clip statistics is constant on the training split."""
+
+
 @dataclass
 class FittedProbe:
     """A logistic regression fitted on clip statistics, with its preprocessing, as plain arrays.
@@ -148,6 +155,9 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         fill = np.nan_to_num(np.nanmean(x_train, axis=0), nan=0.0)
     x_tr_full = np.where(np.isnan(x_train), fill, x_train)
     keep = x_tr_full.std(axis=0) > 0
+    if not keep.any():
+        raise NoVaryingColumn(f"none of the {x_train.shape[1]} clip-statistics columns varies on the training "
+                              "split (a modality without a valid frame, like the audio of photos): nothing to fit")
     scaler = StandardScaler().fit(x_tr_full[:, keep])
     x_tr = scaler.transform(x_tr_full[:, keep])
     x_va = scaler.transform(np.where(np.isnan(x_val), fill, x_val)[:, keep]) if len(x_val) else x_val[:, keep]
@@ -302,8 +312,14 @@ def init_probe_for(dm: Any) -> ProbeInit:
     y = {s: np.array([dm.labels[c] for c in ids[s]], dtype=np.int64) for s in ids}
     x = {s: clip_statistics(dm.stores, ids[s]) for s in ids}
     width = x["train"].shape[1]
-    single = {m: fit_probe(x["train"][:, blocks[m]], y["train"], x["val"][:, blocks[m]], y["val"], dm.num_classes,
-                           class_weight=joint.class_weight) for m in names}
+    single = {}
+    for m in names:  # a modality that never varies on the training split (audio of photos) cannot be an expert
+        try:
+            single[m] = fit_probe(x["train"][:, blocks[m]], y["train"], x["val"][:, blocks[m]], y["val"],
+                                  dm.num_classes, class_weight=joint.class_weight)
+        except NoVaryingColumn:
+            log.info("%s: no clip-statistics column varies on the training split; not a probe candidate", m)
+    names = [m for m in names if m in single]
     subsets = [subset for k in range(len(names), 0, -1) for subset in combinations(names, k)]
     # Out-of-fold logits of every candidate over train+val.
     pool_ids = ids["train"] + ids["val"]
