@@ -37,6 +37,16 @@ def evict_from_page_cache(paths: Sequence[Path]) -> None:
             os.close(fd)
 
 
+def quiet_libraries() -> None:
+    """Benchmarks print tables: drop Python warnings and Lightning's INFO chatter from their output."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 

@@ -25,13 +25,11 @@ each. Writes ``benchmarks/results/bench_backbones.json``. Exit 0 even when a tar
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from _common import (  # noqa: E402
     machine_info,
     median,
     print_machine,
+    quiet_libraries,
     table,
     target_line,
     write_results,
@@ -294,9 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet_libraries()
     t_start = time.perf_counter()
     info = machine_info()
     print(f"== {NAME}: timm encoders end to end vs model-only, fp32 vs bf16, memory, relative cost ==")

@@ -29,14 +29,12 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import logging
 import os
 import resource
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +53,7 @@ from _common import (  # noqa: E402
     machine_info,
     median,
     print_machine,
+    quiet_libraries,
     table,
     target_line,
     write_results,
@@ -657,9 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown extractors {sorted(unknown)}")
 
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet_libraries()
     t_start = time.perf_counter()
     info = machine_info()
     print(f"== {NAME}: extractor frames/s, pipeline vs naive loop, MediaPipe workers, store reads ==")

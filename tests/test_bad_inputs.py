@@ -22,6 +22,9 @@ import pytest
 from datamodules.feature_store import FeatureStore
 from datamodules.frames import read_frames
 
+sys.path.insert(0, str(Path(__file__).parent))
+from video_data import cover_then_video  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CAP = 8
 
@@ -32,22 +35,6 @@ def _jpegs(folder: Path, frames: np.ndarray, names: list[str]) -> None:
     folder.mkdir(parents=True)
     for f, name in zip(frames, names):
         assert cv2.imwrite(str(folder / name), np.ascontiguousarray(f[:, :, ::-1]))
-
-
-def _cover_then_video(path: Path, frames: np.ndarray) -> None:
-    import av
-
-    with av.open(str(path), "w") as out:
-        cover = out.add_stream("mjpeg", rate=1)
-        cover.width, cover.height, cover.pix_fmt = 320, 180, "yuvj420p"
-        clip = out.add_stream("mpeg4", rate=25)
-        clip.width, clip.height, clip.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for packet in cover.encode(av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")):
-            out.mux(packet)
-        out.mux(cover.encode())
-        for f in frames:
-            out.mux(clip.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        out.mux(clip.encode())
 
 
 @pytest.mark.slow
@@ -64,7 +51,7 @@ def test_extraction_over_every_kind_of_bad_input(tmp_path: Path, face_videos: Pa
         (clips / "unpadded" / name).write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
     _jpegs(clips / "subj.1", face[:6], [f"{i:05d}.jpg" for i in range(1, 7)])
     _jpegs(clips / "subj.2", face[6:], [f"{i:05d}.jpg" for i in range(1, 7)])
-    _cover_then_video(clips / "cover.mkv", face)
+    cover_then_video(clips / "cover.mkv", face)
     for suffix in (".tif", ".webp"):
         assert cv2.imwrite(str(clips / f"photo_{suffix[1:]}{suffix}"), np.ascontiguousarray(small[0][:, :, ::-1]))
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(small[0][:, :, ::-1]))

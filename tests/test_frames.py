@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from datamodules.frames import FrameCountMismatch, FrameStream, read_frames, stream_frames
 from datamodules.records import ClipRecord
 from extractors import get_extractor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from video_data import cover_then_video  # noqa: E402
 
 
 @pytest.mark.parametrize("video", ["single_face.mp4", "face_noface.mov"])  # H.264 640x360, HEVC 960x540
@@ -299,34 +303,11 @@ def test_every_shared_video_still_reads_fully(face_videos: Path, video: str) -> 
     assert sum(1 for _ in stream_frames(face_videos / video, threads=1)) == n
 
 
-def _cover_then_video(path: Path, frames: np.ndarray) -> Path:
-    """A file whose FIRST video stream is a 1-frame MJPEG cover (black, 320x180) and whose second is the clip."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        cover = out.add_stream("mjpeg", rate=1)
-        cover.width, cover.height, cover.pix_fmt = 320, 180, "yuvj420p"
-        clip = out.add_stream("mpeg4", rate=25)
-        clip.width, clip.height, clip.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for packet in cover.encode(av.VideoFrame.from_ndarray(np.zeros((180, 320, 3), np.uint8), format="rgb24")):
-            out.mux(packet)
-        for packet in cover.encode():
-            out.mux(packet)
-        for f in frames:
-            for packet in clip.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in clip.encode():
-            out.mux(packet)
-    with av.open(str(path)) as c:  # the premise: the cover really is the first video stream
-        assert c.streams.video[0].codec_context.name == "mjpeg" and len(c.streams.video) == 2
-    return path
-
-
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])  # MP4 states frame counts (1 and 12), Matroska none
 def test_the_real_stream_is_read_not_the_cover(tmp_path: Path, upright_frames: np.ndarray, suffix: str) -> None:
     from fer_zoo.video.face_track import open_video, probe_video
 
-    path = _cover_then_video(tmp_path / f"cover{suffix}", upright_frames)
+    path = cover_then_video(tmp_path / f"cover{suffix}", upright_frames)
     for rgb in (read_frames(path).rgb, np.stack(list(stream_frames(path, threads=1))), read_frames(path, 4).rgb):
         assert rgb.shape[1:] == upright_frames.shape[1:]
         assert np.abs(rgb[0].astype(np.int16) - upright_frames[0]).mean() < 8

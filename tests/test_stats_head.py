@@ -180,8 +180,7 @@ def test_the_choice_never_sees_the_test_split(dm: FeatureDataModule, monkeypatch
         return x
 
     monkeypatch.setattr(probe_mod, "clip_statistics", scrambled)
-    monkeypatch.setattr(dm, "_fer_zoo_probe_init", None)
-    monkeypatch.setattr(dm, "_fer_zoo_fitted_probe", None)
+    monkeypatch.setattr(dm, "_fer_zoo_probe_cache", {})  # recompute everything, reading the stores again
     after = init_probe_for(dm)
     assert after.chosen == before.chosen and after.cv_uar_by_candidate == before.cv_uar_by_candidate
     np.testing.assert_array_equal(after.probe.coef, before.probe.coef)

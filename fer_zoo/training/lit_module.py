@@ -188,16 +188,13 @@ class FERLitModule(L.LightningModule):
         if list(dm.stores) != head.modalities:
             raise ValueError(f"probe columns follow the stores {list(dm.stores)}, the model {head.modalities}")
         as_t = functools.partial(torch.as_tensor, dtype=torch.float64)
-        init = (head.linear.weight.detach().clone(), head.linear.bias.detach().clone())
+        # Without probe_init: the probe's scaler only, the head's weights stay as initialised.
         head.load_probe(as_t(probe.fill), torch.as_tensor(probe.keep), as_t(probe.mean), as_t(probe.scale),
-                        as_t(probe.coef), as_t(probe.intercept))
-        with torch.no_grad():
-            if self.hparams.probe_init:
+                        as_t(probe.coef), as_t(probe.intercept), weights=self.hparams.probe_init)
+        if self.hparams.probe_init:
+            with torch.no_grad():
                 self.model.head.weight.zero_()
                 self.model.head.bias.zero_()
-            else:  # the probe's scaler only: the head's weights stay as initialised
-                head.linear.weight.copy_(init[0])
-                head.linear.bias.copy_(init[1])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the checkpoint's epoch (for figure titles). Checkpoints from before input standardisation lack

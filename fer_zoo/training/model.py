@@ -90,10 +90,11 @@ class ClipStatsHead(nn.Module):
         return self.linear(self.statistics(features, valid))
 
     def load_probe(self, fill: Tensor, keep: Tensor, mean: Tensor, scale: Tensor, coef: Tensor,
-                   intercept: Tensor) -> None:
+                   intercept: Tensor, weights: bool = True) -> None:
         """Take over a fitted probe (:class:`fer_zoo.training.probe.FittedProbe` arrays, columns in ``modalities``
         order): kept columns get the probe's scaler and weights; dropped ones (constant on the training split) the
-        training value as mean, std 1 and weight 0. Raises ``ValueError`` on a width mismatch."""
+        training value as mean, std 1 and weight 0. ``weights=False``: the scaler only, the linear layer keeps its
+        own weights. Raises ``ValueError`` on a width mismatch."""
         width = self.linear.in_features
         classes = self.linear.out_features
         if fill.shape != (width,) or keep.shape != (width,) or coef.shape != (classes, int(keep.sum())):
@@ -108,6 +109,8 @@ class ClipStatsHead(nn.Module):
             stop = start + self.norm[m].mean.shape[0]
             self.norm[m].set(full_mean[start:stop], full_std[start:stop])
             start = stop
+        if not weights:
+            return
         with torch.no_grad():
             self.linear.weight.copy_(weight)
             self.linear.bias.copy_(intercept.float())
