@@ -148,16 +148,17 @@ def test_the_probe_head_stays_fixed_unless_asked(dm: FeatureDataModule) -> None:
     assert all(p.requires_grad for p in lit_for(dm, probe_init=False).model.stats_head.parameters())
 
 
-def test_a_fused_head_starts_from_the_best_cross_validated_probe(dm: FeatureDataModule) -> None:
-    """Candidates: the joint probe and sums of per-modality probes; the chosen one has the best cross-validated UAR
-    over train+val (never test), and it is what the model computes."""
+def test_a_fused_head_starts_from_the_stacked_probes(dm: FeatureDataModule) -> None:
+    """Several modalities: the head starts from the per-modality probes stacked by a combiner fitted on
+    out-of-fold logits over train+val (never test); the cross-validated UAR of the stack and of plain sums is
+    recorded; the model computes exactly the stacked probe."""
     init = init_probe_for(dm)
-    uars = init.cv_uar_by_candidate
-    assert set(uars) == {"joint", "experts:face+body", "experts:face", "experts:body"}
-    assert uars[init.chosen] == max(uars.values())
+    assert init.chosen == "stack"
+    assert set(init.cv_uar_by_candidate) == {"stack", "experts:face+body", "experts:face", "experts:body"}
+    assert all(0.0 <= v <= 1.0 for v in init.cv_uar_by_candidate.values())
     assert init.folds == 5
     lit = lit_for(dm)
-    assert lit.stats_head_init["chosen"] == init.chosen
+    assert lit.stats_head_init["chosen"] == "stack"
     ids = dm.split_ids["test"]
     batch = next(iter(dm.test_dataloader()))
     with torch.no_grad():
@@ -200,6 +201,28 @@ def test_experts_over_one_modality_ignore_the_others(dm: FeatureDataModule) -> N
     noisy[:, blocks["body"]] = np.random.default_rng(1).standard_normal(noisy[:, blocks["body"]].shape) * 100
     np.testing.assert_array_equal(combined.predict(x), combined.predict(noisy))
     np.testing.assert_array_equal(combined.predict(x), face.predict(x[:, blocks["face"]]))
+
+
+def test_the_stacked_probe_is_the_combiner_over_the_per_modality_logits(dm: FeatureDataModule) -> None:
+    """"stack": a logistic regression on the per-modality probes' concatenated logits, folded into one linear map
+    of the clip statistics; its logits equal combiner(probe logits) computed the long way, and a combiner that
+    keeps only one modality's block gives exactly that modality's probe."""
+    from fer_zoo.training.probe import _blocks, _stacked, fit_probe
+
+    blocks = _blocks(dm)
+    ids = dm.split_ids["train"]
+    y = np.array([dm.labels[c] for c in ids])
+    x = clip_statistics(dm.stores, ids)
+    probes = {m: fit_probe(x[:, b], y, x[:, b], y, dm.num_classes) for m, b in blocks.items()}
+    rng = np.random.default_rng(5)
+    k = dm.num_classes
+    mix, bias = rng.standard_normal((k, 2 * k)), rng.standard_normal(k)
+    z = np.concatenate([probes[m].decision(x[:, blocks[m]]) for m in blocks], axis=1)
+    stacked = _stacked(probes, blocks, x.shape[1], mix, bias)
+    np.testing.assert_allclose(stacked.decision(x), z @ mix.T + bias, rtol=1e-10, atol=1e-10)
+    face_only = np.concatenate([np.eye(k), np.zeros((k, k))], axis=1)
+    np.testing.assert_allclose(_stacked(probes, blocks, x.shape[1], face_only, np.zeros(k)).decision(x),
+                               probes["face"].decision(x[:, blocks["face"]]), rtol=1e-10, atol=1e-10)
 
 
 def test_a_modality_without_any_valid_frame_is_no_candidate(tmp_path: Path) -> None:

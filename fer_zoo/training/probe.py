@@ -279,11 +279,45 @@ def _experts(probes: dict[str, FittedProbe], blocks: dict[str, slice], width: in
                        val_uar_by_C={}, class_weight=first.class_weight)
 
 
+def _stacked(probes: dict[str, FittedProbe], blocks: dict[str, slice], width: int, mix: np.ndarray,
+             bias: np.ndarray) -> FittedProbe:
+    """One linear model whose logits are ``mix @ concat_m(z_m) + bias``, ``z_m`` the logits of modality m's probe
+    (``mix``: ``[C, C * len(probes)]``, blocks in ``probes`` order): stacking (Wolpert, 1992) with a linear
+    combiner, so it is still one linear map of the clip statistics. Block m's weights are ``mix_m @ coef_m``."""
+    num_classes = next(iter(probes.values())).coef.shape[0]
+    experts = _experts(probes, blocks, width)
+    coefs, intercept = [], bias.astype(np.float64).copy()
+    order = [m for m in blocks if m in probes]  # column order of the experts' concatenation
+    mix_of = {m: mix[:, i * num_classes:(i + 1) * num_classes] for i, m in enumerate(probes)}
+    for m in order:
+        coefs.append(mix_of[m] @ probes[m].coef)
+        intercept = intercept + mix_of[m] @ probes[m].intercept
+    experts.coef, experts.intercept = np.concatenate(coefs, axis=1), intercept
+    return experts
+
+
+STACK_C = 0.1  # L2 strength of the stacking combiner (C * K * M weights on out-of-fold logits; not tuned per run)
+
+
+def _fit_combiner(z: np.ndarray, y: np.ndarray, num_classes: int, class_weight: str | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression on concatenated per-modality logits ``z`` -> ``(mix [C, F], bias [C])``."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    clf = LogisticRegression(C=STACK_C, max_iter=MAX_ITER, class_weight=class_weight)
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore")
+        clf.fit(z, y)
+    return _per_class(clf, num_classes)
+
+
 @dataclass
 class ProbeInit:
     """What the model's clip-statistics head starts from: ``probe`` (all columns of the selected stores), which
-    candidate it is (``"joint"``: the probe of :func:`probe_for`; ``"experts:a+b"``: the sum of the logits of the
-    per-modality probes of modalities a and b) and every candidate's cross-validated UAR."""
+    one it is (``"joint"``: the probe of :func:`probe_for`, for one modality; ``"stack"``: the per-modality probes
+    combined by a logistic regression on their out-of-fold logits) and, for reference, the cross-validated UAR of
+    the stack and of plain sums of per-modality logits (``"experts:a+b"``)."""
 
     probe: FittedProbe
     chosen: str
@@ -292,78 +326,80 @@ class ProbeInit:
 
     def as_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "cv_uar_by_candidate": self.cv_uar_by_candidate, "folds": self.folds,
-                "what": "the clip-statistics head's start: the joint probe or a sum of per-modality probes, "
-                        "chosen by cross-validated UAR over the training and validation clips (never test)"}
+                "what": "the clip-statistics head's start: one modality's probe, or for several the per-modality "
+                        "probes stacked by a logistic regression fitted on their out-of-fold logits over the "
+                        "training and validation clips (never test); cv_uar_by_candidate: cross-validated UAR of "
+                        "the stack and of plain sums, for reference"}
 
 
 CV_FOLDS = 5
 
 
 def init_probe_for(dm: Any) -> ProbeInit:
-    """The start of the model's clip-statistics head, chosen without the test split.
+    """The start of the model's clip-statistics head, fitted without the test split.
 
-    One modality: its probe. Several: the joint probe (:func:`probe_for`) or the sum of the logits of per-modality
-    probes (each fitted alone on the training split, its own ``C`` chosen on val) over any non-empty subset of the
-    modalities, whichever has the best UAR in a 5-fold cross-validation over the training and validation clips
-    (folds grouped by subject where the source names subjects; each candidate refitted per fold at its chosen
-    ``C``; ties: the joint probe, then larger subsets). Why: one regularisation strength for every column lets a
-    wide, weak modality drown a strong one on small training sets (bundled sample: the joint probe of
-    resnet+pose+facemesh scored 29 UAR against 34 for facemesh alone), and a 13-clip validation split is too small
-    to choose between candidates (it picked a different one for each seed). Cached on ``dm``."""
+    One modality: its probe (:func:`probe_for`). Several: stacking (Wolpert, 1992). Each modality gets its own
+    probe (fitted on the training split, its own ``C`` chosen on val); a multinomial logistic regression
+    (``C = STACK_C``) learns how to weigh their logits from out-of-fold logits of a 5-fold cross-validation over the
+    training and validation clips (folds grouped by subject where the source names subjects); folded into one
+    linear map of the clip statistics, that is the head's start. Why not the joint probe: one regularisation
+    strength for every column lets a wide, weak modality drown a strong one (bundled sample: joint probe of
+    resnet+pose+facemesh 29 UAR, facemesh alone 34). Why not choose among candidates by cross-validated UAR (the
+    previous rule): on faces-static that choice is noise, classes with 7 photos swing it; over 6 splits the stack
+    scored 40.3 test UAR on average and beat facemesh alone on every split (37.4), the cross-validated choice 37.8
+    (issue 11 notes). Cached on ``dm``."""
     cache = _cache(dm)
     if "init" not in cache:
-        cache["init"] = _choose_init(dm)
+        cache["init"] = _stack_init(dm)
     return cache["init"]
 
 
-def _choose_init(dm: Any) -> ProbeInit:
+def _stack_init(dm: Any) -> ProbeInit:
     from itertools import combinations
 
-    joint = probe_for(dm)
     names = list(dm.stores)
     if len(names) == 1:
-        return ProbeInit(joint, "joint", {}, 0)
+        return ProbeInit(probe_for(dm), "joint", {}, 0)
     blocks = _blocks(dm)
     ids = {s: dm.split_ids[s] for s in ("train", "val")}
     x, y = _train_val(dm)
     width = x["train"].shape[1]
+    class_weight = None if dm.class_balance == "none" else "balanced"
     single = {}
-    for m in names:  # a modality that never varies on the training split (audio of photos) cannot be an expert
+    for m in names:  # a modality that never varies on the training split (audio of photos) cannot be stacked
         try:
             single[m] = fit_probe(x["train"][:, blocks[m]], y["train"], x["val"][:, blocks[m]], y["val"],
-                                  dm.num_classes, class_weight=joint.class_weight)
+                                  dm.num_classes, class_weight=class_weight)
         except NoVaryingColumn:
-            log.info("%s: no clip-statistics column varies on the training split; not a probe candidate", m)
+            log.info("%s: no clip-statistics column varies on the training split; left out of the stack", m)
     names = [m for m in names if m in single]
-    subsets = [subset for k in range(len(names), 0, -1) for subset in combinations(names, k)]
-    # Out-of-fold logits of every candidate over train+val.
+    if not names:
+        raise NoVaryingColumn(f"no clip-statistics column of {list(dm.stores)} varies on the training split")
+    if len(names) == 1:
+        return ProbeInit(_experts(single, blocks, width), f"experts:{names[0]}", {}, 0)
+    # Out-of-fold logits of every per-modality probe over train+val, each refitted per fold at its chosen C.
     pool_ids = ids["train"] + ids["val"]
     x_pool, y_pool = np.concatenate([x["train"], x["val"]]), np.concatenate([y["train"], y["val"]])
     folds = _cv_folds(pool_ids, y_pool, getattr(dm, "subjects", None) or {})
-    oof = {"joint": np.zeros((len(y_pool), dm.num_classes))}
     oof_single = {m: np.zeros((len(y_pool), dm.num_classes)) for m in names}
     empty = np.zeros(0, dtype=np.int64)
+    folds = [(tr, te) for tr, te in folds if len(np.unique(y_pool[tr])) >= 2]
     for tr, te in folds:
-        if len(np.unique(y_pool[tr])) < 2:
-            continue
-        fold_joint = fit_probe(x_pool[tr], y_pool[tr], x_pool[te][:0], empty, dm.num_classes, joint.class_weight,
-                               cs=(joint.C,))
-        oof["joint"][te] = fold_joint.decision(x_pool[te])
         for m in names:
             blk = blocks[m]
             fold_m = fit_probe(x_pool[tr][:, blk], y_pool[tr], x_pool[te][:0, blk], empty, dm.num_classes,
-                               joint.class_weight, cs=(single[m].C,))
+                               class_weight, cs=(single[m].C,))
             oof_single[m][te] = fold_m.decision(x_pool[te][:, blk])
-    for subset in subsets:
+    z_pool = np.concatenate([oof_single[m] for m in names], axis=1)
+    oof = {"stack": np.zeros((len(y_pool), dm.num_classes))}
+    for tr, te in folds:  # the combiner's own out-of-fold logits, on the same folds
+        mix, bias = _fit_combiner(z_pool[tr], y_pool[tr], dm.num_classes, class_weight)
+        oof["stack"][te] = z_pool[te] @ mix.T + bias
+    for subset in (sub for k in range(len(names), 0, -1) for sub in combinations(names, k)):
         oof["experts:" + "+".join(subset)] = sum(oof_single[m] for m in subset)
     cv = {name: scores(z.argmax(axis=1), y_pool, dm.num_classes)["test/uar"] for name, z in oof.items()}
-    chosen = "joint"
-    for name in oof:  # insertion order: joint, then larger subsets first
-        if cv[name] > cv[chosen] + 1e-12:
-            chosen = name
-    probe = joint if chosen == "joint" else _experts(
-        {m: single[m] for m in chosen.removeprefix("experts:").split("+")}, blocks, width)
-    return ProbeInit(probe, chosen, cv, len(folds))
+    mix, bias = _fit_combiner(z_pool, y_pool, dm.num_classes, class_weight)
+    return ProbeInit(_stacked({m: single[m] for m in names}, blocks, width, mix, bias), "stack", cv, len(folds))
 
 
 def _cv_folds(ids: Sequence[str], y: np.ndarray, subjects: dict[str, str]) -> list[tuple[np.ndarray, np.ndarray]]:
