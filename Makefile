@@ -70,7 +70,7 @@ bench: install
 # on faces-static (its stores are built once into features/faces_static: a few minutes on 2 cores).
 bench-accuracy: install
 	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
-	$(PY) benchmarks/bench_accuracy.py
+	$(PY) benchmarks/bench_accuracy.py -- --trainer.max_epochs=20
 
 # The whole suite, slow end-to-end tests included (CI runs this); openpifpaf is built first if missing.
 # Test-data tools from Debian (espeak-ng speaks the audio tests' sentences); skipped, with a note, without root/apt.
