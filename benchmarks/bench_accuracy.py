@@ -15,7 +15,7 @@ Stores: the sample's are built by ``make extract`` (``features/sample``). faces-
 ``--faces-static-stores`` (default ``features/faces_static``, a few minutes on 2 cores) and reused afterwards.
 
 Five seeds by default: on faces-static two classes have 1 and 3 test photos per split, so one photo moves a seed's
-UAR by 12.5 points; the table also gives the UAR of all seeds' test predictions pooled.
+UAR by 12.5 points (the table prints the smallest test class).
 
 Usage: ``python benchmarks/bench_accuracy.py [--datasets sample faces_static] [--seeds 1 2 3 4 5] [-- FIT ARGS]``;
 ``FER_ZOO_BENCH_QUICK=1``: one seed, 3 epochs (checks that it runs; figures meaningless).
@@ -106,19 +106,6 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float("nan")
 
 
-def pooled_uar(confusions: list[list[list[int]] | None]) -> float:
-    """UAR of the seeds' test predictions pooled (confusions ``[true][pred]`` summed over seeds): every class's
-    recall over all its test clips of all seeds, so a class with one test clip per split weighs in with all of
-    them (per seed, that one clip is worth 100/num_classes UAR points on its own)."""
-    import numpy as np
-
-    if not confusions or any(c is None for c in confusions):
-        return float("nan")
-    total = np.sum([np.asarray(c, dtype=np.int64) for c in confusions], axis=0)
-    support = total.sum(axis=1)
-    return float(np.mean(np.diag(total)[support > 0] / support[support > 0]))
-
-
 def min_class_support(confusions: list[list[list[int]] | None]) -> int:
     """Fewest test clips of one present class in any seed's split."""
     import numpy as np
@@ -196,16 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             stat = {k: {m: mean_std([c[k][f"test/{m}"] for c in mine]) for m in ("uar", "war")}
                     for k in ("model", "probe", "majority")}
             gap = stat["model"]["uar"][0] - stat["probe"]["uar"][0]
-            pooled = {k: pooled_uar([c.get(f"{k}_confusion") for c in mine]) for k in ("model", "probe")}
             support = min_class_support([c.get("model_confusion") for c in mine])
             summary.append({"dataset": ds, "modalities": label, "n": len(mine), **{
                 f"{k}_{m}_{w}": v for k in stat for m in stat[k] for w, v in zip(("mean", "std"), stat[k][m])},
-                "model_minus_probe_uar": gap, "model_uar_pooled": pooled["model"],
-                "probe_uar_pooled": pooled["probe"], "min_test_clips_per_class": support})
+                "model_minus_probe_uar": gap, "min_test_clips_per_class": support})
             rows.append([ds, label, len(mine), pct(*stat["model"]["uar"]), pct(*stat["probe"]["uar"]),
                          pct(*stat["majority"]["uar"]), f"{100 * gap:+.1f}", pct(*stat["model"]["war"]),
-                         pct(*stat["probe"]["war"]), f"{100 * pooled['model']:.1f}", f"{100 * pooled['probe']:.1f}",
-                         support])
+                         pct(*stat["probe"]["war"]), support])
             targets.append(target_line(f"{ds} {label}: model UAR minus probe UAR (points)", 100 * gap,
                                        -MAX_GAP_POINTS, detail=f"mean over {len(mine)} seeds"))
             if len(mods) == 1 and stat["model"]["uar"][0] > best_single[1]:
@@ -218,11 +202,10 @@ def main(argv: list[str] | None = None) -> int:
                 100 * (best_fused[1] - best_single[1]), 0.0))
     print()
     print(table(["data set", "modalities", "seeds", "model UAR %", "probe UAR %", "majority UAR %",
-                 "model-probe", "model WAR %", "probe WAR %", "model UAR pooled", "probe UAR pooled",
-                 "min clips/class"], rows,
+                 "model-probe", "model WAR %", "probe WAR %", "min clips/class"], rows,
                 title="test UAR/WAR, mean ± std over seeds (each seed its own split); same split for all three; "
-                      "pooled: UAR of all seeds' test predictions together; min clips/class: the smallest test "
-                      "class of any seed (one clip of it is worth 100/num_classes UAR points in that seed)"))
+                      "min clips/class: the smallest test class of any seed (one clip of it is worth "
+                      "100/num_classes UAR points in that seed)"))
     print(f"\n{len(cells)} fits in {total_s:.0f} s"
           + (f"; faces-static stores built in {extract_s:.0f} s" if extract_s else ""))
     out = write_results(args.name, {"machine": info, "seeds": args.seeds, "extra_args": extra, "quick": quick,
