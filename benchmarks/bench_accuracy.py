@@ -14,8 +14,10 @@ more than 1 point; per data set the best fused set's mean UAR is at least the be
 Stores: the sample's are built by ``make extract`` (``features/sample``). faces-static's are built on first use into
 ``--faces-static-stores`` (default ``features/faces_static``, a few minutes on 2 cores) and reused afterwards.
 
-Five seeds by default: on faces-static two classes have 1 and 3 test photos per split, so one photo moves a seed's
-UAR by 12.5 points (the table prints the smallest test class).
+faces-static runs its 5 person-grouped folds (``ImageFolderSource(n_folds=5)``, fold k trained with seed k), so
+every photo is tested once; a seeded 20 % split holds 1 of the 7 contempt and 3 of the 16 fear photos, and one photo
+then moves that split's UAR by 12.5 points. The table gives the mean over repeats and the UAR of all repeats' test
+predictions pooled (over folds: every class's recall over all its photos). The sample: 5 seeded splits.
 
 Usage: ``python benchmarks/bench_accuracy.py [--datasets sample faces_static] [--seeds 1 2 3 4 5] [-- FIT ARGS]``;
 ``FER_ZOO_BENCH_QUICK=1``: one seed, 3 epochs (checks that it runs; figures meaningless).
@@ -45,10 +47,11 @@ SETS = [["resnet"], ["facemesh"], ["pose"], ["resnet", "pose", "facemesh"]]
 MAX_GAP_POINTS = 1.0  # the model may trail its probe by at most this many UAR points
 
 
-def faces_static_source() -> dict[str, Any]:
+def faces_static_source(n_folds: int = 0) -> dict[str, Any]:
+    """The shared photos, person-grouped; ``n_folds`` >= 2: that many folds drawn once (``fold_seed`` 0)."""
     return {"class_path": "datamodules.sources.ImageFolderSource",
             "init_args": {"root": str(FACES_STATIC / "images"), "legend": str(FACES_STATIC / "legend.csv"),
-                          "vocabulary": "faces8", "subject_pattern": SUBJECT_PATTERN}}
+                          "vocabulary": "faces8", "subject_pattern": SUBJECT_PATTERN, "n_folds": n_folds}}
 
 
 def ensure_faces_static_stores(root: Path, modalities: set[str]) -> float:
@@ -75,11 +78,32 @@ def ensure_faces_static_stores(root: Path, modalities: set[str]) -> float:
     return time.perf_counter() - t0
 
 
-def dataset_args(name: str, faces_static_stores: Path) -> list[str]:
+def dataset_args(name: str, faces_static_stores: Path, n_folds: int = 0) -> list[str]:
     if name == "sample":
         return ["--config", "configs/demo.yaml", "--data.store_root=features/sample"]
-    return ["--config", "configs/demo.yaml", f"--data.source={json.dumps(faces_static_source())}",
+    return ["--config", "configs/demo.yaml", f"--data.source={json.dumps(faces_static_source(n_folds))}",
             f"--data.store_root={faces_static_stores}"]
+
+
+def repeats(name: str, seeds: list[int], n_folds: int) -> list[tuple[int | None, int]]:
+    """``(fold, seed)`` of each repeat: the sample (no folds) one seeded split per seed; faces-static with
+    ``n_folds`` >= 2 each fold once, trained with seed = fold number (every photo tested exactly once)."""
+    if name == "faces_static" and n_folds >= 2:
+        return [(k, k) for k in range(1, n_folds + 1)]
+    return [(None, s) for s in seeds]
+
+
+def pooled_uar(confusions: list[list[list[int]] | None]) -> float:
+    """UAR of the repeats' test predictions pooled (confusions ``[true][pred]`` summed): over folds, every photo
+    is tested once, so each class's recall is over all its photos (7 contempt, 16 fear on faces-static) instead of
+    the 1-3 of one split. Over seeded splits of equal per-class counts it equals the mean."""
+    import numpy as np
+
+    if not confusions or any(c is None for c in confusions):
+        return float("nan")
+    total = np.sum([np.asarray(c, dtype=np.int64) for c in confusions], axis=0)
+    support = total.sum(axis=1)
+    return float(np.mean(np.diag(total)[support > 0] / support[support > 0]))
 
 
 def run_fit(args: list[str], run_dir: Path) -> dict[str, Any]:
@@ -129,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", nargs="+", default=None, help="modality sets as a+b+c (default: resnet facemesh pose "
                    "resnet+pose+facemesh)")
     p.add_argument("--faces-static-stores", type=Path, default=REPO / "features" / "faces_static")
+    p.add_argument("--faces-static-folds", type=int, default=1 if quick else 5,
+                   help="faces-static: run each of this many person-grouped folds once (seed = fold; every photo "
+                        "tested once); 0 or 1: one seeded split per --seeds value instead")
     p.add_argument("--runs", type=Path, default=None, help="where the runs go (default: a temporary folder)")
     p.add_argument("--name", default="bench_accuracy", help="results file benchmarks/results/<name>.json")
     args = p.parse_args(argv)
@@ -153,22 +180,24 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[dict[str, Any]] = []
     t_all = time.perf_counter()
     for ds in args.datasets:
-        for seed in args.seeds:
+        for fold, seed in repeats(ds, args.seeds, args.faces_static_folds):
             for mods in sets:
                 label = "+".join(mods)
-                fit_args = [*dataset_args(ds, args.faces_static_stores.resolve()),
+                fit_args = [*dataset_args(ds, args.faces_static_stores.resolve(), args.faces_static_folds),
                             f"--data.modalities={json.dumps(mods)}", f"--seed_everything={seed}",
-                            f"--data.seed={seed}", *extra]
-                res = run_fit(fit_args, runs / ds / f"{label}-seed{seed}")
+                            f"--data.seed={seed}", *([f"--data.fold={fold}"] if fold else []), *extra]
+                res = run_fit(fit_args, runs / ds / f"{label}-{f'fold{fold}-' if fold else ''}seed{seed}")
                 base = res.get("baselines") or {}
-                cell = {"dataset": ds, "modalities": label, "seed": seed, "elapsed_s": round(res["elapsed_s"], 1),
+                cell = {"dataset": ds, "modalities": label, "fold": fold, "seed": seed,
+                        "elapsed_s": round(res["elapsed_s"], 1),
                         "model": res["metrics"], "probe": base.get("probe", {}).get("metrics", {}),
                         "probe_C": base.get("probe", {}).get("C"),
                         "majority": base.get("majority", {}).get("metrics", {}), "split_sizes": res["split_sizes"],
                         "model_confusion": res.get("confusion"),
                         "probe_confusion": base.get("probe", {}).get("confusion")}
                 cells.append(cell)
-                print(f"  {ds:<12} {label:<22} seed {seed}: model UAR {100 * cell['model']['test/uar']:5.1f}  "
+                where = f"fold {fold} seed {seed}" if fold else f"seed {seed}"
+                print(f"  {ds:<12} {label:<22} {where}: model UAR {100 * cell['model']['test/uar']:5.1f}  "
                       f"probe {100 * cell['probe'].get('test/uar', float('nan')):5.1f}  "
                       f"majority {100 * cell['majority'].get('test/uar', float('nan')):5.1f}  "
                       f"({cell['elapsed_s']:.0f} s)", flush=True)
@@ -177,35 +206,45 @@ def main(argv: list[str] | None = None) -> int:
     rows, summary, targets = [], [], []
     for ds in args.datasets:
         best_single, best_fused = (None, -1.0), (None, -1.0)
+        pooled_of: dict[str, float] = {}
         for mods in sets:
             label = "+".join(mods)
             mine = [c for c in cells if c["dataset"] == ds and c["modalities"] == label]
             stat = {k: {m: mean_std([c[k][f"test/{m}"] for c in mine]) for m in ("uar", "war")}
                     for k in ("model", "probe", "majority")}
             gap = stat["model"]["uar"][0] - stat["probe"]["uar"][0]
+            pooled = {k: pooled_uar([c.get(f"{k}_confusion") for c in mine]) for k in ("model", "probe")}
             support = min_class_support([c.get("model_confusion") for c in mine])
             summary.append({"dataset": ds, "modalities": label, "n": len(mine), **{
                 f"{k}_{m}_{w}": v for k in stat for m in stat[k] for w, v in zip(("mean", "std"), stat[k][m])},
-                "model_minus_probe_uar": gap, "min_test_clips_per_class": support})
+                "model_minus_probe_uar": gap, "model_uar_pooled": pooled["model"],
+                "probe_uar_pooled": pooled["probe"], "min_test_clips_per_class": support})
             rows.append([ds, label, len(mine), pct(*stat["model"]["uar"]), pct(*stat["probe"]["uar"]),
                          pct(*stat["majority"]["uar"]), f"{100 * gap:+.1f}", pct(*stat["model"]["war"]),
-                         pct(*stat["probe"]["war"]), support])
+                         pct(*stat["probe"]["war"]), f"{100 * pooled['model']:.1f}", f"{100 * pooled['probe']:.1f}",
+                         support])
             targets.append(target_line(f"{ds} {label}: model UAR minus probe UAR (points)", 100 * gap,
-                                       -MAX_GAP_POINTS, detail=f"mean over {len(mine)} seeds"))
+                                       -MAX_GAP_POINTS, detail=f"mean over {len(mine)} repeats"))
             if len(mods) == 1 and stat["model"]["uar"][0] > best_single[1]:
                 best_single = (label, stat["model"]["uar"][0])
             if len(mods) > 1 and stat["model"]["uar"][0] > best_fused[1]:
                 best_fused = (label, stat["model"]["uar"][0])
+            pooled_of[label] = pooled["model"]
         if best_single[0] and best_fused[0]:
             targets.append(target_line(
                 f"{ds}: best fused ({best_fused[0]}) minus best single ({best_single[0]}) model UAR (points)",
                 100 * (best_fused[1] - best_single[1]), 0.0))
+            targets.append(target_line(
+                f"{ds}: the same on the pooled UAR ({pooled_of[best_fused[0]] * 100:.1f} vs "
+                f"{pooled_of[best_single[0]] * 100:.1f})",
+                100 * (pooled_of[best_fused[0]] - pooled_of[best_single[0]]), 0.0))
     print()
-    print(table(["data set", "modalities", "seeds", "model UAR %", "probe UAR %", "majority UAR %",
-                 "model-probe", "model WAR %", "probe WAR %", "min clips/class"], rows,
-                title="test UAR/WAR, mean ± std over seeds (each seed its own split); same split for all three; "
-                      "min clips/class: the smallest test class of any seed (one clip of it is worth "
-                      "100/num_classes UAR points in that seed)"))
+    print(table(["data set", "modalities", "repeats", "model UAR %", "probe UAR %", "majority UAR %",
+                 "model-probe", "model WAR %", "probe WAR %", "model UAR pooled", "probe UAR pooled",
+                 "min clips/class"], rows,
+                title="test UAR/WAR, mean ± std over repeats (sample: seeded splits; faces-static: folds); same "
+                      "split for all three; pooled: UAR of all repeats' test predictions together; min clips/class: "
+                      "the smallest test class of any repeat (one clip of it is worth 100/num_classes UAR points)"))
     print(f"\n{len(cells)} fits in {total_s:.0f} s"
           + (f"; faces-static stores built in {extract_s:.0f} s" if extract_s else ""))
     out = write_results(args.name, {"machine": info, "seeds": args.seeds, "extra_args": extra, "quick": quick,

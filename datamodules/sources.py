@@ -117,6 +117,36 @@ def _check_dataset_classes(vocab: LabelVocabulary, official: LabelVocabulary, so
     )
 
 
+def drawn_folds(records: list[ClipRecord], n_folds: int, fold_seed: int, where: str) -> list[ClipRecord]:
+    """``records`` with ``test_fold`` 1..``n_folds`` drawn once: stratified by label, whole subjects per fold where
+    records name them (a record without a subject is a group of its own), shuffled with ``fold_seed``
+    (scikit-learn's ``StratifiedGroupKFold``), so every clip is in exactly one test fold and every run of the
+    protocol, whatever its training seed, sees the same folds. ``n_folds`` 0 returns ``records`` unchanged (no
+    fold protocol: one seeded split). Raises ``ValueError`` (naming ``where``) for ``n_folds`` 1 or < 0, or more
+    folds than subjects (or clips)."""
+    if n_folds == 0:
+        return records
+    if n_folds < 2:
+        raise ValueError(f"{where}: n_folds must be 0 (no folds) or >= 2, got {n_folds}")
+    import warnings
+
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = [r.subject or f"\0clip:{r.clip_id}" for r in records]
+    if len(set(groups)) < n_folds:
+        raise ValueError(f"{where}: {n_folds} folds need at least {n_folds} subjects (or clips), got "
+                         f"{len(set(groups))}")
+    labels = np.array([r.label or "" for r in records])
+    fold_of = np.zeros(len(records), dtype=np.int64)
+    with warnings.catch_warnings():  # a class with fewer clips than folds: expected (it is absent from some folds)
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=int(fold_seed))
+        for k, (_, test) in enumerate(splitter.split(np.zeros(len(records)), labels, groups), start=1):
+            fold_of[test] = k
+    return [dataclasses.replace(r, test_fold=int(k)) for r, k in zip(records, fold_of)]
+
+
 def _require_root(root: Path, dataset: str, layout: str) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"{dataset} root not found: {root} (expected layout: {layout})")
@@ -462,13 +492,17 @@ class ManifestSource:
     counts. ``vocabulary`` may name a known vocabulary (``"faces8"``) or list your classes (``[happiness, neutral]``,
     in this order); then case and known synonyms map to them and any other label is an error naming its line.
     A row with an empty label (``preprocess`` writes the label column empty when it was given no labels) is an
-    error listing the lines to fill in.
+    error listing the lines to fill in. ``n_folds`` / ``fold_seed``: for a manifest without ``split`` and ``fold``
+    values, draw ``n_folds`` class-stratified, subject-grouped folds once (see :func:`drawn_folds`; 0: none, one
+    seeded split); with either column filled it is an error (the manifest already states its protocol).
     """
 
     csv: str | Path
     root: str | Path | None = None
     vocabulary: str | list[str] | LabelVocabulary | None = None
     audio_root: str | Path | None = None
+    n_folds: int = 0
+    fold_seed: int = 0
 
     name: ClassVar[str] = "manifest"
 
@@ -539,7 +573,11 @@ class ManifestSource:
             records[clip] = ClipRecord(clip, str(full), label, split, int(fold_text) if fold_text else None,
                                        row.get("subject", "").strip() or None, audio)
             where_of[clip] = where
-        return [records[c] for c in sorted(records)]
+        out = [records[c] for c in sorted(records)]
+        if self.n_folds and any(r.split or r.test_fold for r in out):
+            raise ValueError(f"{self.csv}: n_folds={self.n_folds} draws folds, but the manifest already has split or "
+                             "fold values: clear those columns or leave n_folds 0")
+        return drawn_folds(out, self.n_folds, self.fold_seed, f"manifest {self.csv}")
 
 
 # ----------------------------------------------------------------------------------------------------- image folder
@@ -562,12 +600,19 @@ class ImageFolderSource:
     Hidden files (``.DS_Store``, ``._x.jpg``) are ignored; any other file in a class folder whose type is not read
     (``.heic``, ``.gif``, ``.txt``) is listed, after :meth:`clips`, in ``skipped`` as ``(file, reason)``, which the
     extraction summary prints: never dropped without a word.
+
+    ``n_folds``: 0 (default) has no fold protocol (``data.seed`` draws one test split); ``k >= 2`` draws ``k``
+    class-stratified, person-grouped folds once with ``fold_seed`` (:func:`drawn_folds`), so every photo is tested
+    exactly once over ``data.fold`` 1..k, whatever the training seed (``ablate`` runs every fold). Use it when a
+    class is small: with 7 photos of a class, a 20 % test split holds 1, worth 1/num_classes of UAR on its own.
     """
 
     root: str | Path
     vocabulary: str | LabelVocabulary = "faces8"
     legend: str | Path | None = None
     subject_pattern: str | None = None
+    n_folds: int = 0
+    fold_seed: int = 0
 
     name: ClassVar[str] = "image_folder"
 
@@ -580,19 +625,21 @@ class ImageFolderSource:
             except re.error as err:
                 raise ValueError(f"subject_pattern {self.subject_pattern!r} is not a regular expression: {err}") \
                     from None
+        if self.n_folds < 0 or self.n_folds == 1:
+            raise ValueError(f"image folder {self.root}: n_folds must be 0 (no folds) or >= 2, got {self.n_folds}")
 
     @property
     def folds(self) -> list[int]:
-        return []
+        return list(range(1, self.n_folds + 1))
 
     def clips(self) -> list[ClipRecord]:
         root = Path(self.root)
         _require_root(root, "image folder", _IMAGE_LAYOUT)
         records = self._from_legend(root) if self.legend is not None else self._from_folders(root)
         out = [records[c] for c in sorted(records)]
-        if self.subject_pattern is None:
-            return out
-        return [dataclasses.replace(r, subject=self._subject(r.path)) for r in out]
+        if self.subject_pattern is not None:
+            out = [dataclasses.replace(r, subject=self._subject(r.path)) for r in out]
+        return drawn_folds(out, self.n_folds, self.fold_seed, f"image folder {root}")
 
     def _subject(self, path: str) -> str:
         stem = Path(path).stem

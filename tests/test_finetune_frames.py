@@ -83,3 +83,17 @@ def test_finetune_frames_end_to_end_on_the_sample(tmp_path: Path) -> None:
     feats, valid = store.clip("happiness/" + sorted((photos / "happiness").glob("*.jpg"))[0].stem)
     assert feats.shape == (1, 1280 + 8) and valid.all()
     np.testing.assert_allclose(feats[0, 1280:].astype(np.float32).sum(), 1.0, atol=1e-2)  # float16 probabilities
+
+
+def test_a_fold_protocol_keeps_its_test_fold_out_of_fine_tuning() -> None:
+    """With a fold protocol (n_folds on the photo source) the fold's test photos are the test split, never trained
+    on; without a fold the protocol is refused with the folds to choose from."""
+    from fer_zoo.finetune.data import PhotoDataModule
+
+    src = ImageFolderSource(root=SAMPLE, vocabulary="faces8", subject_pattern=PATTERN, n_folds=3)
+    dm = PhotoDataModule(src, fold=2)
+    fold2 = {r.clip_id for r in src.clips() if r.test_fold == 2}
+    assert set(dm.split_ids["test"]) == fold2
+    assert fold2.isdisjoint(dm.split_ids["train"]) and fold2.isdisjoint(dm.split_ids["val"])
+    with pytest.raises(ValueError, match=r"3-fold protocol: set fold to one of \[1, 2, 3\]"):
+        PhotoDataModule(src)

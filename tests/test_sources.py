@@ -395,6 +395,50 @@ def test_image_folder_subject_pattern_names_the_person() -> None:
         ImageFolderSource(FACES / "images", subject_pattern="(")
 
 
+@needs_faces
+def test_image_folder_folds_test_every_photo_once_and_never_split_a_person() -> None:
+    """n_folds=5 on the shared photos: each photo in exactly one test fold, no person in two folds, every class
+    spread over the folds as evenly as whole persons allow (contempt: 7 photos), the same folds for any training
+    seed (they depend on fold_seed only), and another fold_seed draws other folds."""
+    kw = {"legend": FACES / "legend.csv", "subject_pattern": r"^(.+)_\d+[a-z]*$", "n_folds": 5}
+    src = ImageFolderSource(FACES / "images", **kw)
+    assert src.folds == [1, 2, 3, 4, 5]
+    clips = src.clips()
+    assert all(c.test_fold in src.folds for c in clips)
+    fold_of_person: dict[str, set[int]] = {}
+    for c in clips:
+        fold_of_person.setdefault(c.subject, set()).add(c.test_fold)
+    assert all(len(f) == 1 for f in fold_of_person.values())
+    per_fold = np.bincount([c.test_fold for c in clips], minlength=6)[1:]
+    assert per_fold.sum() == len(clips) and per_fold.min() > 0.8 * len(clips) / 5
+    contempt = np.bincount([c.test_fold for c in clips if c.label == "contempt"], minlength=6)[1:]
+    assert contempt.sum() == 7 and contempt.max() <= 2
+    assert [c.test_fold for c in ImageFolderSource(FACES / "images", **kw).clips()] == [c.test_fold for c in clips]
+    other = ImageFolderSource(FACES / "images", **{**kw, "fold_seed": 1}).clips()
+    assert [c.test_fold for c in other] != [c.test_fold for c in clips]
+    assert ImageFolderSource(FACES / "images", legend=FACES / "legend.csv").folds == []
+    with pytest.raises(ValueError, match="n_folds must be 0"):
+        ImageFolderSource(FACES / "images", n_folds=1)
+
+
+def test_manifest_folds_are_drawn_by_subject_and_refused_beside_a_stated_protocol(tmp_path: Path) -> None:
+    rows = "".join(f"c{i}.mp4,{('anger', 'happiness')[i % 2]},p{i // 2}\n" for i in range(20))
+    csv_path = _write(tmp_path / "m.csv", "path,label,subject\n" + rows)
+    src = ManifestSource(csv_path, n_folds=5)
+    clips = src.clips()
+    assert src.folds == [1, 2, 3, 4, 5]
+    by_person: dict[str, set[int]] = {}
+    for c in clips:
+        by_person.setdefault(c.subject, set()).add(c.test_fold)
+    assert all(len(f) == 1 for f in by_person.values()) and len({c.test_fold for c in clips}) == 5
+    stated = _write(tmp_path / "s.csv", "path,label,split\na.mp4,anger,train\nb.mp4,anger,test\n")
+    with pytest.raises(ValueError, match="already has split or fold values"):
+        ManifestSource(stated, n_folds=2).clips()
+    with pytest.raises(ValueError, match="need at least 5 subjects"):
+        ManifestSource(_write(tmp_path / "t.csv", "path,label,subject\na.mp4,anger,x\nb.mp4,happiness,y\n"),
+                       n_folds=5).clips()
+
+
 def test_registry_and_protocol(tmp_path: Path) -> None:
     assert sorted(SOURCES) == ["dfew", "ferv39k", "image_folder", "mafw", "manifest", "sample"]
     sample = build_source("sample")

@@ -95,14 +95,17 @@ class PhotoDataModule(L.LightningDataModule):
     ``class_balance`` (``none``, ``weighted_loss``: inverse-frequency loss weights, ``balanced_sampler``: every class
     equally likely per draw), ``batch_size``, ``num_workers``, augmentation strengths (``crop_scale``: smallest crop
     area share, ``jitter``: colour jitter strength, ``erasing``: random-erasing probability), ``max_photos`` (keep at
-    most this many training photos, stratified; 0 = all: for quick runs).
+    most this many training photos, stratified; 0 = all: for quick runs), ``fold`` (a source with folds, e.g.
+    ``ImageFolderSource(n_folds=5)``: the test fold whose photos are never trained on, as ``fit``'s
+    ``data.fold``).
     Photos that cannot be read are listed and left out (a clear warning), never replaced.
     """
 
     def __init__(self, source: ClipSource, image_size: int = 224, val_fraction: float = 0.1,
                  test_fraction: float = 0.2, seed: int = 42, class_balance: str = "balanced_sampler",
                  batch_size: int = 32, num_workers: int = 0, crop_scale: float = 0.75, jitter: float = 0.3,
-                 erasing: float = 0.25, max_photos: int = 0, vocabulary: str | None = None) -> None:
+                 erasing: float = 0.25, max_photos: int = 0, vocabulary: str | None = None,
+                 fold: int | None = None) -> None:
         super().__init__()
         if class_balance not in BALANCE:
             raise ValueError(f"data.class_balance={class_balance!r} is not one of {list(BALANCE)}")
@@ -133,7 +136,8 @@ class PhotoDataModule(L.LightningDataModule):
             if r.label is None:
                 raise KeyError(f"photo {r.clip_id!r} ({r.path}) has no label; fine-tuning needs labelled photos")
             self.labels[r.clip_id] = self.vocabulary.index(r.label)
-        self.split_ids = split_clips(records, self.labels, list(source.folds), None, float(test_fraction),
+        self.fold = fold
+        self.split_ids = split_clips(records, self.labels, list(source.folds), fold, float(test_fraction),
                                      float(val_fraction), self.seed, source.name)
         if max_photos:
             self.split_ids["train"] = self._subsample(self.split_ids["train"], int(max_photos))
@@ -167,7 +171,7 @@ class PhotoDataModule(L.LightningDataModule):
             h.update(json.dumps([c, r.label, size] + ([list(r.box)] if r.box is not None else [])).encode())
         return {"data": h.hexdigest()[:16], "source": self.source.name, "train_images": len(self.split_ids["train"]),
                 "val_images": len(self.split_ids["val"]), "test_images": len(self.split_ids["test"]),
-                "seed": self.seed, "class_counts_train": self.class_counts("train"),
+                "seed": self.seed, "fold": self.fold, "class_counts_train": self.class_counts("train"),
                 **({"excluded": self.excluded} if self.excluded else {})}
 
     def class_counts(self, split: str) -> dict[str, int]:
