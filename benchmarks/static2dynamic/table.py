@@ -2,6 +2,8 @@
 """The static-to-dynamic table (issue 13): each row (a)-(d) as the model beside the linear probe and the majority
 class, all three on the same person-grouped split of ``../shared/data/faces-static`` (``fit.yaml``: seed 42).
 
+- **start**: what ``fit``'s clip-statistics head starts from on that split (one modality: its probe; several: the
+  per-modality probes stacked, ``fer_zoo.training.probe.init_probe_for``), scored on the test photos.
 - **probe** and **majority**: ``fer_zoo.training.probe.baselines`` on the FeatureDataModule that ``fit`` would build
   from ``fit.yaml`` with the row's modalities and ``--store_root`` (seconds per row; deterministic: L-BFGS, C chosen
   on the validation split). Stores are only read.
@@ -52,16 +54,22 @@ def fit_args(modalities: list[str], store_root: str, extra: list[str]) -> list[s
 
 
 def probe_row(modalities: list[str], store_root: str, extra: list[str]) -> dict[str, Any]:
-    """Linear probe and majority class on the row's split; ``{"error": ...}`` when its stores cannot be read."""
-    from fer_zoo.training.probe import baselines, datamodule_from_args
+    """Linear probe, the model's start (``init_probe_for``: the stacked per-modality probes for a fused row) and
+    majority class on the row's split; ``{"error": ...}`` when its stores cannot be read."""
+    from fer_zoo.training.probe import baselines, clip_statistics, datamodule_from_args, init_probe_for, scores
 
     t0 = time.perf_counter()
     try:
         dm = datamodule_from_args(fit_args(modalities, store_root, extra))
         res = baselines(dm)
+        init = init_probe_for(dm)
     except (FileNotFoundError, KeyError, ValueError) as err:
         return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"}
-    return {"probe": res["probe"], "majority": res["majority"], "class_balance": dm.class_balance,
+    test = dm.split_ids["test"]
+    start = scores(init.probe.predict(clip_statistics(dm.stores, test)), [dm.labels[c] for c in test],
+                   dm.num_classes)
+    return {"probe": res["probe"], "start": {"chosen": init.chosen, "metrics": start},
+            "majority": res["majority"], "class_balance": dm.class_balance,
             "split_sizes": {s: len(dm.split_ids[s]) for s in ("train", "val", "test")},
             "seconds": round(time.perf_counter() - t0, 2)}
 
@@ -115,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--rows {args.rows}: unknown row(s); known: {known}")
 
     out: list[dict[str, Any]] = []
-    print("| | modalities | model UAR | model WAR | seeds | probe UAR | probe WAR | majority UAR | majority WAR |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| | modalities | model UAR | model WAR | seeds | probe UAR | probe WAR | start UAR | start WAR | "
+          "majority UAR | majority WAR |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, mods in rows:
         base = probe_row(mods, args.store_root, extra)
         if "error" not in base and args.fit:
@@ -129,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         model_war = cell([runs[s]["test/war"] for s in seeds])
         if "error" in base:
             print(f"| {label} | {' + '.join(mods)} | {model_uar} | {model_war} | {seeds or '-'} | "
-                  f"no stores: {base['error']} | | | |")
+                  f"no stores: {base['error']} | | | | | |")
         else:
-            p, m = base["probe"]["metrics"], base["majority"]["metrics"]
+            p, st, m = base["probe"]["metrics"], base["start"]["metrics"], base["majority"]["metrics"]
             print(f"| {label} | {' + '.join(mods)} | {model_uar} | {model_war} | "
                   f"{', '.join(map(str, seeds)) or '-'} | {100 * p['test/uar']:.1f} | {100 * p['test/war']:.1f} | "
+                  f"{100 * st['test/uar']:.1f} | {100 * st['test/war']:.1f} | "
                   f"{100 * m['test/uar']:.1f} | {100 * m['test/war']:.1f} |", flush=True)
         out.append({"row": label, "modalities": mods, "model": runs, **base})
     done = [r for r in out if "error" not in r]
