@@ -117,6 +117,12 @@ def _check_dataset_classes(vocab: LabelVocabulary, official: LabelVocabulary, so
     )
 
 
+def check_n_folds(n_folds: int, where: str) -> None:
+    """Raises ``ValueError`` naming ``where`` unless ``n_folds`` is 0 (no folds) or >= 2."""
+    if n_folds < 0 or n_folds == 1:
+        raise ValueError(f"{where}: n_folds must be 0 (no folds) or >= 2, got {n_folds}")
+
+
 def drawn_folds(records: list[ClipRecord], n_folds: int, fold_seed: int, where: str) -> list[ClipRecord]:
     """``records`` with ``test_fold`` 1..``n_folds`` drawn once: stratified by label, whole subjects per fold where
     records name them (a record without a subject is a group of its own), shuffled with ``fold_seed``
@@ -124,10 +130,9 @@ def drawn_folds(records: list[ClipRecord], n_folds: int, fold_seed: int, where: 
     protocol, whatever its training seed, sees the same folds. ``n_folds`` 0 returns ``records`` unchanged (no
     fold protocol: one seeded split). Raises ``ValueError`` (naming ``where``) for ``n_folds`` 1 or < 0, or more
     folds than subjects (or clips)."""
+    check_n_folds(n_folds, where)
     if n_folds == 0:
         return records
-    if n_folds < 2:
-        raise ValueError(f"{where}: n_folds must be 0 (no folds) or >= 2, got {n_folds}")
     import warnings
 
     import numpy as np
@@ -625,8 +630,7 @@ class ImageFolderSource:
             except re.error as err:
                 raise ValueError(f"subject_pattern {self.subject_pattern!r} is not a regular expression: {err}") \
                     from None
-        if self.n_folds < 0 or self.n_folds == 1:
-            raise ValueError(f"image folder {self.root}: n_folds must be 0 (no folds) or >= 2, got {self.n_folds}")
+        check_n_folds(self.n_folds, f"image folder {self.root}")
 
     @property
     def folds(self) -> list[int]:

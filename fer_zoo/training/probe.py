@@ -235,6 +235,11 @@ def _train_val(dm: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     return cache["train_val"]
 
 
+def _class_weight(dm: Any) -> str | None:
+    """The probes' class weights follow the DataModule: ``class_balance`` other than ``none`` -> ``"balanced"``."""
+    return None if dm.class_balance == "none" else "balanced"
+
+
 def probe_for(dm: Any) -> FittedProbe:
     """The probe fitted on a FeatureDataModule's training split (C chosen on its val split), computed once per
     DataModule and kept on it: the model's clip-statistics head starts from it (``FERLitModule.probe_init``) and
@@ -242,9 +247,8 @@ def probe_for(dm: Any) -> FittedProbe:
     cache = _cache(dm)
     if "joint" not in cache:
         x, y = _train_val(dm)
-        class_weight = None if dm.class_balance == "none" else "balanced"
         cache["joint"] = fit_probe(x["train"], y["train"], x["val"], y["val"], dm.num_classes,
-                                   class_weight=class_weight)
+                                   class_weight=_class_weight(dm))
     return cache["joint"]
 
 
@@ -347,7 +351,7 @@ def init_probe_for(dm: Any) -> ProbeInit:
     resnet+pose+facemesh 29 UAR, facemesh alone 34). Why not choose among candidates by cross-validated UAR (the
     previous rule): on faces-static that choice is noise, classes with 7 photos swing it; over 6 splits the stack
     scored 40.3 test UAR on average and beat facemesh alone on every split (37.4), the cross-validated choice 37.8
-    (issue 11 notes). Cached on ``dm``."""
+    (``benchmarks/README.md``, bench_accuracy section). Cached on ``dm``."""
     cache = _cache(dm)
     if "init" not in cache:
         cache["init"] = _stack_init(dm)
@@ -364,7 +368,7 @@ def _stack_init(dm: Any) -> ProbeInit:
     ids = {s: dm.split_ids[s] for s in ("train", "val")}
     x, y = _train_val(dm)
     width = x["train"].shape[1]
-    class_weight = None if dm.class_balance == "none" else "balanced"
+    class_weight = _class_weight(dm)
     single = {}
     for m in names:  # a modality that never varies on the training split (audio of photos) cannot be stacked
         try:
