@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer_zoo.video.consistency import (
         Jitter,
+        agreement_breakdown,
         encode_still_video,
         flip_rate,
         load_runs,
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         vids["still"].append(encode_still_video(rgb, vdir / f"{i:04d}_still.mp4", args.frames))
         vids["jitter"].append(encode_still_video(rgb, vdir / f"{i:04d}_jitter.mp4", args.frames, jitter=Jitter(),
                                                  seed=i))
-    scores = {k: score_videos(v, loaded, extractors, window=args.frames) for k, v in vids.items()}
+    scores = {k: score_videos(v, loaded, extractors, window=args.frames, keep_features=True) for k, v in vids.items()}
     t_videos = time.perf_counter() - t0
     real = [VIDEOS / n for n in ("single_face.mp4", "WolfgangLanger_Pexels.mp4")]
     real_scores = score_videos(real, loaded, extractors) if all(v.is_file() for v in real) else []
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         agree["per_photo"] = [{"clip_id": c, "label": int(t), "photo": int(p_), "photo_prob": float(pr.max()),
                                **{k: (vs[j].top(r.name)[0] if vs[j].top(r.name) else None) for k, vs in scores.items()}}
                               for j, (c, t, p_, pr) in enumerate(zip(ids[:nv], y, pred, prob))]
+        agree["breakdown"] = {k: asdict(agreement_breakdown(r, ids[:nv], vs)) for k, vs in scores.items()}
         flips = {s.video.stem: flip_rate(s.top(r.name)) for s in real_scores}
         per_run[r.name] = {"uar": uar, "war": war, **agree, "flip_rate": flips, "run_dir": runs[r.name]}
         rows.append([r.name, 100 * uar, 100 * war, 100 * float(agree["still"]), 100 * float(agree["jitter"]),
@@ -231,6 +234,17 @@ def main(argv: list[str] | None = None) -> int:
                 + (f" ({_no_face_photos(args.crops)} photos without a face left out by preprocess)" if args.crops
                    else "") + "; "
                 f"majority class: UAR {100 * majority[0]:.1f} % WAR {100 * majority[1]:.1f} %"))
+    mods = list(next(iter(per_run.values()))["breakdown"]["still"]["shift"])
+    print()
+    print(table(["run", "video", "photos", "model agree %", "clip-stats head alone %",
+                 *[f"{m} held at photo %" for m in mods], *[f"{m} shift (median, p90)" for m in mods]],
+                [[name, k, b["photos"], 100 * b["full"], "-" if b["stats_head"] is None else 100 * b["stats_head"],
+                  *[100 * b["held_at_photo"][m] for m in mods],
+                  *[f"{b['shift'][m][0]:.3f}, {b['shift'][m][1]:.3f}" for m in mods]]
+                 for name, d in per_run.items() for k, b in d["breakdown"].items()],
+                title="where disagreements come from (photos whose video has a prediction): 'm held at photo' = "
+                      "the video window with modality m's inputs replaced by the photo's own; shift = relative L2 "
+                      "change of m's clip-mean features from photo to video"))
     summary = {}
     for v in VARIANTS:
         names = [n for n in per_run if n.split("-")[0] == v]

@@ -190,3 +190,31 @@ def test_a_still_video_gets_the_prediction_of_its_photo(runs: dict, name: str) -
         top = [s.top(name)[0] for s in scored]
         agree = sum(t == int(p.argmax()) for t, p in zip(top, probs))
         assert agree >= len(ids) - misses, (name, top, probs.argmax(1).tolist())
+
+
+@pytest.mark.slow
+def test_the_agreement_breakdown_rescores_exactly_what_predict_video_scored(runs: dict, tmp_path: Path) -> None:
+    """The breakdown's full-model agreement is the scored one (same window inputs), the clip-statistics head is
+    measured on its own, and the codec moves the frame embedding while the photo's own inputs are left alone."""
+    from fer_zoo.video.consistency import (
+        agreement_breakdown,
+        load_runs,
+        original_media,
+        photo_predictions,
+        score_videos,
+    )
+
+    loaded, extractors = load_runs({"photos": runs["photos"]})
+    ids, crops, _, probs = photo_predictions(loaded[0], "test", limit=6)
+    videos = [encode_still_video(_rgb(Path(p)), tmp_path / f"{i}.mp4") for i, p in enumerate(original_media(crops))]
+    with pytest.raises(ValueError, match="keep_features"):
+        agreement_breakdown(loaded[0], ids, score_videos(videos[:1], loaded, extractors, window=16)[:1] * len(ids))
+    scored = score_videos(videos, loaded, extractors, window=16, keep_features=True)
+    with_face = [(s.top("photos")[0], int(p.argmax())) for s, p in zip(scored, probs) if s.top("photos")[0] is not None]
+    b = agreement_breakdown(loaded[0], ids, scored)
+    assert b.photos == len(with_face) >= 5
+    assert b.full == pytest.approx(np.mean([t == p for t, p in with_face]))
+    assert b.stats_head is not None and 0.0 <= b.stats_head <= 1.0
+    assert set(b.held_at_photo) == set(b.shift) == {"resnet", "facemesh"}
+    assert 0.0 < b.shift["resnet"][0] <= b.shift["resnet"][1] < 0.5  # H.264 moves the embedding, a little
+    assert 0.0 < b.shift["facemesh"][0] < 0.05  # landmarks, normalised to the face box, barely move

@@ -7,6 +7,8 @@
   run's extractors, windows, the model) for one or several runs at once: the features depend only on the
   extractors, so they are computed once per video and scored by every run (all runs must share the extractors).
 - :func:`flip_rate`: the fraction of adjacent windows whose top class differs (window stability).
+- :func:`agreement_breakdown`: where a disagreement comes from (the clip-statistics head alone, each modality's
+  video features held at the photo's, how far each modality's clip mean moved from photo to video).
 
 ``benchmarks/bench_still_video.py`` reports the full figures; ``tests/test_still_video.py`` checks a sample.
 """
@@ -29,6 +31,7 @@ from fer_zoo.video.predict import (
     make_windows,
     resolve_run,
     score_windows,
+    window_dataset,
     window_frames,
 )
 
@@ -77,7 +80,10 @@ def encode_still_video(rgb: np.ndarray, path: str | Path, frames: int = 16, fps:
 @dataclass
 class VideoScores:
     """One video scored by several runs: ``probs[run]`` is ``float64 [W, C]`` (NaN rows: no prediction) and
-    ``valid_frames`` ``int [W]`` (per run; equal for runs with the same ``num_frames``)."""
+    ``valid_frames`` ``int [W]`` (per run; equal for runs with the same ``num_frames``). With
+    ``score_videos(keep_features=True)``: ``features[modality]`` (``float16 [n_frames, D]``, the store's dtype) and
+    ``feature_valid[modality]`` (``bool [n_frames]``) of every frame, as the runs were scored on them (empty dicts
+    for a video without a face)."""
 
     video: Path
     n_frames: int
@@ -85,6 +91,8 @@ class VideoScores:
     windows: list[tuple[int, int]]
     probs: dict[str, np.ndarray]
     valid_frames: dict[str, np.ndarray]
+    features: dict[str, np.ndarray] | None = None
+    feature_valid: dict[str, np.ndarray] | None = None
 
     def top(self, run: str) -> list[int | None]:
         """Top class index per window (``None`` where the window has no prediction)."""
@@ -120,10 +128,13 @@ def load_runs(runs: dict[str, str | Path]) -> tuple[list[LoadedRun], dict[str, A
 
 
 def score_videos(videos: list[Path], runs: list[LoadedRun], extractors: dict[str, Any], window: int | None = None,
-                 stride: int | None = None, detector: FaceDetector | None = None) -> list[VideoScores]:
+                 stride: int | None = None, detector: FaceDetector | None = None,
+                 keep_features: bool = False) -> list[VideoScores]:
     """Each video through the predict-video path once (track, extract), its windows scored by every run.
 
     ``window`` defaults to the first run's ``num_frames``, ``stride`` to half a window (predict-video's defaults).
+    ``keep_features``: keep each video's per-frame features in its :class:`VideoScores` (for
+    :func:`agreement_breakdown`; ~5 KB per frame for resnet + facemesh).
     Raises ``datamodules.frames.ClipReadError`` for a video that cannot be decoded."""
     first = runs[0].info
     window = window or first.num_frames
@@ -141,6 +152,7 @@ def score_videos(videos: list[Path], runs: list[LoadedRun], extractors: dict[str
                     for m in r.info.modalities:
                         needed[window_frames(s, e, m.frame_cap, r.info.num_frames, r.info.short_clips)[1]] = True
             probs, counts = {}, {}
+            feats, valid = {}, {}
             if track.face_found.any():
                 feats, valid = extract_features(track, needed, first, extractors, log=lambda *a: None)
                 for r in runs:
@@ -149,7 +161,8 @@ def score_videos(videos: list[Path], runs: list[LoadedRun], extractors: dict[str
                 for r in runs:
                     probs[r.name] = np.full((len(wins), len(r.model.class_names)), np.nan)
                     counts[r.name] = np.zeros(len(wins), np.int64)
-            out.append(VideoScores(video, track.n_frames, track.face_frames, wins, probs, counts))
+            out.append(VideoScores(video, track.n_frames, track.face_frames, wins, probs, counts,
+                                   feats if keep_features else None, valid if keep_features else None))
     finally:
         if own:
             det.close()
@@ -184,20 +197,25 @@ def flip_rate(top: list[int | None]) -> float:
     return float(np.mean([a != b for a, b in pairs])) if pairs else float("nan")
 
 
-def photo_predictions(run: LoadedRun, split: str = "test", limit: int | None = None
-                      ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """The run's own predictions on the photos of ``split``, exactly as ``test`` computes them (its DataModule,
-    rebuilt from the run's ``config.yaml``). Returns ``(clip_ids, paths, labels int [N], probs float [N, C])``."""
-    import torch
+def _datamodule(run: LoadedRun) -> Any:
+    """The run's FeatureDataModule, rebuilt from its ``config.yaml``."""
     from jsonargparse import ArgumentParser
-    from torch.utils.data import DataLoader, Subset
 
     from datamodules.feature_datamodule import FeatureDataModule
 
     parser = ArgumentParser()
     parser.add_class_arguments(FeatureDataModule, "data")
-    cfg = parser.parse_object({"data": run.info.config["data"]})
-    dm = parser.instantiate_classes(cfg).data
+    return parser.instantiate_classes(parser.parse_object({"data": run.info.config["data"]})).data
+
+
+def photo_predictions(run: LoadedRun, split: str = "test", limit: int | None = None
+                      ) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """The run's own predictions on the photos of ``split``, exactly as ``test`` computes them (its DataModule,
+    rebuilt from the run's ``config.yaml``). Returns ``(clip_ids, paths, labels int [N], probs float [N, C])``."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    dm = _datamodule(run)
     ds = dm.dataset(split)
     ids = ds.clip_ids[:limit] if limit else ds.clip_ids
     paths = {r.clip_id: r.path for r in dm.source.clips()}
@@ -206,3 +224,67 @@ def photo_predictions(run: LoadedRun, split: str = "test", limit: int | None = N
         for batch in DataLoader(Subset(ds, range(len(ids))), batch_size=64, shuffle=False, num_workers=0):
             probs.append(run.model(batch["features"], batch["valid"]).float().softmax(-1).numpy())
     return ids, [paths[c] for c in ids], np.array(ds.labels[:len(ids)]), np.concatenate(probs)
+
+
+@dataclass
+class Breakdown:
+    """Where a run's still-video disagreements come from, over ``photos`` photos whose video has a prediction.
+
+    ``full``: agreement of the model (the photo's top class against its video's first window). ``stats_head``: the
+    same for the clip-statistics head alone (``None`` when the model has none). ``held_at_photo[m]``: agreement when
+    the video window's modality-``m`` inputs are replaced by the photo's own (the other modalities from the video):
+    the share of disagreements that modality's photo-to-video change causes. ``shift[m]``: median and 90th
+    percentile of ``||mean_video - mean_photo|| / ||mean_photo||`` of modality m's clip-mean feature vector."""
+
+    photos: int
+    full: float
+    stats_head: float | None
+    held_at_photo: dict[str, float]
+    shift: dict[str, tuple[float, float]]
+
+
+def agreement_breakdown(run: LoadedRun, clip_ids: list[str], videos: list[VideoScores], split: str = "test"
+                        ) -> Breakdown:
+    """:class:`Breakdown` of ``run`` for the photos ``clip_ids`` of ``split`` and their videos ``videos`` (same order,
+    scored with ``keep_features=True``); photos whose video has no prediction (no face) are left out.
+
+    Raises ``ValueError`` when the videos were scored without their features or the lengths differ."""
+    import torch
+
+    if len(clip_ids) != len(videos):
+        raise ValueError(f"{len(clip_ids)} photos but {len(videos)} videos")
+    if any(v.features is None for v in videos):
+        raise ValueError("agreement_breakdown needs videos scored with score_videos(keep_features=True)")
+    ds = _datamodule(run).dataset(split)
+    pos = {c: i for i, c in enumerate(ds.clip_ids)}
+    net = run.model.model
+    mods = [m.key for m in run.info.modalities]
+    heads: dict[str, Any] = {"full": run.model}
+    if getattr(net, "stats_head", None) is not None:
+        heads["stats_head"] = net.stats_head
+    agree: dict[str, list[bool]] = {k: [] for k in [*heads, *mods]}
+    shift: dict[str, list[float]] = {m: [] for m in mods}
+
+    def top(head: Any, x: dict[str, torch.Tensor], v: dict[str, torch.Tensor]) -> int:
+        with torch.inference_mode():
+            return int(head({m: x[m][None].float() for m in x}, {m: v[m][None] for m in v}).argmax())
+
+    for cid, vid in zip(clip_ids, videos):
+        if not vid.features or not np.isfinite(vid.probs[run.name][0]).all():
+            continue
+        photo = ds[pos[cid]]
+        item = window_dataset(run.info, vid.windows[:1], vid.features, vid.feature_valid)[0]
+        px, pv, vx, vv = photo["features"], photo["valid"], item["features"], item["valid"]
+        for k, head in heads.items():
+            agree[k].append(top(head, px, pv) == top(head, vx, vv))
+        ref = top(run.model, px, pv)
+        for m in mods:
+            agree[m].append(ref == top(run.model, {**vx, m: px[m]}, {**vv, m: pv[m]}))
+            a, b = px[m][pv[m]].double().mean(0), vx[m][vv[m]].double().mean(0)
+            if pv[m].any() and vv[m].any() and float(a.norm()) > 0:
+                shift[m].append(float((b - a).norm() / a.norm()))
+    rate = {k: float(np.mean(v)) if v else float("nan") for k, v in agree.items()}
+    return Breakdown(photos=len(agree["full"]), full=rate["full"], stats_head=rate.get("stats_head"),
+                     held_at_photo={m: rate[m] for m in mods},
+                     shift={m: (float(np.median(s)), float(np.percentile(s, 90))) if s else (float("nan"),) * 2
+                            for m, s in shift.items()})

@@ -454,17 +454,24 @@ def audio_features(track: TrackResult, frames: np.ndarray, ext: Any, key: str,
     return f, v
 
 
+def window_dataset(run: RunInfo, windows: list[tuple[int, int]], feats: dict[str, np.ndarray],
+                   valid: dict[str, np.ndarray]) -> Any:
+    """The model inputs of each window, item ``i`` for ``windows[i]``: a ``FeatureDataset`` (evaluation mode) over one
+    video's per-frame features, with the run's ``num_frames``, frame caps and ``short_clips``, as ``test`` samples."""
+    from datamodules.feature_datamodule import FeatureDataset
+
+    stores = {m.key: _WindowStore(feats[m.key], valid[m.key], windows, m.frame_cap) for m in run.modalities}
+    return FeatureDataset(stores, [str(i) for i in range(len(windows))], [0] * len(windows), run.num_frames,
+                          train=False, short_clips=run.short_clips)
+
+
 def score_windows(model: Any, run: RunInfo, windows: list[tuple[int, int]], feats: dict[str, np.ndarray],
                   valid: dict[str, np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """``probs [W, C]`` (NaN rows where no sampled frame is valid) and ``valid_frames [W]``, DataModule contract."""
     import torch
     from torch.utils.data import DataLoader
 
-    from datamodules.feature_datamodule import FeatureDataset
-
-    stores = {m.key: _WindowStore(feats[m.key], valid[m.key], windows, m.frame_cap) for m in run.modalities}
-    ds = FeatureDataset(stores, [str(i) for i in range(len(windows))], [0] * len(windows), run.num_frames,
-                        train=False, short_clips=run.short_clips)
+    ds = window_dataset(run, windows, feats, valid)
     probs, counts = [], []
     with torch.inference_mode():
         for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0):
