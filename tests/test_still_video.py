@@ -166,12 +166,10 @@ def test_a_mixed_manifest_presents_photos_and_videos_alike(runs: dict) -> None:
 
 
 FULL_FIGURE = ("issue 16 acceptance not met on the full figure: trained on the photos' preprocess face crops (the "
-               "crop predict-video makes), bench_still_video measured 88.6 +- 0.6 % still / 88.0 +- 0.2 % jittered "
-               "agreement on 408 held-out photos (2 seeds, 20 epochs, before main's clip-statistics head; with it, "
-               "1 seed: 88.5 % / 89.7 %; with the fused head started from stacked per-modality probes, same seed "
-               "and videos: 91.9 % / 90.4 % (the earlier start, rescored with it: 88.5 % / 90.4 %); whole "
-               "photos: 30-45 %), the misses on photos whose top probability is < 0.6; this 8-photo sample (<= 1 miss) "
-               "passed with the crops (XPASS)")
+               "crop predict-video makes), resnet+facemesh, bench_still_video measured 93.8 +- 0.6 % still / "
+               "91.3 +- 0.9 % jittered agreement on 408 held-out photos (2 seeds, stacked clip-statistics start); "
+               "the misses are photos with top probability < 0.65, flipped by the H.264 round trip; this 8-photo "
+               "sample allows 1 miss, so one photo decides it")
 PHOTOS_XFAIL = pytest.mark.xfail(reason=FULL_FIGURE, strict=False)
 MIXED_XFAIL = pytest.mark.xfail(reason=(
     FULL_FIGURE + "; mixed manifest, after main's clip-statistics head (8183d90, probe-initialised, fixed): its "
