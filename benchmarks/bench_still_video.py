@@ -285,13 +285,9 @@ def _no_face_photos(crops: Path | None) -> int:
 
 def _train_labels(run: object) -> list[int]:
     """Training-split labels of a run (for the majority-class baseline), from its DataModule."""
-    from jsonargparse import ArgumentParser
+    from fer_zoo.video.consistency import run_datamodule
 
-    from datamodules.feature_datamodule import FeatureDataModule
-
-    parser = ArgumentParser()
-    parser.add_class_arguments(FeatureDataModule, "data")
-    dm = parser.instantiate_classes(parser.parse_object({"data": run.info.config["data"]})).data  # type: ignore[attr-defined]
+    dm = run_datamodule(run)  # type: ignore[arg-type]
     return [dm.labels[c] for c in dm.split_ids["train"]]
 
 

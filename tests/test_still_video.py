@@ -135,16 +135,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.slow
 def test_a_mixed_manifest_presents_photos_and_videos_alike(runs: dict) -> None:
     """Photos (1-frame clips) and videos both fill every slot with valid frames; a photo's slots are copies."""
-    from fer_zoo.video.consistency import load_runs
+    from fer_zoo.video.consistency import load_runs, run_datamodule
 
     (run,), _ = load_runs({"mixed": runs["mixed"]})
-    from jsonargparse import ArgumentParser
-
-    from datamodules.feature_datamodule import FeatureDataModule
-
-    parser = ArgumentParser()
-    parser.add_class_arguments(FeatureDataModule, "data")
-    dm = parser.instantiate_classes(parser.parse_object({"data": run.info.config["data"]})).data
+    dm = run_datamodule(run)
     assert dm.short_clips == "stretch" and run.info.short_clips == "stretch"
     lengths = {len(dm.stores["resnet"].clip(c)[0]) for c in dm.labels}
     assert lengths == {1, VIDEO_FRAMES}

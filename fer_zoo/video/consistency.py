@@ -200,8 +200,8 @@ def flip_rate(top: list[int | None]) -> float:
     return float(np.mean([a != b for a, b in pairs])) if pairs else float("nan")
 
 
-def _datamodule(run: LoadedRun) -> Any:
-    """The run's FeatureDataModule, rebuilt from its ``config.yaml``."""
+def run_datamodule(run: LoadedRun) -> Any:
+    """The run's FeatureDataModule, rebuilt from its ``config.yaml`` (its split, stores and sampling)."""
     from jsonargparse import ArgumentParser
 
     from datamodules.feature_datamodule import FeatureDataModule
@@ -218,7 +218,7 @@ def photo_predictions(run: LoadedRun, split: str = "test", limit: int | None = N
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    dm = _datamodule(run)
+    dm = run_datamodule(run)
     ds = dm.dataset(split)
     ids = ds.clip_ids[:limit] if limit else ds.clip_ids
     paths = {r.clip_id: r.path for r in dm.source.clips()}
@@ -258,7 +258,7 @@ def agreement_breakdown(run: LoadedRun, clip_ids: list[str], videos: list[VideoS
         raise ValueError(f"{len(clip_ids)} photos but {len(videos)} videos")
     if any(v.features is None for v in videos):
         raise ValueError("agreement_breakdown needs videos scored with score_videos(keep_features=True)")
-    ds = _datamodule(run).dataset(split)
+    ds = run_datamodule(run).dataset(split)
     pos = {c: i for i, c in enumerate(ds.clip_ids)}
     net = run.model.model
     mods = [m.key for m in run.info.modalities]
@@ -278,11 +278,11 @@ def agreement_breakdown(run: LoadedRun, clip_ids: list[str], videos: list[VideoS
         photo = ds[pos[cid]]
         item = window_dataset(run.info, vid.windows[:1], vid.features, vid.feature_valid)[0]
         px, pv, vx, vv = photo["features"], photo["valid"], item["features"], item["valid"]
+        photo_top = {k: top(head, px, pv) for k, head in heads.items()}
         for k, head in heads.items():
-            agree[k].append(top(head, px, pv) == top(head, vx, vv))
-        ref = top(run.model, px, pv)
+            agree[k].append(photo_top[k] == top(head, vx, vv))
         for m in mods:
-            agree[m].append(ref == top(run.model, {**vx, m: px[m]}, {**vv, m: pv[m]}))
+            agree[m].append(photo_top["full"] == top(run.model, {**vx, m: px[m]}, {**vv, m: pv[m]}))
             a, b = px[m][pv[m]].double().mean(0), vx[m][vv[m]].double().mean(0)
             if pv[m].any() and vv[m].any() and float(a.norm()) > 0:
                 shift[m].append(float((b - a).norm() / a.norm()))
