@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         original_media,
         photo_predictions,
         score_videos,
+        shift_sources,
     )
 
     loaded, extractors = load_runs(runs)
@@ -245,6 +246,16 @@ def main(argv: list[str] | None = None) -> int:
                 title="where disagreements come from (photos whose video has a prediction): 'm held at photo' = "
                       "the video window with modality m's inputs replaced by the photo's own; shift = relative L2 "
                       "change of m's clip-mean features from photo to video"))
+    sources = {k: shift_sources(original_media(paths[:nv]), v, loaded[0].info.track, extractors)
+               for k, v in vids.items()}
+    print()
+    parts = ("box", "codec", "both")
+    print(table(["video", "photos", *[f"{m} {what}" for m in sources["still"].both for what in parts]],
+                [[k, s.photos, *[f"{getattr(s, what)[m]:.3f}" for m in s.both for what in parts]]
+                 for k, s in sources.items()],
+                title="what moves each frame feature from photo to video (median ||f - f_photo|| / ||f_photo - mean "
+                      "photo||; 1.0 = as far as a typical photo from the mean): box = the photo's pixels in the "
+                      "video's detection box, codec = the decoded frame in the photo's box, both = the video's crop"))
     summary = {}
     for v in VARIANTS:
         names = [n for n in per_run if n.split("-")[0] == v]
@@ -270,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "photos": len(ids), "videos_of": nv, "photo_inputs": args.photos,
                                         "no_face_photos": _no_face_photos(args.crops),
                                         "majority": {"uar": majority[0], "war": majority[1]},
-                                        "runs": per_run, "summary": summary, "targets": targets})
+                                        "runs": per_run, "summary": summary, "targets": targets,
+                                        "shift_sources": {k: asdict(v) for k, v in sources.items()}})
     return 0
 
 

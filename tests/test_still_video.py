@@ -71,6 +71,29 @@ def test_the_same_jittered_still_video_decodes_to_the_same_pixels(tmp_path: Path
         assert len(a) == len(b) == 16 and all(np.array_equal(x, y) for x, y in zip(a, b)), photo.name
 
 
+def test_shift_sources_split_the_photo_to_video_change_into_box_and_codec(tmp_path: Path) -> None:
+    """Each crop of the decomposition is made from the right pixels and box: a photo against itself moves nothing,
+    a real still video moves the features a little, and the parts are measured on the same photos."""
+    from extractors.registry import get_extractor
+    from fer_zoo.video.consistency import shift_sources
+    from fer_zoo.video.face_track import TrackConfig
+
+    photos = [str(p) for c in ("happiness", "anger") for p in sorted((SAMPLE / c).glob("*.jpg"))[:3]]
+    videos = [encode_still_video(_rgb(Path(p)), tmp_path / f"{i}.mp4") for i, p in enumerate(photos)]
+    exts = {"facemesh": get_extractor("facemesh", refine_landmarks=False, geometry=True),
+            "frames": get_extractor("mobilenet_v2", weights="none")}  # random weights: only the plumbing is tested
+    cfg = TrackConfig()
+    with pytest.raises(ValueError, match="5 videos"):
+        shift_sources(photos, [Path(p) for p in photos[:5]], cfg, exts)
+    itself = shift_sources(photos, [Path(p) for p in photos], cfg, exts)
+    assert itself.photos == 6
+    assert all(v == 0.0 for d in (itself.box, itself.codec, itself.both) for v in d.values())
+    s = shift_sources(photos, videos, cfg, exts)
+    assert s.photos == 6 and set(s.box) == set(s.codec) == set(s.both) == {"facemesh", "frames"}
+    for m in s.both:
+        assert 0.0 < s.both[m] < 1.0 and 0.0 < s.codec[m] < 1.0 and 0.0 <= s.box[m] < 1.0, (m, s)
+
+
 def test_flip_rate_counts_adjacent_changes_between_predicted_windows() -> None:
     assert flip_rate([0, 0, 1, 1, 0]) == 0.5
     assert flip_rate([2, None, 2, 3]) == 1.0  # only (2, 3): pairs with a window without prediction are skipped

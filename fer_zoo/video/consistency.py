@@ -291,3 +291,62 @@ def agreement_breakdown(run: LoadedRun, clip_ids: list[str], videos: list[VideoS
                      held_at_photo={m: rate[m] for m in mods},
                      shift={m: (float(np.median(s)), float(np.percentile(s, 90))) if s else (float("nan"),) * 2
                             for m, s in shift.items()})
+
+
+@dataclass
+class ShiftSources:
+    """How far still videos move each image modality's frame features away from their photos', split into the two
+    things that differ between a photo and its video: the face box (detected again on the decoded frames) and the
+    pixels (the H.264 round trip). ``box[m]``: the photo's own pixels cropped with the video's detection box;
+    ``codec[m]``: the decoded video frame cropped with the photo's box; ``both[m]``: the video's own crop (what
+    predict-video extracts). Each is the median over ``photos`` photos of ``||f - f_photo|| / ||f_photo - mean||``,
+    where ``mean`` is the mean photo feature: 1.0 means as far as a typical photo is from the mean photo."""
+
+    photos: int
+    box: dict[str, float]
+    codec: dict[str, float]
+    both: dict[str, float]
+
+
+def shift_sources(photos: list[str], videos: list[Path], cfg: Any, extractors: dict[str, Any]) -> ShiftSources:
+    """:class:`ShiftSources` of ``photos`` (image paths) and their still videos ``videos`` (same order, written by
+    :func:`encode_still_video`, which keeps the photo's top-left pixels), with the face ``cfg`` (``TrackConfig``) and
+    the image ``extractors`` (modality key -> extractor; audio ones are skipped). Photos where either side has no
+    face, or a modality's features are not valid on all four crops, are left out of that modality.
+
+    Raises ``ValueError`` when the lengths differ."""
+    from datamodules.frames import read_frames
+    from fer_zoo.video.face_track import decode_jpeg, face_crop
+
+    if len(photos) != len(videos):
+        raise ValueError(f"{len(photos)} photos but {len(videos)} videos")
+    mods = {m: e for m, e in extractors.items() if getattr(e, "kind", "") != "audio"}
+    feats: dict[str, list[np.ndarray]] = {m: [] for m in mods}
+    det = FaceDetector(cfg)
+    try:
+        for photo, video in zip(photos, videos):
+            tp, tv = track_video(photo, cfg, detector=det), track_video(video, cfg, detector=det)
+            if not tp.face_found.any() or not tv.face_found.any():
+                continue
+            rp = tp.records[int(np.flatnonzero(tp.face_found)[0])]
+            rv = tv.records[int(np.flatnonzero(tv.face_found)[0])]
+            frame = read_frames(video).rgb[rv.frame]
+            h, w = frame.shape[:2]
+            pixels = read_frames(photo).rgb[0][:h, :w]
+            crops = np.stack([decode_jpeg(rp.jpeg), decode_jpeg(face_crop(pixels, rv.box, cfg)),  # type: ignore[arg-type]
+                              decode_jpeg(face_crop(frame, rp.box, cfg)), decode_jpeg(rv.jpeg)])  # type: ignore[arg-type]
+            for m, ext in mods.items():
+                f, ok = ext.extract(crops)
+                if ok.all():
+                    feats[m].append(f.astype(np.float64))
+    finally:
+        det.close()
+    out: dict[str, dict[str, float]] = {"box": {}, "codec": {}, "both": {}}
+    for m, fs in feats.items():
+        if len(fs) < 2:
+            continue
+        a = np.stack(fs)  # [N, 4, D]: photo, box only, codec only, video crop
+        spread = np.linalg.norm(a[:, 0] - a[:, 0].mean(0), axis=1)
+        for j, k in ((1, "box"), (2, "codec"), (3, "both")):
+            out[k][m] = float(np.median(np.linalg.norm(a[:, j] - a[:, 0], axis=1) / spread))
+    return ShiftSources(photos=max((len(f) for f in feats.values()), default=0), **out)
