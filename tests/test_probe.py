@@ -11,7 +11,14 @@ import pytest
 
 from datamodules.feature_store import ClipResult, FeatureStore, ShardWriter, pack, store_path
 from fer_zoo.ablation.report import conclusion, markdown, summary_table
-from fer_zoo.training.probe import clip_statistics, linear_probe, majority_baseline, scores
+from fer_zoo.training.probe import (
+    clip_statistics,
+    fit_probe,
+    floor_std_scales,
+    linear_probe,
+    majority_baseline,
+    scores,
+)
 
 
 def test_scores_match_a_hand_computed_case() -> None:
@@ -59,6 +66,45 @@ def test_probe_chooses_C_on_validation() -> None:
     by_c = {float(k): v for k, v in res.details["val_uar_by_C"].items()}
     assert res.details["val_uar"] == max(by_c.values())
     assert res.details["C"] == min(c for c, v in by_c.items() if v == max(by_c.values()))
+
+
+def _photos_and_videos(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One modality, D = 2: 40 photos (stds 0) and 4 videos (small stds), mean columns spread ~1."""
+    means = rng.standard_normal((44, 2))
+    stds = np.zeros((44, 2))
+    stds[40:] = rng.uniform(0.05, 0.15, (4, 2))
+    return np.concatenate([means, stds], axis=1), np.arange(44) % 2
+
+
+def test_std_scales_are_floored_at_their_mean_column_where_photos_and_videos_mix() -> None:
+    rng = np.random.default_rng(0)
+    x, _ = _photos_and_videos(rng)
+    keep = np.ones(4, bool)
+    scale = x.std(axis=0)
+    floored = floor_std_scales(x, keep, scale, [2])
+    np.testing.assert_array_equal(floored[:2], scale[:2])  # mean columns untouched
+    np.testing.assert_array_equal(floored[2:], scale[:2])  # the stds' spread (~0.04) is below the means' (~1)
+    assert (scale[2:] < 0.1).all()
+    videos = x[40:]  # only videos: every clip has a std, nothing to floor
+    np.testing.assert_array_equal(floor_std_scales(videos, keep, videos.std(axis=0), [2]), videos.std(axis=0))
+    photos = x[:40]  # only photos: their std columns are constant, so not kept, and nothing is floored
+    np.testing.assert_array_equal(floor_std_scales(photos, np.array([True, True, False, False]), scale[:2], [2]),
+                                  scale[:2])
+    with pytest.raises(ValueError, match="do not cover"):
+        floor_std_scales(x, keep, scale, [3])
+
+
+def test_a_few_videos_among_photos_cannot_be_told_apart_by_their_std_columns() -> None:
+    """Labels follow the mean columns; each video's label is the opposite of its means' side. Without the floor,
+    the videos' tiny stds standardise to large values and the probe fits them through the std columns."""
+    rng = np.random.default_rng(1)
+    x, _ = _photos_and_videos(rng)
+    y = (x[:, 0] > 0).astype(np.int64)
+    y[40:] = 1 - y[40:]
+    plain = fit_probe(x, y, x, y, 2, cs=(1.0,))
+    floored = fit_probe(x, y, x, y, 2, cs=(1.0,), block_dims=[2])
+    assert np.abs(plain.coef[:, 2:]).max() > 3 * np.abs(floored.coef[:, 2:]).max()
+    np.testing.assert_array_equal(floored.scale[2:], floored.scale[:2])
 
 
 def test_clip_statistics_use_valid_frames_only(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@
 
 - **Linear probe**: multinomial logistic regression (scikit-learn, L-BFGS) on one vector per clip: for every
   selected modality, the mean and the std over the clip's *valid* frames (all stored frames, not the model's TSN
-  sample), concatenated. Columns are standardised with training-split statistics (``StandardScaler``); a clip
-  without any valid frame in a modality gets that modality's training mean (0 after scaling). The inverse
+  sample), concatenated. Columns are standardised with training-split statistics (``StandardScaler``; where
+  1-frame clips and longer ones mix, each std column's scale is floored at its mean column's, see
+  :func:`floor_std_scales`); a clip without any valid frame in a modality gets that modality's training mean (0
+  after scaling). The inverse
   regularisation strength ``C`` is chosen on the validation split by UAR (ties: the smaller ``C``), the model is
   refitted on nothing else: it is trained on the training split only, exactly as the transformer is. Class weights
   follow the DataModule: ``class_balance`` other than ``none`` -> ``class_weight="balanced"``.
@@ -137,13 +139,17 @@ class FittedProbe:
 
 
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, num_classes: int,
-              class_weight: str | None = None, cs: Sequence[float] = DEFAULT_CS) -> FittedProbe:
+              class_weight: str | None = None, cs: Sequence[float] = DEFAULT_CS,
+              block_dims: Sequence[int] | None = None) -> FittedProbe:
     """Standardise with training stats, fit one logistic regression per ``C`` on the training rows, keep the one
     with the best validation UAR (ties: smaller ``C``).
 
     NaN cells (a modality without valid frames in that clip) become the training column mean. Columns constant on
-    the training split are dropped (e.g. the std of 1-frame clips). Raises ``ValueError`` when the training split
-    holds fewer than 2 classes (nothing to discriminate)."""
+    the training split are dropped (e.g. the std of 1-frame clips). ``block_dims``: the columns are
+    :func:`clip_statistics` blocks (per modality ``D`` means then ``D`` stds); then, in a block where some training
+    clips have one frame (every std 0) and others more, each std column's scale is floored at its mean column's
+    (:func:`floor_std_scales`). Raises ``ValueError`` when the training split holds fewer than 2 classes (nothing to
+    discriminate)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
@@ -159,6 +165,8 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         raise NoVaryingColumn(f"none of the {x_train.shape[1]} clip-statistics columns varies on the training "
                               "split (a modality without a valid frame, like the audio of photos): nothing to fit")
     scaler = StandardScaler().fit(x_tr_full[:, keep])
+    if block_dims is not None:
+        scaler.scale_ = floor_std_scales(x_tr_full, keep, scaler.scale_, block_dims)
     x_tr = scaler.transform(x_tr_full[:, keep])
     x_va = scaler.transform(np.where(np.isnan(x_val), fill, x_val)[:, keep]) if len(x_val) else x_val[:, keep]
     best: tuple[float, float, Any] | None = None
@@ -179,6 +187,34 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     return FittedProbe(fill=fill, keep=keep, mean=scaler.mean_, scale=scaler.scale_, coef=coef, intercept=intercept,
                        C=best[1], val_uar=best[0], val_uar_by_C={str(k): v for k, v in val_uars.items()},
                        class_weight=class_weight)
+
+
+def floor_std_scales(x: np.ndarray, keep: np.ndarray, scale: np.ndarray, block_dims: Sequence[int]) -> np.ndarray:
+    """The kept columns' scales (``scale``, ``[keep.sum()]``) with each std column floored at its mean column's scale,
+    in every :func:`clip_statistics` block of ``x`` (training rows, NaN filled) that mixes 1-frame clips (all of the
+    block's stds exactly 0) with longer ones.
+
+    Why: a photo's std is 0 by construction, not by observation. When a few videos sit among many photos, a std
+    column's training spread comes from those videos alone and is tiny, so standardising by it blows the videos' stds
+    up (by about sqrt(clips / videos)) and the probe can tell every video by them: on the sample's 48 photos + 8
+    jittered videos it weighed them 56 to 3, and sent every jittered video of a test photo to one class. Floored at
+    the spread of the feature itself between clips, a within-clip std counts in the units the clip means do. Blocks
+    without 1-frame clips (video datasets), or with nothing else (photo sets, whose stds are dropped as constant),
+    are left as they are."""
+    if 2 * sum(block_dims) != len(keep):
+        raise ValueError(f"blocks of {list(block_dims)} (2 x D columns each) do not cover {len(keep)} columns")
+    full = np.ones(len(keep))
+    full[keep] = scale
+    start = 0
+    for d in block_dims:
+        mean_cols = np.arange(start, start + d)
+        std_cols = mean_cols + d
+        single = (x[:, std_cols] == 0).all(axis=1)
+        if single.any() and not single.all():
+            pair = keep[mean_cols] & keep[std_cols]
+            full[std_cols[pair]] = np.maximum(full[std_cols[pair]], full[mean_cols[pair]])
+        start += 2 * d
+    return full[keep]
 
 
 def _per_class(clf: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +284,7 @@ def probe_for(dm: Any) -> FittedProbe:
     if "joint" not in cache:
         x, y = _train_val(dm)
         cache["joint"] = fit_probe(x["train"], y["train"], x["val"], y["val"], dm.num_classes,
-                                   class_weight=_class_weight(dm))
+                                   class_weight=_class_weight(dm), block_dims=[st.dim for st in dm.stores.values()])
     return cache["joint"]
 
 
@@ -373,7 +409,7 @@ def _stack_init(dm: Any) -> ProbeInit:
     for m in names:  # a modality that never varies on the training split (audio of photos) cannot be stacked
         try:
             single[m] = fit_probe(x["train"][:, blocks[m]], y["train"], x["val"][:, blocks[m]], y["val"],
-                                  dm.num_classes, class_weight=class_weight)
+                                  dm.num_classes, class_weight=class_weight, block_dims=[dm.stores[m].dim])
         except NoVaryingColumn:
             log.info("%s: no clip-statistics column varies on the training split; left out of the stack", m)
     names = [m for m in names if m in single]
@@ -392,7 +428,7 @@ def _stack_init(dm: Any) -> ProbeInit:
         for m in names:
             blk = blocks[m]
             fold_m = fit_probe(x_pool[tr][:, blk], y_pool[tr], x_pool[te][:0, blk], empty, dm.num_classes,
-                               class_weight, cs=(single[m].C,))
+                               class_weight, cs=(single[m].C,), block_dims=[dm.stores[m].dim])
             oof_single[m][te] = fold_m.decision(x_pool[te][:, blk])
     z_pool = np.concatenate([oof_single[m] for m in names], axis=1)
     oof = {"stack": np.zeros((len(y_pool), dm.num_classes))}
