@@ -218,7 +218,8 @@ class FER2013Frames(Extractor):
     """Static-FER probabilities and embedding per frame from the FER2013 mini-Xception (see the module docstring).
 
     Config: ``output`` (``both``: 7 probabilities then 128 embedding values; ``probs``; ``embedding``), ``weights``
-    (path to the Keras ``.hdf5``; default the cached file ``make install`` fetches), ``batch_frames``, and
+    (path to the Keras ``.hdf5``; ``None`` or ``"default"``, as the config records it: the cached file ``make install``
+    fetches), ``batch_frames``, and
     ``weights_sha256`` (filled in from the file; when given, the file must have it).
     Per frame: float32 ``[7]`` class probabilities (softmax, columns ``fer2013_p_<canonical class>`` in
     :data:`CANONICAL_CLASSES` order) and/or float32 ``[128]`` embedding (``fer2013_e<i>``). Every frame is valid (a
@@ -237,6 +238,8 @@ class FER2013Frames(Extractor):
             raise ValueError(f"{self.name}: output must be one of {OUTPUTS}, got {output!r}")
         if isinstance(batch_frames, bool) or not isinstance(batch_frames, int) or batch_frames < 1:
             raise ValueError(f"{self.name}: batch_frames must be a positive integer, got {batch_frames!r}")
+        if weights == "default":  # how the config records the cached file: a store's meta rebuilds the extractor
+            weights = None
         path = Path(weights).expanduser() if weights else default_weights_path()
         if not path.is_file():
             if weights:

@@ -129,6 +129,8 @@ def test_config_hash_is_stable_and_follows_the_config(name: str) -> None:
     if getattr(ext, "weights_sha256", None):
         recorded["weights_sha256"] = ext.weights_sha256
     assert config_hash(ext.name, ext.version, recorded) == ext.config_hash
+    # predict-video rebuilds each extractor from the config its store's meta.json recorded: the very same one
+    assert get_extractor(name, **json.loads(json.dumps(ext.config))).config_hash == ext.config_hash
     if name not in CHANGED_CONFIG:
         pytest.skip(f"no config change listed for new extractor {name!r} in CHANGED_CONFIG")
     changed = get_extractor(name, **{**BASE_CONFIG.get(name, {}), **CHANGED_CONFIG[name]})
