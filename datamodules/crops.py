@@ -18,7 +18,7 @@ from typing import Any
 
 PREPROCESS_SETTINGS = "preprocess.json"
 #: The settings that change the pixels of a crop (the tracking settings only decide which frames have one).
-PIXEL_KEYS = ("margin", "size", "detector", "min_confidence", "jpeg_quality", "version")
+PIXEL_KEYS = ("margin", "size", "detector", "min_confidence", "jpeg_quality", "snap", "version")
 
 
 def preprocess_root(path: str | Path, cache: dict[Path, Path | None] | None = None) -> Path | None:

@@ -8,7 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_zoo.video.face_track import Detection, FaceTracker, InputError, clip_ids, collect_videos, crop_square, iou
+from fer_zoo.video.face_track import (
+    Detection,
+    FaceTracker,
+    InputError,
+    TrackConfig,
+    clip_ids,
+    collect_videos,
+    crop_square,
+    iou,
+    snap_box,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,6 +98,50 @@ def test_crop_square_pads_past_the_frame_edge_and_keeps_the_face_centred() -> No
     assert crop[32, 32].tolist() == [200, 200, 200]  # the face in the middle
     assert crop[-1, -1].tolist() == [0, 0, 0]  # black past the corner of the frame
     assert crop[5, 5].tolist() == [200, 200, 200]
+
+
+def test_snap_box_gives_nearby_boxes_the_same_crop_and_keeps_the_face_inside() -> None:
+    box = (101.3, 52.7, 401.9, 355.1)  # 300.6 x 302.4, centre (251.6, 203.9)
+    snapped = snap_box(box, 0.08)
+    side = snapped[2] - snapped[0]
+    assert side == pytest.approx(snapped[3] - snapped[1])  # a square
+    assert abs(np.log(side / 302.4)) <= np.log(1.08) / 2 + 1e-9  # side: the nearest power of 1.08
+    cx, cy = (snapped[0] + snapped[2]) / 2, (snapped[1] + snapped[3]) / 2
+    assert abs(cx - 251.6) <= 0.04 * side + 1e-9 and abs(cy - 203.9) <= 0.04 * side + 1e-9  # half a cell
+    assert cx / (0.08 * side) == pytest.approx(round(cx / (0.08 * side)))  # on the grid
+    # the same face re-detected a pixel or so away (a photo and its H.264 video): the very same box
+    assert snap_box((100.6, 53.5, 401.1, 354.6), 0.08) == snapped
+    # a real move (a face walking 40 px) gives another box; snap 0 is the detected box itself
+    assert snap_box(_shift(box, 40.0), 0.08) != snapped
+    assert snap_box(box, 0.0) == box
+
+
+def test_settings_written_before_snap_existed_are_read_as_no_snap() -> None:
+    old = {k: v for k, v in TrackConfig().to_dict().items() if k != "snap"}
+    assert TrackConfig.from_dict(old).snap == 0.0  # what those trees were cropped with
+    assert TrackConfig().snap == 0.08 and TrackConfig.from_dict(TrackConfig().to_dict()) == TrackConfig()
+    with pytest.raises(ValueError, match="snap"):
+        TrackConfig(snap=0.5)
+
+
+def test_a_tree_preprocessed_before_snap_is_only_extended_without_snap(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Its preprocess.json has no ``snap``: its crops were cut at the detected box, so adding clips with today's
+    default would mix two kinds of crops in one tree (refused, naming the setting); ``--snap 0`` adds them alike."""
+    import json
+
+    from fer_zoo.video.preprocess import main
+
+    out = tmp_path / "tree"
+    out.mkdir()
+    settings = {k: v for k, v in TrackConfig().to_dict().items() if k != "snap"}
+    (out / "preprocess.json").write_text(json.dumps({**settings, "frame_cap": None,
+                                                     "frames_subdir": "Clip/clip_224x224"}))
+    photo = sorted((REPO / "data" / "sample" / "images" / "happiness").glob("*.jpg"))[0]
+    assert main([str(photo), "--out", str(out)]) == 2
+    assert "snap: 0.0 there, 0.08 now" in capsys.readouterr().err
+    assert main([str(photo), "--out", str(out), "--snap", "0"]) == 0
+    assert (out / "Clip" / "clip_224x224" / photo.stem / "00001.jpg").is_file()
 
 
 def test_collect_videos_and_clip_ids(tmp_path: Path) -> None:

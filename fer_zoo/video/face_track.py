@@ -21,10 +21,20 @@ Tracking rule (one person per clip, no jumping between people):
    ``max_lost`` consecutive lost frames the track is dropped and rule 2 starts over (re-acquisition: possibly
    another person, confirmed again).
 
-Crop: a square of side ``max(w, h) * (1 + 2 * margin)`` centred on the detection box (``margin`` is the fraction of
-the box size added on each side), filled with black where it extends past the frame edge (the face stays centred
-and at the same scale instead of being shifted), resized to ``size`` x ``size`` (area filter when shrinking),
-JPEG-encoded (:func:`face_crop`, the one function that makes every crop).
+Crop: the detection box is first snapped to a grid (``snap``, :func:`snap_box`), then cut as a square of side
+``max(w, h) * (1 + 2 * margin)`` centred on it (``margin`` is the fraction of the box size added on each side),
+filled with black where it extends past the frame edge (the face stays centred and at the same scale instead of
+being shifted), resized to ``size`` x ``size`` (area filter when shrinking), JPEG-encoded (:func:`face_crop`, the one
+function that makes every crop).
+
+Why snap: the detector's box moves by a pixel or two whenever the pixels change at all (a photo and the same photo
+decoded from H.264: 1-2 px on a 300 px face), and frame encoders move with the smallest shift of their input (the
+offline MobileNetV2 by 0.25-0.3 of the spread between different photos for a 0.5-2 px shift; the FER2013
+mini-Xception by 0.22 for the re-detected box, 0.05 for the codec itself). Snapped, the same face gets the very same
+crop unless the box crosses a cell edge (82 % of still videos of the shared photos at ``snap`` 0.08), at the price of
+placing the face up to ``snap / 2`` of its size off-centre and scaling it by up to ``(1 + snap) ** 0.5``, well inside
+the margin. Measured in ``benchmarks/bench_still_video.py`` (``shift_sources``). ``snap`` 0 crops at the detected
+box (trees preprocessed before ``snap`` existed are read as 0).
 
 Photos are 1-frame clips through the very same path (:func:`track_image`, :func:`track_media`): read as ``extract``
 reads an image (``datamodules.frames.read_frames``), the same detector, the same tracker (a 1-frame clip whose only
@@ -35,6 +45,7 @@ trained on ``preprocess``-ed photos and applied by ``predict-video`` to a video 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +66,9 @@ from datamodules.frames import (
 
 TRACK_VERSION = "1"
 JPEG_QUALITY = 95
+SNAP = 0.08  # default box grid, a fraction of the face box (see the module docstring)
+#: Settings missing from a ``preprocess.json`` written before they existed, and what was done then.
+LEGACY: dict[str, Any] = {"snap": 0.0}
 DETECTORS = {"short": 0, "full": 1}  # MediaPipe model_selection: short range (< ~2 m, fast) or full range (< ~5 m)
 CSV_COLUMNS = ["frame", "timestamp", "x0", "y0", "x1", "y1", "confidence", "face_found", "image", "reason"]
 
@@ -73,6 +87,7 @@ class TrackConfig:
     max_lost: int = 10
     iou_min: float = 0.2
     jpeg_quality: int = JPEG_QUALITY
+    snap: float = SNAP
 
     def __post_init__(self) -> None:
         if self.margin < 0:
@@ -89,12 +104,17 @@ class TrackConfig:
             raise ValueError(f"iou_min must be in (0, 1], got {self.iou_min}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if not 0.0 <= self.snap <= 0.25:
+            raise ValueError(f"snap must be in [0, 0.25] (a fraction of the face box), got {self.snap}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "version": TRACK_VERSION}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrackConfig:
+        """Settings as ``to_dict`` (or ``preprocess.json``) wrote them; keys added later take the value that
+        reproduces what was done before they existed (:data:`LEGACY`), not today's default."""
+        d = {**LEGACY, **d}
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -191,6 +211,23 @@ class FaceTracker:
         return self._reject_pending()
 
 
+def snap_box(box: Box, snap: float) -> Box:
+    """The square box a crop is cut around: side ``max(w, h)`` rounded to a power of ``1 + snap``, centre rounded to
+    multiples of ``snap`` times that side. Boxes that differ by less than a cell give the very same crop; ``snap`` 0
+    returns ``box`` unchanged. Pixels of the decoded frame in, pixels out."""
+    if snap <= 0:
+        return box
+    side = max(box[2] - box[0], box[3] - box[1])
+    if side <= 0:
+        return box
+    step = math.log1p(snap)
+    s = math.exp(round(math.log(side) / step) * step)
+    cell = snap * s
+    cx = round((box[0] + box[2]) / 2.0 / cell) * cell
+    cy = round((box[1] + box[3]) / 2.0 / cell) * cell
+    return (cx - s / 2.0, cy - s / 2.0, cx + s / 2.0, cy + s / 2.0)
+
+
 def crop_square(rgb: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
     """A ``size`` x ``size`` RGB crop: the square around ``box`` enlarged by ``margin``, black past the edges."""
     import cv2
@@ -210,9 +247,10 @@ def crop_square(rgb: np.ndarray, box: Box, margin: float, size: int) -> np.ndarr
 
 def face_crop(rgb: np.ndarray, box: Box, cfg: TrackConfig) -> bytes:
     """The JPEG bytes of the face crop of one frame or photo (``rgb`` uint8 ``[H, W, 3]``, ``box`` in its pixels):
-    :func:`crop_square` with ``cfg.margin`` and ``cfg.size``, encoded at ``cfg.jpeg_quality``. Every crop that
-    ``preprocess`` writes and ``predict-video`` extracts from, of a video frame or of a photo, is made here."""
-    return encode_jpeg(crop_square(rgb, box, cfg.margin, cfg.size), cfg.jpeg_quality)
+    :func:`crop_square` of the box snapped with ``cfg.snap`` (:func:`snap_box`), with ``cfg.margin`` and
+    ``cfg.size``, encoded at ``cfg.jpeg_quality``. Every crop that ``preprocess`` writes and ``predict-video``
+    extracts from, of a video frame or of a photo, is made here."""
+    return encode_jpeg(crop_square(rgb, snap_box(box, cfg.snap), cfg.margin, cfg.size), cfg.jpeg_quality)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

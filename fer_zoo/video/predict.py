@@ -635,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--size", type=int, default=None)
     crop.add_argument("--min_confidence", type=float, default=None)
     crop.add_argument("--detector", choices=["short", "full"], default=None)
+    crop.add_argument("--snap", type=float, default=None, help="face box grid (see preprocess --snap)")
     crop.add_argument("--crop_mismatch", choices=["warn", "error"], default="warn",
                       help="when the model was trained on inputs other than these face crops (whole photos, other "
                            "crop settings): warn and go on (default), or refuse (exit 2)")
@@ -646,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         videos = collect_videos(args.inputs)
         overrides = {"margin": args.margin, "size": args.size, "min_confidence": args.min_confidence,
-                     "detector": args.detector}
+                     "detector": args.detector, "snap": args.snap}
         run = resolve_run(args.ckpt, overrides)
         for key in ("window", "stride"):
             if getattr(args, key) is not None and getattr(args, key) < 1:

@@ -17,8 +17,9 @@ holds DFEW-style label files, and by ``read_frames``. With ``--size`` other than
 ``Clip/clip_<S>x<S>``: pass that as DFEWSource's ``frames_subdir``. ``<clip_id>`` is the video's stem (a numeric
 stem is zero-padded to 5 digits as DFEW's ids are; two videos with one stem get ``_<ext>`` / ``_2`` suffixes).
 
-Faces: MediaPipe face detection on every frame, one face tracked through the clip, square crops around it (margin,
-black padding past the frame edge); the detection, tracking and crop rules are in :mod:`fer_zoo.video.face_track`.
+Faces: MediaPipe face detection on every frame, one face tracked through the clip, square crops around its box
+snapped to a grid (``--snap``: a face re-detected a pixel or two away keeps the very same crop), with a margin and
+black padding past the frame edge; the detection, tracking and crop rules are in :mod:`fer_zoo.video.face_track`.
 A photo goes through the same detector, tracker and crop function (its most confident face), so photos cropped
 here and the video windows ``predict-video`` crops are the same kind of input: train on photos cropped here.
 A photo without a face is reported ("no face found in <photo>") and left out of the manifest; the others go on.
@@ -53,6 +54,8 @@ from pathlib import Path
 
 from datamodules.frames import ClipReadError, cap_indices
 from fer_zoo.video.face_track import (
+    LEGACY,
+    SNAP,
     FaceDetector,
     InputError,
     TrackConfig,
@@ -117,7 +120,7 @@ def preprocess_video(video: Path, clip_dir: Path, cfg: TrackConfig, frame_cap: i
 def _check_settings(out: Path, settings: dict) -> None:
     path = out / "preprocess.json"
     if path.exists():
-        have = json.loads(path.read_text())
+        have = {**LEGACY, **json.loads(path.read_text())}  # a setting added since: what was done before it existed
         diff = {k: (have.get(k), v) for k, v in settings.items() if have.get(k) != v}
         if diff:
             what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
@@ -160,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the face box size added on each side of the square crop (default 0.25)")
     p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
     p.add_argument("--min_confidence", type=float, default=0.5, help="face detection threshold (default 0.5)")
+    p.add_argument("--snap", type=float, default=SNAP,
+                   help=f"snap the face box to a grid of this fraction of its size before cropping, so a face whose "
+                        f"detection moves by a pixel or two keeps the very same crop (default {SNAP}; 0: crop at the "
+                        "detected box, as trees made before this option)")
     p.add_argument("--detector", choices=["short", "full"], default="short",
                    help="MediaPipe model: short range (faces within ~2 m, fast; default) or full range (~5 m)")
     p.add_argument("--min_hits", type=int, default=5,
@@ -181,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = TrackConfig(margin=args.margin, size=args.size, min_confidence=args.min_confidence,
+        cfg = TrackConfig(margin=args.margin, size=args.size, min_confidence=args.min_confidence, snap=args.snap,
                           detector=args.detector, min_hits=args.min_hits, max_lost=args.max_lost)
         if args.frame_cap is not None and args.frame_cap < 1:
             raise InputError(f"--frame_cap must be >= 1, got {args.frame_cap}")
