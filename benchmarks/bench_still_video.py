@@ -29,6 +29,7 @@ Takes about 40-60 minutes on a busy 2-core machine (extraction excluded).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,11 @@ def ensure_crops(crops: Path, log: Path) -> None:
     import re
 
     if (crops / "manifest.csv").is_file() and (crops / "clips.csv").is_file():
+        from fer_zoo.video.face_track import TrackConfig
+
+        settings = TrackConfig.from_dict(json.loads((crops / "preprocess.json").read_text()))
+        print(f"face crops: {crops} as they are (snap {settings.snap}, margin {settings.margin}; delete the folder "
+              "to crop again with today's defaults)", flush=True)
         return
     crops.mkdir(parents=True, exist_ok=True)
     labels = crops.parent / f"{crops.name}_labels.csv"

@@ -183,10 +183,10 @@ def test_a_mixed_manifest_presents_photos_and_videos_alike(runs: dict) -> None:
 
 
 FULL_FIGURE = ("issue 16 acceptance not met on the full figure: trained on the photos' preprocess face crops (the "
-               "crop predict-video makes), resnet+facemesh, bench_still_video measured 93.8 +- 0.6 % still / "
-               "91.3 +- 0.9 % jittered agreement on 408 held-out photos (2 seeds, stacked clip-statistics start); "
-               "the misses are photos with top probability < 0.65, flipped by the face box detected again on the video "
-               "and the H.264 round trip; this 8-photo sample allows 1 miss, so one photo decides it")
+               "crop predict-video makes, box snapped), resnet+facemesh, bench_still_video measured 94.1 +- 1.0 % "
+               "still / 92.0 +- 1.1 % jittered agreement on 408 held-out photos (4 seeds, stacked clip-statistics "
+               "start; the head alone 97.1 %); the misses are photos with top probability < 0.67; this 8-photo "
+               "sample allows 1 miss, so one photo decides it")
 PHOTOS_XFAIL = pytest.mark.xfail(reason=FULL_FIGURE, strict=False)
 
 
