@@ -405,6 +405,10 @@ def test_crop_settings_come_from_the_store_meta_and_other_flags_are_flagged(tmp_
     assert info.training_crops == "preprocess" and info.crop_mismatch == []
     info = resolve_run(run, {"margin": 0.25})
     assert len(info.crop_mismatch) == 1 and "margin 0.4 but cropped here with margin 0.25" in info.crop_mismatch[0]
+    # recorded before `snap` existed: those crops were cut at the detected box, so a snapped box here is a mismatch
+    info = resolve_run(run, {"snap": 0.08})
+    assert info.track.snap == 0.08 and len(info.crop_mismatch) == 1
+    assert "snap 0.0 but cropped here with snap 0.08" in info.crop_mismatch[0]
     mixed = _fake_run(tmp_path / "m", {"facemesh": {**MESH_META, "face_crops": _crops(20, 3, [st])}})
     info = resolve_run(mixed)
     assert info.training_crops == "mixed" and "3 of its 23 training clips" in info.crop_mismatch[0]
