@@ -43,7 +43,10 @@ def test_every_modality_config_fits_and_tests(config: str, sample_stores: Path, 
     assert (run / "confusion_test.png").stat().st_size > 10_000
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["val/uar"].notna().any()
-    assert res["checkpoint"].startswith(str(run / "checkpoints" / "best-"))  # the policy's checkpoint was tested
+    # The policy's checkpoint was tested: the best epoch's or the start's, whichever scored the higher val UAR.
+    chosen = res["candidates"]["chosen"]
+    assert res["checkpoint"] == res["candidates"]["checkpoint"] == res["candidates"]["candidates"][chosen]["checkpoint"]
+    assert res["checkpoint"].startswith(str(run / "checkpoints" / ("start.ckpt" if chosen == "start" else "best-")))
 
 
 @pytest.mark.parametrize("fusion", ["tokens", "late"])
@@ -64,10 +67,35 @@ def test_checkpoint_policy_last(sample_stores: Path, tmp_path: Path) -> None:
 def test_test_confusion_names_the_tested_checkpoint(sample_stores: Path, tmp_path: Path) -> None:
     cli = run_lightning_cli(fit_args(sample_stores, tmp_path, "c", "pose", epochs=3))
     res = json.loads((tmp_path / "c" / "results.json").read_text())
-    epoch = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)["epoch"]
-    # The figure's title: the best checkpoint that was tested, not the last epoch trained (2).
-    assert cli.model._evaluated("test") == f"checkpoint {Path(res['checkpoint']).name}, epoch {epoch}"
+    ckpt = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
+    # The figure's title: the checkpoint that was tested, not the last epoch trained (2); the start trained none.
+    epoch = f", epoch {ckpt['epoch']}" if ckpt["global_step"] > 0 else ""
+    assert cli.model._evaluated("test") == f"checkpoint {Path(res['checkpoint']).name}{epoch}"
     assert cli.model._evaluated("val") == f"epoch {cli.trainer.current_epoch}"  # validation: the epoch trained
+
+
+def test_best_policy_weighs_the_start_against_the_best_epoch(sample_stores: Path, tmp_path: Path) -> None:
+    """The start (the model as its linear probe, before any step) is saved and scored on val like the epochs; each
+    candidate's score is the very val/uar the training loop logged for it, and the one the rule picks is tested."""
+    from fer_zoo.training.selection import val_uar
+
+    cli = run_lightning_cli(fit_args(sample_stores, tmp_path, "s", "pose_facemesh", epochs=3))
+    run = tmp_path / "s"
+    res = json.loads((run / "results.json").read_text())
+    cands = res["candidates"]["candidates"]
+    start = torch.load(run / "checkpoints" / "start.ckpt", map_location="cpu", weights_only=True)
+    assert start["global_step"] == 0 and cands["start"]["checkpoint"] == str(run / "checkpoints" / "start.ckpt")
+    # The start's transformer adds nothing: its output layer is zero, the logits are the probe's.
+    assert not start["state_dict"]["model.head.weight"].any() and not start["state_dict"]["model.head.bias"].any()
+    best = torch.load(cands["best epoch"]["checkpoint"], map_location="cpu", weights_only=True)
+    logged = pd.read_csv(run / "metrics.csv").dropna(subset=["val/uar"]).set_index("epoch")["val/uar"]
+    assert abs(cands["best epoch"]["val/uar"] - logged[best["epoch"]]) < 1e-6
+    assert cands["best epoch"]["val/uar"] == pytest.approx(logged.max(), abs=1e-6)
+    assert val_uar(cli.model, cli.datamodule, cands["start"]["checkpoint"]) == cands["start"]["val/uar"]
+    se = res["candidates"]["se"]  # the one-standard-error rule: the start unless the best epoch is clearly better
+    assert se > 0 or cands["start"]["val/uar"] == cands["best epoch"]["val/uar"]  # 0: the very same answers
+    chosen = "best epoch" if cands["best epoch"]["val/uar"] - cands["start"]["val/uar"] > se else "start"
+    assert res["candidates"]["chosen"] == chosen and res["checkpoint"] == cands[chosen]["checkpoint"]
 
 
 def test_missing_store_names_extractor_path_and_command(tmp_path: Path) -> None:

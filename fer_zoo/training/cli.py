@@ -5,7 +5,8 @@ What this adds to plain LightningCLI, and why:
 - every run gets its own folder ``runs/<run_name>/`` with the resolved ``config.yaml``, ``checkpoints/``,
   ``metrics.csv``, ``results.json``, confusion-matrix PNGs and the offline W&B run;
 - the checkpoint policy is explicit (``--checkpoint_policy best|last``): "best" means best ``val/uar`` on the
-  validation split carved from the training fold, never the test fold; ``fit`` then tests that checkpoint once.
+  validation split carved from the training fold, never the test fold, among the trained epochs and the model's
+  start (its linear probe, :mod:`fer_zoo.training.selection`); ``fit`` then tests that checkpoint once.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from fer_zoo.cli_errors import (
     parser_keys,
 )
 from fer_zoo.training.lit_module import FERLitModule
+from fer_zoo.training.selection import START_CHECKPOINT, Selection, StartCheckpoint, choose
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,7 @@ class FERCLI(LightningCLI):
                                                enable_version_counter=False)
         extra = [ModelCheckpoint(dirpath=ckpt_dir, monitor="val/uar", mode="max", save_top_k=1,
                                  filename="best-epoch{epoch:03d}-uar{val/uar:.4f}", auto_insert_metric_name=False),
-                 self.last_checkpoint, LearningRateMonitor(logging_interval="epoch")]
+                 self.last_checkpoint, StartCheckpoint(ckpt_dir), LearningRateMonitor(logging_interval="epoch")]
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.loggers = loggers
@@ -223,10 +225,23 @@ class FERCLI(LightningCLI):
             return
         best = self.trainer.checkpoint_callback  # the first ModelCheckpoint: best val/uar
         path = best.best_model_path if cfg.checkpoint_policy == "best" else self.last_checkpoint.best_model_path
+        self.selection: Selection | None = None
+        if cfg.checkpoint_policy == "best" and path:
+            start = self.run_dir / "checkpoints" / START_CHECKPOINT
+            # Every rank scores the same val clips; rank 0's choice is the one all ranks test.
+            self.selection = self.trainer.strategy.broadcast(choose(path, str(start), self.model, self.datamodule))
+            path = self.selection.checkpoint
         if cfg.test_after_fit:
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
             self._write_results(path)
         if self.trainer.is_global_zero:
+            if self.selection is not None and "start" in self.selection.candidates:
+                sel = self.selection
+                print("checkpoint: " + ", ".join(f"{k} val UAR {100 * c['val/uar']:.1f}" for k, c in
+                                                 sel.candidates.items())
+                      + f" (standard error of the difference {100 * sel.se:.1f}) -> {sel.chosen} "
+                        f"({Path(sel.checkpoint).name}; the best epoch must win by more than one standard error)")
+            self._selection_to_wandb()
             self._print_baselines()
             print(f"run folder: {self.run_dir} (config.yaml, metrics.csv, checkpoints/"
                   + (", results.json, confusion PNGs)" if cfg.test_after_fit else ")"))
@@ -235,6 +250,19 @@ class FERCLI(LightningCLI):
             wandb_runs = sorted((self.run_dir / "wandb").glob("offline-run-*"))
             if wandb_runs:
                 print(f"W&B offline run: {wandb_runs[-1]}  (upload: wandb sync {wandb_runs[-1]})")
+
+    def _selection_to_wandb(self) -> None:
+        """The checkpoint choice in the W&B run's summary, so a dashboard can show which model was tested."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        sel = self.selection
+        if sel is None or "start" not in sel.candidates:
+            return
+        summary = {"checkpoint/chosen": sel.chosen, "checkpoint/se": sel.se,
+                   **{f"checkpoint/{k.replace(' ', '_')}/val_uar": c["val/uar"] for k, c in sel.candidates.items()}}
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(summary)
 
     def _print_baselines(self) -> None:
         """The tested model beside its linear probe and the majority class, on the same test split."""
@@ -260,7 +288,11 @@ class FERCLI(LightningCLI):
         results = {
             "run_dir": str(self.run_dir), "checkpoint": ckpt_path,
             **({"checkpoint_policy": self._cfg().checkpoint_policy,
-                "selection": "best val/uar on a stratified validation split of the training fold (never the test fold)"}
+                "selection": "by val/uar on a stratified validation split of the training fold (never the test "
+                             "fold): the best epoch, unless it beats the start (the linear probe the model starts "
+                             "as) by no more than one bootstrap standard error, then the start"
+                             if self._cfg().checkpoint_policy == "best" else "the last epoch trained",
+                "candidates": sel.as_dict() if (sel := getattr(self, "selection", None)) else None}
                if self.subcommand == "fit" else {"checkpoint_policy": None, "selection": "given with --ckpt_path"}),
             "modalities": dm.modalities, "fold": dm.fold, "class_names": dm.class_names, "metrics": metrics,
             "confusion": getattr(self.model, "last_confusion", {}).get("test", None),

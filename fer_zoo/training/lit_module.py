@@ -132,6 +132,14 @@ class FERLitModule(L.LightningModule):
             return f"checkpoint {Path(ckpt).name}{epoch}"
         return f"epoch {self.current_epoch}"
 
+    @property
+    def starts_as_probe(self) -> bool:
+        """Whether the model, before its first step, is exactly its linear probe: ``probe_init`` and the probe was
+        loaded into the clip-statistics head (the transformer's output layer is then zero). The "best" checkpoint
+        policy then counts that start as a candidate (:mod:`fer_zoo.training.selection`)."""
+        init = self.stats_head_init
+        return bool(self.hparams.probe_init) and init is not None and "error" not in init
+
     def forward(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
         return self.model(features, valid)
 
@@ -199,7 +207,8 @@ class FERLitModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the checkpoint's epoch (for figure titles). Checkpoints from before input standardisation lack
         its buffers: they were trained on raw inputs, so the identity transform is the one they need."""
-        self.checkpoint_epoch = checkpoint.get("epoch")
+        # The start (saved before the first step) has trained no epoch: its title names the file alone.
+        self.checkpoint_epoch = None if checkpoint.get("global_step") == 0 else checkpoint.get("epoch")
         state = checkpoint.get("state_dict", {})
         for name, buf in self.model.input_stats.named_buffers():
             key = f"model.input_stats.{name}"
