@@ -194,10 +194,18 @@ def test_grid_runs_every_cell_and_summarises_what_they_logged(first_run: dict) -
             assert table.loc[label, f"{key}_mean"] == pytest.approx(from_csv.mean(), abs=1e-6)
             assert table.loc[label, f"{key}_std"] == pytest.approx(from_json.std(ddof=1), abs=1e-6)
         assert table.loc[label, "n"] == len(SEEDS)
+        # how many runs tested the model's start (its linear probe) rather than a trained epoch
+        chosen = [r["candidates"]["chosen"] for r in res]
+        assert set(chosen) <= {"start", "best epoch"}
+        assert table.loc[label, "n_start"] == chosen.count("start")
+    cells_csv = pd.read_csv(abl / "cells.csv")
+    assert set(cells_csv["tested"]) <= {"start", "best epoch"}
     gain = table.loc["pose+resnet", "uar_mean"] - table.loc["resnet", "uar_mean"]
     assert table.loc["pose+resnet", "uar_gain_vs_best_single"] == pytest.approx(gain, abs=1e-6)
     md = (abl / "summary.md").read_text()
     assert "`pose+resnet`" in md and "± " in md and "image_folder" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| ") and "`pose+resnet`" in ln)
+    assert row.rstrip(" |").endswith(f"{int(table.loc['pose+resnet', 'n_start'])}/{len(SEEDS)}")  # start tested
 
 
 @pytest.mark.slow

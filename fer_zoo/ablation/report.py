@@ -65,6 +65,9 @@ def cell_table(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str], 
                 for b in BASELINES:  # absent in runs from before the baselines existed: NaN, shown as "–"
                     row[f"{b}_{key}"] = float(((res.get("baselines") or {}).get(b) or {}).get("metrics", {})
                                               .get(name, float("nan")))
+            # Which checkpoint the run tested: "start" (its linear probe), "best epoch" or "last" (checkpoint policy)
+            row["tested"] = ((res.get("candidates") or {}).get("chosen")
+                             or ("last" if res.get("checkpoint_policy") == "last" else "best epoch"))
             class_names = class_names or list(res.get("class_names") or [])
             logged = _logged_test_metrics(Path(rec["run_dir"]) / "metrics.csv")
             for key in ("uar", "war"):
@@ -72,7 +75,7 @@ def cell_table(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str], 
                     warnings.append(f"{rec['cell']}: results.json test/{key} {row[key]:.6f} but metrics.csv "
                                     f"logged {logged[key]:.6f}")
         rows.append(row)
-    cols = ["cell", "modalities", "n_modalities", "fold", "seed", "status", "uar", "war", "f1",
+    cols = ["cell", "modalities", "n_modalities", "fold", "seed", "status", "tested", "uar", "war", "f1",
             *(f"{b}_{k}" for b in BASELINES for k in METRICS), "rc", "elapsed_s", "run_dir", "log", "error", "stale"]
     return pd.DataFrame(rows).reindex(columns=cols), class_names, warnings
 
@@ -94,7 +97,8 @@ def _logged_test_metrics(path: Path) -> dict[str, float]:
 def summary_table(cells: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
     """One row per modality set: n, n_failed, UAR/WAR mean and std, gain in mean UAR over the best single set, and
     the same means/stds for the set's linear probe (``probe_*``) and the majority class (``majority_*``), plus
-    ``uar_gain_vs_probe`` (model mean UAR minus probe mean UAR over the same runs)."""
+    ``uar_gain_vs_probe`` (model mean UAR minus probe mean UAR over the same runs) and ``n_start`` (runs that tested
+    the model's start, see ``fer_zoo.training.selection``)."""
     labels = order or list(dict.fromkeys(cells["modalities"]))
     ok = cells[cells["status"].isin(OK)]
     rows = []
@@ -110,6 +114,8 @@ def summary_table(cells: pd.DataFrame, order: list[str] | None = None) -> pd.Dat
                 row[f"{col}_mean"] = float(vals.mean()) if len(vals) else float("nan")
                 row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
         row["uar_gain_vs_probe"] = row["uar_mean"] - row["probe_uar_mean"]
+        # Runs whose transformer did not beat its start (the linear probe) by a standard error on val: tested as probe
+        row["n_start"] = int((mine["tested"] == "start").sum()) if "tested" in mine else 0
         rows.append(row)
     table = pd.DataFrame(rows)
     singles = table[(table["n_modalities"] == 1) & (table["n"] > 0)]
@@ -139,19 +145,22 @@ def markdown(table: pd.DataFrame, meta: dict[str, Any]) -> str:
             f"(folds {meta['folds']}, seeds {meta['seeds']}); ΔUAR = mean UAR minus that of the best single "
             f"modality ({best or 'none in the grid'}), in points. Probe: logistic regression on the clip mean and "
             f"std of the same stores, same runs and splits (C chosen on val); Δprobe = model minus probe, in points. "
+            f"Start tested: runs whose checkpoint policy tested the model's start (its stacked linear probe, the "
+            f"transformer adding nothing) because no trained epoch beat it on val by a standard error. "
             f"Base: {' + '.join(meta['base']) or '(defaults)'}; "
             f"overrides: `{' '.join(meta['overrides']) or '(none)'}`.", ""]
     cols = ["rank", "modalities", "n", "UAR %", "probe UAR %", "Δprobe", "WAR %", "probe WAR %",
-            "ΔUAR vs best single", "failed"]
+            "ΔUAR vs best single", "failed", "start tested"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---:", ":---", *["---:"] * (len(cols) - 2)]) + "|"]
     for r in table.itertuples():
         cells = [str(r.rank) if r.rank else "–", f"`{r.modalities}`", str(r.n), _pct(r.uar_mean, r.uar_std),
                  _pct(r.probe_uar_mean, r.probe_uar_std), _pts(r.uar_gain_vs_probe), _pct(r.war_mean, r.war_std),
-                 _pct(r.probe_war_mean, r.probe_war_std), _pts(r.uar_gain_vs_best_single), str(r.n_failed)]
+                 _pct(r.probe_war_mean, r.probe_war_std), _pts(r.uar_gain_vs_best_single), str(r.n_failed),
+                 f"{r.n_start}/{r.n}"]
         lines.append("| " + " | ".join(cells) + " |")
     maj = _majority(table)
     if maj is not None:
-        lines.append(f"| – | majority class | {maj[0]} | {_pct(maj[1], maj[2])} | | | {_pct(maj[3], maj[4])} | | | |")
+        lines.append(f"| – | majority class | {maj[0]} | {_pct(maj[1], maj[2])} | | | {_pct(maj[3], maj[4])} | | | | |")
     return "\n".join(head + lines + ["", conclusion(table)]) + "\n"
 
 

@@ -119,7 +119,7 @@ def add_to_table(table: Any, zs: dict[str, Any]) -> Any:
     if "error" in zs:
         return table
     row = {c: math.nan for c in table.columns}
-    row.update({"rank": 0, "modalities": label(zs), "n_modalities": 0, "n": zs["n"], "n_failed": 0,
+    row.update({"rank": 0, "modalities": label(zs), "n_modalities": 0, "n": zs["n"], "n_failed": 0, "n_start": 0,
                 **{k: zs[k] for k in ("uar_mean", "uar_std", "war_mean", "war_std")}})
     out = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     out.attrs = dict(table.attrs)
