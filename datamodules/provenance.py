@@ -133,6 +133,9 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
 
     - Raises :class:`ProvenanceError` when two stores hold one clip extracted from different sources (another file,
       or the same file in two states): a model would pair one clip's modalities from two different videos.
+    - One warning line (``strict``: :class:`ProvenanceError`) when two stores reached a clip through different paths
+      but from a file of the same size and modification time (a tree moved between extractions, or a symlink): the
+      same file, read as such.
     - One warning line (``strict``: :class:`ProvenanceError`) when clips' sources changed since they were extracted
       (modified, gone, or the source's path now names another file: the same relative paths under another root).
     - One warning line per store packed before provenance was recorded (``strict``: an error), which cannot be checked.
@@ -174,8 +177,20 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
                 raise ProvenanceError(line + "; strict_provenance refuses it")
             warnings.append(line)
         first = has & stored["fingerprint"].eq(UNKNOWN).to_numpy()
-        clash = has & ~first & ((rows["source_path"].to_numpy() != stored["path"].to_numpy())
-                                | (rows["source_fingerprint"].to_numpy() != stored["fingerprint"].to_numpy()))
+        same_state = rows["source_fingerprint"].to_numpy() == stored["fingerprint"].to_numpy()
+        moved = has & ~first & same_state & (rows["source_path"].to_numpy() != stored["path"].to_numpy())
+        if moved.any():  # another path, the same size and modification time: one file, moved or reached by a link
+            i = int(np.flatnonzero(moved)[0])
+            other = stored["store"].iat[i]
+            line = (f"{int(moved.sum())} clips were extracted through different paths in two stores, each time from a "
+                    f"file of the same size and modification time (e.g. {ids[i]!r}: modality {other!r} from "
+                    f"{stored['path'].iat[i]}, modality {m!r} ({stores[m].path}) from {rows['source_path'].iat[i]}); "
+                    "they are read as the same files, moved or reached through a link")
+            if strict:
+                raise ProvenanceError(line + "; strict_provenance refuses it: re-extract one store from the "
+                                      "other's paths")
+            warnings.append(line)
+        clash = has & ~first & ~same_state
         if clash.any():
             i = int(np.flatnonzero(clash)[0])
             other = stored["store"].iat[i]

@@ -276,6 +276,25 @@ def test_stores_built_from_different_sources_for_a_clip_are_refused(tmp_path: Pa
     assert "'p1'" in msg and "face" in msg and str(pose) in msg and "file:1:1" in msg and "1 clips in all" in msg
 
 
+def test_stores_that_reached_the_same_files_through_other_paths_pair_with_one_line(tmp_path: Path) -> None:
+    """A tree moved between two extractions (mv keeps size and mtime): the same files, so the clips pair, and one
+    line says what was assumed; strict_provenance refuses. A changed file stays an error (test above)."""
+    clips = _photo_clips(tmp_path, 3)
+    before = {c.clip_id: source_provenance(c.path) for c in clips}
+    _fake_store(tmp_path / "s", "face", before)
+    (tmp_path / "clips").rename(tmp_path / "moved")
+    clips = [ClipRecord(c.clip_id, str(tmp_path / "moved" / Path(c.path).name), c.label) for c in clips]
+    after = {c.clip_id: source_provenance(c.path) for c in clips}
+    assert all(after[k].path != before[k].path and after[k].fingerprint == before[k].fingerprint for k in after)
+    _fake_store(tmp_path / "s", "pose", after)
+    dm = _dm(tmp_path / "s", clips)
+    (line,) = [w for w in dm.provenance_warnings if "different paths" in w]
+    assert line.startswith("3 clips were extracted through different paths") and str(tmp_path / "moved") in line
+    assert len(dm.split_ids["train"]) + len(dm.split_ids["test"]) == 3  # nothing dropped
+    with pytest.raises(ProvenanceError, match="strict_provenance refuses it"):
+        _dm(tmp_path / "s", clips, strict_provenance=True)
+
+
 def test_matching_fresh_stores_pass_silently(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     clips = _photo_clips(tmp_path, 3)
     now = {c.clip_id: source_provenance(c.path) for c in clips}
