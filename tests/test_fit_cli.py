@@ -97,6 +97,13 @@ def test_best_policy_weighs_the_start_against_the_best_epoch(sample_stores: Path
     chosen = "best epoch" if cands["best epoch"]["val/uar"] - cands["start"]["val/uar"] > se else "start"
     assert res["candidates"]["chosen"] == chosen and res["checkpoint"] == cands[chosen]["checkpoint"]
 
+    # A new fit in that folder whose model does not start as its probe: no start to weigh, and the old one is gone.
+    run_lightning_cli([*fit_args(sample_stores, tmp_path, "s", "pose_facemesh", epochs=1), "--model.probe_init",
+                       "false"])
+    res = json.loads((run / "results.json").read_text())
+    assert res["candidates"]["chosen"] == "best epoch" and "start" not in res["candidates"]["candidates"]
+    assert not (run / "checkpoints" / "start.ckpt").exists()
+
 
 def test_missing_store_names_extractor_path_and_command(tmp_path: Path) -> None:
     empty = tmp_path / "nothing"

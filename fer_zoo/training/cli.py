@@ -227,9 +227,10 @@ class FERCLI(LightningCLI):
         path = best.best_model_path if cfg.checkpoint_policy == "best" else self.last_checkpoint.best_model_path
         self.selection: Selection | None = None
         if cfg.checkpoint_policy == "best" and path:
-            start = self.run_dir / "checkpoints" / START_CHECKPOINT
+            start = self.run_dir / "checkpoints" / START_CHECKPOINT if self.model.starts_as_probe else None
             # Every rank scores the same val clips; rank 0's choice is the one all ranks test.
-            self.selection = self.trainer.strategy.broadcast(choose(path, str(start), self.model, self.datamodule))
+            self.selection = self.trainer.strategy.broadcast(choose(path, start and str(start), self.model,
+                                                                    self.datamodule))
             path = self.selection.checkpoint
         if cfg.test_after_fit:
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)

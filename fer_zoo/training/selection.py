@@ -43,15 +43,20 @@ RULE = ("the best epoch if its val UAR beats the start's by more than one bootst
 
 class StartCheckpoint(L.Callback):
     """Saves ``<dirpath>/start.ckpt`` before the first optimiser step of a fit whose model starts as its probe
-    (``FERLitModule.starts_as_probe``). A resumed fit (``ckpt_path`` given) keeps the start its first fit saved."""
+    (``FERLitModule.starts_as_probe``). A resumed fit (``ckpt_path`` given) keeps the start its first fit saved; a
+    new fit whose model does not start as its probe removes a ``start.ckpt`` an earlier fit left in the folder, so
+    no other model's start can be tested in its place."""
 
     def __init__(self, dirpath: str | Path) -> None:
         self.path = Path(dirpath) / START_CHECKPOINT
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.ckpt_path is not None or not getattr(pl_module, "starts_as_probe", False):
+        if trainer.ckpt_path is not None:
             return
-        trainer.save_checkpoint(self.path)  # every rank calls it (it holds a barrier); rank 0 writes
+        if getattr(pl_module, "starts_as_probe", False):
+            trainer.save_checkpoint(self.path)  # every rank calls it (it holds a barrier); rank 0 writes
+        elif trainer.is_global_zero:
+            self.path.unlink(missing_ok=True)
 
 
 def val_predictions(module: Any, datamodule: Any, checkpoint: str | Path) -> tuple[Tensor, Tensor]:
