@@ -133,9 +133,9 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
 
     - Raises :class:`ProvenanceError` when two stores hold one clip extracted from different sources (another file,
       or the same file in two states): a model would pair one clip's modalities from two different videos.
-    - One warning line (``strict``: :class:`ProvenanceError`) when two stores reached a clip through different paths
-      but from a file of the same size and modification time (a tree moved between extractions, or a symlink): the
-      same file, read as such.
+    - One warning line (``strict``: :class:`ProvenanceError`) when two stores reached a clip through different
+      folders but from a file of the same name, size and modification time (a tree moved between extractions; ``mv``
+      keeps them): the same file, read as such. Another file name is another file: refused as above.
     - One warning line (``strict``: :class:`ProvenanceError`) when clips' sources changed since they were extracted
       (modified, gone, or the source's path now names another file: the same relative paths under another root).
     - One warning line per store packed before provenance was recorded (``strict``: an error), which cannot be checked.
@@ -178,19 +178,24 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
             warnings.append(line)
         first = has & stored["fingerprint"].eq(UNKNOWN).to_numpy()
         same_state = rows["source_fingerprint"].to_numpy() == stored["fingerprint"].to_numpy()
-        moved = has & ~first & same_state & (rows["source_path"].to_numpy() != stored["path"].to_numpy())
-        if moved.any():  # another path, the same size and modification time: one file, moved or reached by a link
+        new_path = rows["source_path"].to_numpy() != stored["path"].to_numpy()
+        same_name = np.array([os.path.basename(str(a)) == os.path.basename(str(b))
+                              for a, b in zip(rows["source_path"].to_numpy(), stored["path"].to_numpy())], dtype=bool)
+        # Another folder, the same file name, size and modification time: one file whose tree moved. Another name
+        # is another file, even of equal size and mtime (images of one size unpacked from one archive), so a clash.
+        moved = has & ~first & same_state & new_path & same_name
+        if moved.any():
             i = int(np.flatnonzero(moved)[0])
             other = stored["store"].iat[i]
             line = (f"{int(moved.sum())} clips were extracted through different paths in two stores, each time from a "
-                    f"file of the same size and modification time (e.g. {ids[i]!r}: modality {other!r} from "
+                    f"file of the same name, size and modification time (e.g. {ids[i]!r}: modality {other!r} from "
                     f"{stored['path'].iat[i]}, modality {m!r} ({stores[m].path}) from {rows['source_path'].iat[i]}); "
-                    "they are read as the same files, moved or reached through a link")
+                    "they are read as the same files in a moved folder")
             if strict:
                 raise ProvenanceError(line + "; strict_provenance refuses it: re-extract one store from the "
                                       "other's paths")
             warnings.append(line)
-        clash = has & ~first & ~same_state
+        clash = has & ~first & (~same_state | (new_path & ~same_name))
         if clash.any():
             i = int(np.flatnonzero(clash)[0])
             other = stored["store"].iat[i]

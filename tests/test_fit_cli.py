@@ -43,7 +43,8 @@ def test_every_modality_config_fits_and_tests(config: str, sample_stores: Path, 
     assert (run / "confusion_test.png").stat().st_size > 10_000
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["val/uar"].notna().any()
-    # The policy's checkpoint was tested: the best epoch's or the start's, whichever scored the higher val UAR.
+    # The policy's checkpoint was tested: the best epoch's, or the start's when the best epoch did not beat it on val
+    # by more than a standard error.
     chosen = res["candidates"]["chosen"]
     assert res["checkpoint"] == res["candidates"]["checkpoint"] == res["candidates"]["candidates"][chosen]["checkpoint"]
     assert res["checkpoint"].startswith(str(run / "checkpoints" / ("start.ckpt" if chosen == "start" else "best-")))
@@ -75,9 +76,11 @@ def test_test_confusion_names_the_tested_checkpoint(sample_stores: Path, tmp_pat
 
 
 def test_best_policy_weighs_the_start_against_the_best_epoch(sample_stores: Path, tmp_path: Path) -> None:
-    """The start (the model as its linear probe, before any step) is saved and scored on val like the epochs; each
-    candidate's score is the very val/uar the training loop logged for it, and the one the rule picks is tested."""
-    from fer_zoo.training.selection import val_uar
+    """The start (the model as its linear probe, before any step) is saved and scored on val against the best
+    epoch; in sample each score is the val/uar the loop logged (fp32 run), the rule's own score uses the head's
+    out-of-fold logits, and the checkpoint the rule picks is tested."""
+    from fer_zoo.training.probe import init_probe_for
+    from fer_zoo.training.selection import uar, val_uar
 
     cli = run_lightning_cli(fit_args(sample_stores, tmp_path, "s", "pose_facemesh", epochs=3))
     run = tmp_path / "s"
@@ -89,13 +92,27 @@ def test_best_policy_weighs_the_start_against_the_best_epoch(sample_stores: Path
     assert not start["state_dict"]["model.head.weight"].any() and not start["state_dict"]["model.head.bias"].any()
     best = torch.load(cands["best epoch"]["checkpoint"], map_location="cpu", weights_only=True)
     logged = pd.read_csv(run / "metrics.csv").dropna(subset=["val/uar"]).set_index("epoch")["val/uar"]
-    assert abs(cands["best epoch"]["val/uar"] - logged[best["epoch"]]) < 1e-6
-    assert cands["best epoch"]["val/uar"] == pytest.approx(logged.max(), abs=1e-6)
-    assert val_uar(cli.model, cli.datamodule, cands["start"]["checkpoint"]) == cands["start"]["val/uar"]
+    # In sample, each candidate's score is what the training loop logged (fp32 here, as the loop ran)...
+    assert abs(cands["best epoch"]["val/uar_in_sample"] - logged[best["epoch"]]) < 1e-6
+    assert cands["best epoch"]["val/uar_in_sample"] == pytest.approx(logged.max(), abs=1e-6)
+    assert val_uar(cli.model, cli.datamodule, cands["start"]["checkpoint"]) == cands["start"]["val/uar_in_sample"]
+    # ... and the rule's score puts the head's out-of-fold logits in place of its own: for the start, whose
+    # transformer adds nothing, that is the out-of-fold probe's val UAR.
+    dm = cli.datamodule
+    oof = init_probe_for(dm).oof_logits
+    ids = dm.dataset("val").clip_ids
+    pred = torch.stack([torch.as_tensor(oof[c]) for c in ids]).argmax(dim=1)
+    target = torch.tensor([dm.labels[c] for c in ids])
+    assert cands["start"]["val/uar"] == pytest.approx(uar(pred, target, dm.num_classes), abs=1e-9)
     se = res["candidates"]["se"]  # the one-standard-error rule: the start unless the best epoch is clearly better
     assert se > 0 or cands["start"]["val/uar"] == cands["best epoch"]["val/uar"]  # 0: the very same answers
     chosen = "best epoch" if cands["best epoch"]["val/uar"] - cands["start"]["val/uar"] > se else "start"
     assert res["candidates"]["chosen"] == chosen and res["checkpoint"] == cands[chosen]["checkpoint"]
+    # The choice is also kept beside the checkpoints: predict-video finds it without results.json (test_after_fit off)
+    from fer_zoo.video.predict import _pick_checkpoint
+
+    kept = json.loads((run / "checkpoints" / "selection.json").read_text())
+    assert kept["checkpoint"] == res["checkpoint"] and str(_pick_checkpoint(run, {})) == res["checkpoint"]
 
     # A new fit in that folder whose model does not start as its probe: no start to weigh, and the old one is gone.
     run_lightning_cli([*fit_args(sample_stores, tmp_path, "s", "pose_facemesh", epochs=1), "--model.probe_init",

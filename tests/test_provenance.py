@@ -295,6 +295,19 @@ def test_stores_that_reached_the_same_files_through_other_paths_pair_with_one_li
         _dm(tmp_path / "s", clips, strict_provenance=True)
 
 
+def test_another_file_of_equal_size_and_mtime_is_still_another_source(tmp_path: Path) -> None:
+    """Same size and mtime but another name (images of one size unpacked from one archive): not a moved tree."""
+    clips = _photo_clips(tmp_path, 3)
+    now = {c.clip_id: source_provenance(c.path) for c in clips}
+    _fake_store(tmp_path / "s", "face", now)
+    twin = tmp_path / "clips" / "twin.jpg"
+    shutil.copy2(clips[1].path, twin)  # copy2 keeps the mtime: an equal fingerprint under another name
+    assert source_provenance(twin).fingerprint == now["p1"].fingerprint
+    _fake_store(tmp_path / "s", "pose", {**now, "p1": source_provenance(twin)})
+    with pytest.raises(ProvenanceError, match="'p1' was extracted from different sources"):
+        _dm(tmp_path / "s", clips)
+
+
 def test_matching_fresh_stores_pass_silently(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     clips = _photo_clips(tmp_path, 3)
     now = {c.clip_id: source_provenance(c.path) for c in clips}

@@ -48,11 +48,14 @@ def test_the_best_epoch_must_beat_the_start_by_more_than_one_standard_error(
     start.touch()
     best.touch()
     preds = {start: START, best: _changed(fixed, broken)}
-    monkeypatch.setattr(selection, "val_predictions", lambda module, dm, ckpt: (preds[Path(ckpt)], TARGET))
+    # the model's own predictions (in sample) differ from the scored ones (head out of fold): the rule uses the latter
+    monkeypatch.setattr(selection, "val_predictions",
+                        lambda module, dm, ckpt, head: (TARGET, preds[Path(ckpt)], TARGET))
     dm = type("DM", (), {"num_classes": 2})()
     sel = selection.choose(str(best), str(start), None, dm)
     assert sel.chosen == chosen and sel.checkpoint == str(start if chosen == "start" else best)
-    assert sel.candidates["start"] == {"checkpoint": str(start), "val/uar": pytest.approx(0.70)}
+    assert sel.candidates["start"] == {"checkpoint": str(start), "val/uar": pytest.approx(0.70),
+                                       "val/uar_in_sample": 1.0}
     assert sel.candidates["best epoch"]["val/uar"] == pytest.approx(0.70 + (fixed - broken) / 100)
     assert (sel.se > 0) == (fixed + broken > 0) and sel.se < 0.05 and sel.as_dict()["rule"] == selection.RULE
 
@@ -82,3 +85,18 @@ def test_without_a_start_the_best_epoch_is_chosen_unscored(tmp_path: Path, monke
 def test_val_predictions_name_a_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         selection.val_predictions(None, None, tmp_path / "nope.ckpt")
+
+
+@pytest.mark.parametrize(("resumed_from", "kept"), [("here", True), ("elsewhere", False), (None, False)])
+def test_the_start_file_belongs_to_the_run_that_wrote_it(resumed_from: str | None, kept: bool, tmp_path: Path) -> None:
+    """Resumed from this folder's checkpoint: its start stays. A resume from another run's checkpoint, or a new fit
+    whose model does not start as its probe, removes a start.ckpt an earlier fit left here."""
+    here, elsewhere = tmp_path / "run" / "checkpoints", tmp_path / "other" / "checkpoints"
+    here.mkdir(parents=True)
+    (here / "start.ckpt").write_bytes(b"an earlier fit's start")
+    ckpt = {"here": here / "last.ckpt", "elsewhere": elsewhere / "last.ckpt", None: None}[resumed_from]
+    trainer = type("T", (), {"ckpt_path": ckpt and str(ckpt), "is_global_zero": True,
+                             "save_checkpoint": lambda self, path: pytest.fail("no start to save")})()
+    module = type("M", (), {"starts_as_probe": False})()
+    selection.StartCheckpoint(here).on_train_start(trainer, module)
+    assert (here / "start.ckpt").exists() == kept

@@ -38,7 +38,7 @@ from fer_zoo.cli_errors import (
     parser_keys,
 )
 from fer_zoo.training.lit_module import FERLitModule
-from fer_zoo.training.selection import START_CHECKPOINT, Selection, StartCheckpoint, choose
+from fer_zoo.training.selection import SELECTION_FILE, START_CHECKPOINT, Selection, StartCheckpoint, choose
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +227,11 @@ class FERCLI(LightningCLI):
         path = best.best_model_path if cfg.checkpoint_policy == "best" else self.last_checkpoint.best_model_path
         self.selection: Selection | None = None
         if cfg.checkpoint_policy == "best" and path:
-            start = self.run_dir / "checkpoints" / START_CHECKPOINT if self.model.starts_as_probe else None
-            # Every rank scores the same val clips; rank 0's choice is the one all ranks test.
-            self.selection = self.trainer.strategy.broadcast(choose(path, start and str(start), self.model,
-                                                                    self.datamodule))
+            self.selection = self.trainer.strategy.broadcast(self._choose(path) if self.trainer.is_global_zero
+                                                             else None)  # rank 0 scores, every rank tests its choice
             path = self.selection.checkpoint
+            if self.trainer.is_global_zero:
+                (Path(path).parent / SELECTION_FILE).write_text(json.dumps(self.selection.as_dict(), indent=2) + "\n")
         if cfg.test_after_fit:
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
             self._write_results(path)
@@ -240,7 +240,7 @@ class FERCLI(LightningCLI):
                 sel = self.selection
                 print("checkpoint: " + ", ".join(f"{k} val UAR {100 * c['val/uar']:.1f}" for k, c in
                                                  sel.candidates.items())
-                      + f" (standard error of the difference {100 * sel.se:.1f}) -> {sel.chosen} "
+                      + f" (head out of fold; standard error of the difference {100 * sel.se:.1f}) -> {sel.chosen} "
                         f"({Path(sel.checkpoint).name}; the best epoch must win by more than one standard error)")
             self._selection_to_wandb()
             self._print_baselines()
@@ -251,6 +251,17 @@ class FERCLI(LightningCLI):
             wandb_runs = sorted((self.run_dir / "wandb").glob("offline-run-*"))
             if wandb_runs:
                 print(f"W&B offline run: {wandb_runs[-1]}  (upload: wandb sync {wandb_runs[-1]})")
+
+    def _choose(self, best_checkpoint: str) -> Selection:
+        """The "best" policy's checkpoint (fer_zoo.training.selection): the best epoch or, when the model started as
+        its probe, possibly that start, scored with the head's out-of-fold val logits."""
+        if not self.model.starts_as_probe:
+            return choose(best_checkpoint, None, self.model, self.datamodule)
+        from fer_zoo.training.probe import init_probe_for
+
+        start = self.run_dir / "checkpoints" / START_CHECKPOINT
+        oof = init_probe_for(self.datamodule).oof_logits  # cached on the DataModule since setup: no refit
+        return choose(best_checkpoint, str(start), self.model, self.datamodule, head_logits=oof)
 
     def _selection_to_wandb(self) -> None:
         """The checkpoint choice in the W&B run's summary, so a dashboard can show which model was tested."""
@@ -289,10 +300,7 @@ class FERCLI(LightningCLI):
         results = {
             "run_dir": str(self.run_dir), "checkpoint": ckpt_path,
             **({"checkpoint_policy": self._cfg().checkpoint_policy,
-                "selection": "by val/uar on a stratified validation split of the training fold (never the test "
-                             "fold): the best epoch, unless it beats the start (the linear probe the model starts "
-                             "as) by no more than one bootstrap standard error, then the start"
-                             if self._cfg().checkpoint_policy == "best" else "the last epoch trained",
+                "selection": _selection_text(self._cfg().checkpoint_policy, getattr(self, "selection", None)),
                 "candidates": sel.as_dict() if (sel := getattr(self, "selection", None)) else None}
                if self.subcommand == "fit" else {"checkpoint_policy": None, "selection": "given with --ckpt_path"}),
             "modalities": dm.modalities, "fold": dm.fold, "class_names": dm.class_names, "metrics": metrics,
@@ -315,6 +323,17 @@ class FERCLI(LightningCLI):
         if results["confusion"] is not None:
             results["confusion"] = results["confusion"].tolist()
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _selection_text(policy: str, selection: Selection | None) -> str:
+    """How results.json's checkpoint was chosen, in words."""
+    if policy == "last":
+        return "the last epoch trained"
+    text = "best val/uar on a stratified validation split of the training fold (never the test fold)"
+    if selection is not None and "start" in selection.candidates:
+        text += (", unless it beats the start (the linear probe the model starts as, scored with the head's "
+                 "out-of-fold val logits) by no more than one bootstrap standard error: then the start")
+    return text
 
 
 def _baselines(dm: FeatureDataModule) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -363,6 +363,11 @@ class ProbeInit:
     chosen: str
     cv_uar_by_candidate: dict[str, float]
     folds: int
+    # Out-of-fold logits of this very procedure (``float64 [num_classes]`` per clip id) over the training and
+    # validation clips: each clip's from a fit that never saw it. The checkpoint policy scores the start on val with
+    # them (fer_zoo.training.selection), because the head's own val logits are partly fitted to val labels (C, and
+    # the stack's combiner). Clips of a fold that could not be fitted (one class) are absent.
+    oof_logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "cv_uar_by_candidate": self.cv_uar_by_candidate, "folds": self.folds,
@@ -398,13 +403,36 @@ def _stack_init(dm: Any) -> ProbeInit:
     from itertools import combinations
 
     names = list(dm.stores)
-    if len(names) == 1:
-        return ProbeInit(probe_for(dm), "joint", {}, 0)
     blocks = _blocks(dm)
     ids = {s: dm.split_ids[s] for s in ("train", "val")}
     x, y = _train_val(dm)
     width = x["train"].shape[1]
     class_weight = _class_weight(dm)
+    # Out-of-fold logits over train+val (5 folds, whole subjects per fold where known), each fit at the C chosen
+    # for the start: for the stack's combiner and for an honest val score of the start (ProbeInit.oof_logits).
+    pool_ids = ids["train"] + ids["val"]
+    x_pool, y_pool = np.concatenate([x["train"], x["val"]]), np.concatenate([y["train"], y["val"]])
+    folds = [(tr, te) for tr, te in _cv_folds(pool_ids, y_pool, getattr(dm, "subjects", None) or {})
+             if len(np.unique(y_pool[tr])) >= 2]
+    covered = np.zeros(len(y_pool), dtype=bool)
+    for _, te in folds:
+        covered[te] = True
+
+    def out_of_fold(cols: slice, c: float, block_dims: list[int]) -> np.ndarray:
+        z = np.zeros((len(y_pool), dm.num_classes))
+        for tr, te in folds:
+            fold = fit_probe(x_pool[tr][:, cols], y_pool[tr], x_pool[te][:0, cols], y_pool[:0], dm.num_classes,
+                             class_weight, cs=(c,), block_dims=block_dims)
+            z[te] = fold.decision(x_pool[te][:, cols])
+        return z
+
+    def init(probe: FittedProbe, chosen: str, oof: np.ndarray, cv: dict[str, float] | None = None) -> ProbeInit:
+        logits = {cid: oof[i] for i, cid in enumerate(pool_ids) if covered[i]}
+        return ProbeInit(probe, chosen, cv or {}, len(folds), logits)
+
+    if len(names) == 1:
+        joint = probe_for(dm)
+        return init(joint, "joint", out_of_fold(slice(None), joint.C, [st.dim for st in dm.stores.values()]))
     single = {}
     for m in names:  # a modality that never varies on the training split (audio of photos) cannot be stacked
         try:
@@ -415,21 +443,9 @@ def _stack_init(dm: Any) -> ProbeInit:
     names = [m for m in names if m in single]
     if not names:
         raise NoVaryingColumn(f"no clip-statistics column of {list(dm.stores)} varies on the training split")
+    oof_single = {m: out_of_fold(blocks[m], single[m].C, [dm.stores[m].dim]) for m in names}
     if len(names) == 1:
-        return ProbeInit(_experts(single, blocks, width), f"experts:{names[0]}", {}, 0)
-    # Out-of-fold logits of every per-modality probe over train+val, each refitted per fold at its chosen C.
-    pool_ids = ids["train"] + ids["val"]
-    x_pool, y_pool = np.concatenate([x["train"], x["val"]]), np.concatenate([y["train"], y["val"]])
-    folds = _cv_folds(pool_ids, y_pool, getattr(dm, "subjects", None) or {})
-    oof_single = {m: np.zeros((len(y_pool), dm.num_classes)) for m in names}
-    empty = np.zeros(0, dtype=np.int64)
-    folds = [(tr, te) for tr, te in folds if len(np.unique(y_pool[tr])) >= 2]
-    for tr, te in folds:
-        for m in names:
-            blk = blocks[m]
-            fold_m = fit_probe(x_pool[tr][:, blk], y_pool[tr], x_pool[te][:0, blk], empty, dm.num_classes,
-                               class_weight, cs=(single[m].C,), block_dims=[dm.stores[m].dim])
-            oof_single[m][te] = fold_m.decision(x_pool[te][:, blk])
+        return init(_experts(single, blocks, width), f"experts:{names[0]}", oof_single[names[0]])
     z_pool = np.concatenate([oof_single[m] for m in names], axis=1)
     oof = {"stack": np.zeros((len(y_pool), dm.num_classes))}
     for tr, te in folds:  # the combiner's own out-of-fold logits, on the same folds
@@ -439,7 +455,7 @@ def _stack_init(dm: Any) -> ProbeInit:
         oof["experts:" + "+".join(subset)] = sum(oof_single[m] for m in subset)
     cv = {name: scores(z.argmax(axis=1), y_pool, dm.num_classes)["test/uar"] for name, z in oof.items()}
     mix, bias = _fit_combiner(z_pool, y_pool, dm.num_classes, class_weight)
-    return ProbeInit(_stacked({m: single[m] for m in names}, blocks, width, mix, bias), "stack", cv, len(folds))
+    return init(_stacked({m: single[m] for m in names}, blocks, width, mix, bias), "stack", oof["stack"], cv)
 
 
 def _cv_folds(ids: Sequence[str], y: np.ndarray, subjects: dict[str, str]) -> list[tuple[np.ndarray, np.ndarray]]:

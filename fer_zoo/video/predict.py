@@ -152,14 +152,21 @@ def _pick_checkpoint(run_dir: Path, results: dict[str, Any]) -> Path:
         p = _locate(named, run_dir) or _locate(run_dir / "checkpoints" / Path(named).name, run_dir)
         if p is not None and p.is_file():
             return p
+    from fer_zoo.training.selection import SELECTION_FILE
+
     ck = run_dir / "checkpoints"
+    chosen = ck / SELECTION_FILE  # the checkpoint policy's choice, also written when fit tested nothing
+    if chosen.is_file():
+        p = ck / Path(json.loads(chosen.read_text()).get("checkpoint") or "").name
+        if p.is_file():
+            return p
     best = sorted(ck.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
     if best:
         return best[-1]
     if (ck / "last.ckpt").is_file():
         return ck / "last.ckpt"
     raise PredictError(f"run folder {run_dir} has no checkpoint (looked for results.json's 'checkpoint', "
-                       f"{ck}/best-*.ckpt and {ck}/last.ckpt)")
+                       f"{chosen}, {ck}/best-*.ckpt and {ck}/last.ckpt)")
 
 
 def resolve_run(ckpt_arg: str | Path, track_overrides: dict[str, Any] | None = None) -> RunInfo:
