@@ -173,6 +173,8 @@ def test_reloaded_checkpoint_applies_the_saved_transform(fixture: tuple, tmp_pat
         "fit", "--config", str(src_file), f"--data.store_root={csv.parent / 'stores'}",
         "--data.modalities=[face]", "--data.num_frames=8", "--data.batch_size=8", "--data.num_workers=0",
         "--model.d_model=16", "--model.depth=1", "--model.heads=2", "--model.lr=0.01",
+        # the transformer must be what is tested (not the start, its probe head, which ignores the input transform)
+        "--model.probe_init=false",
         "--trainer.max_epochs=2", "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", "--wandb=false", f"--runs_dir={tmp_path / 'runs'}",
         "--run_name=std"])
