@@ -72,6 +72,13 @@ LEGACY: dict[str, Any] = {"snap": 0.0}
 DETECTORS = {"short": 0, "full": 1}  # MediaPipe model_selection: short range (< ~2 m, fast) or full range (< ~5 m)
 CSV_COLUMNS = ["frame", "timestamp", "x0", "y0", "x1", "y1", "confidence", "face_found", "image", "reason"]
 
+
+def recorded_settings(d: dict[str, Any]) -> dict[str, Any]:
+    """Crop settings as a ``preprocess.json`` or a store recorded them, with every key added since filled with what
+    was done before it existed (:data:`LEGACY`), not today's default."""
+    return {**LEGACY, **d}
+
+
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the decoded frame
 
 
@@ -113,8 +120,8 @@ class TrackConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrackConfig:
         """Settings as ``to_dict`` (or ``preprocess.json``) wrote them; keys added later take the value that
-        reproduces what was done before they existed (:data:`LEGACY`), not today's default."""
-        d = {**LEGACY, **d}
+        reproduces what was done before they existed (:func:`recorded_settings`), not today's default."""
+        d = recorded_settings(d)
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 

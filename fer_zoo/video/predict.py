@@ -71,7 +71,6 @@ from datamodules.frames import ClipReadError, cap_indices
 from datamodules.sampling import segment_indices
 from fer_zoo.native_stderr import native_stderr_to
 from fer_zoo.video.face_track import (
-    LEGACY,
     FaceDetector,
     InputError,
     TrackConfig,
@@ -80,6 +79,7 @@ from fer_zoo.video.face_track import (
     collect_videos,
     decode_jpeg,
     probe_video,
+    recorded_settings,
     track_video,
     write_boxes_csv,
 )
@@ -244,7 +244,7 @@ def check_training_crops(run: RunInfo) -> tuple[str, list[str]]:
                 f"but is given tracked face crops here (margin {run.track.margin}, {run.track.size}px), so it may "
                 f"predict otherwise on the same face; {fix}")
         for recorded in rec.get("settings") or []:
-            st = {**LEGACY, **recorded}  # settings recorded before a key existed: what was done then
+            st = recorded_settings(recorded)
             diff = {k: (st.get(k), here.get(k)) for k in PIXEL_KEYS if k in st and st.get(k) != here.get(k)}
             if diff:
                 problems.append(f"modality {m.key!r}: trained on crops made with "

@@ -54,7 +54,6 @@ from pathlib import Path
 
 from datamodules.frames import ClipReadError, cap_indices
 from fer_zoo.video.face_track import (
-    LEGACY,
     SNAP,
     FaceDetector,
     InputError,
@@ -62,6 +61,7 @@ from fer_zoo.video.face_track import (
     clip_ids,
     collect_videos,
     is_image,
+    recorded_settings,
     track_video,
     write_boxes_csv,
 )
@@ -120,7 +120,7 @@ def preprocess_video(video: Path, clip_dir: Path, cfg: TrackConfig, frame_cap: i
 def _check_settings(out: Path, settings: dict) -> None:
     path = out / "preprocess.json"
     if path.exists():
-        have = {**LEGACY, **json.loads(path.read_text())}  # a setting added since: what was done before it existed
+        have = recorded_settings(json.loads(path.read_text()))
         diff = {k: (have.get(k), v) for k, v in settings.items() if have.get(k) != v}
         if diff:
             what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
