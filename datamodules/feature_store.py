@@ -119,7 +119,9 @@ class ShardWriter:
         self._seq = 1 + max((int(p.stem.split("-")[-1]) for p in existing), default=-1)
 
     def add(self, result: ClipResult) -> None:
-        self._pending.append(result)
+        """Queue one finished clip; features that are not finite once cast to the store's float16 make it a failed
+        clip naming it (:func:`refuse_non_finite`), so no writer stores NaN/inf."""
+        self._pending.append(refuse_non_finite(result))
         if len(self._pending) >= self.flush_every or time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
@@ -136,6 +138,24 @@ class ShardWriter:
         self._seq += 1
         self._pending = []
         self._last_flush = time.monotonic()
+
+
+def refuse_non_finite(result: ClipResult) -> ClipResult:
+    """``result``, or a failed result for its clip (its source kept) when its features hold a value that is NaN/inf
+    once stored as float16: NaN/inf, or ``|x| > 65504`` (float16's largest finite value). Such a value would reach
+    training as inf and fail it later without naming the clip."""
+    if result.status != "ok" or result.features is None or not len(result.features):
+        return result
+    x = np.asarray(result.features)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(x.astype(FEATURE_DTYPE))
+    if not bad.any():
+        return result
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    return ClipResult.failed(result.clip_id, (
+        f"clip {result.clip_id}: {int(bad.sum())} feature values are not finite as float16 (first: row {row}, "
+        f"column {col}, value {float(x[row, col]):.6g}; float16 keeps |x| <= {float(np.finfo(FEATURE_DTYPE).max):g}, "
+        "larger values must be scaled)")).from_source(result.provenance)
 
 
 def check_request(path: Path, request: dict[str, Any], create: bool = False) -> None:
