@@ -1,8 +1,9 @@
 """Label vocabularies, mapped by name.
 
 Datasets ship integer labels in different orders (MAFW alone has three in circulation), so fer_zoo never trusts an
-integer without naming the order it comes from: every integer is turned into a canonical class *name* at the source,
-and class indices are assigned from the vocabulary the DataModule uses.
+integer without naming the order it comes from: every integer is turned into a canonical class *name* at the source
+(through the order the user names, :mod:`datamodules.label_orders`), and class indices are assigned from the
+vocabulary the DataModule uses.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ _SYNONYMS = {
     "helplessness": "helplessness",
     "disappointment": "disappointment",
 }
+
+#: Every canonical class name fer_zoo knows (a folder named one of these, or a synonym, names a class).
+KNOWN_CLASSES = frozenset(_SYNONYMS.values())
 
 
 def canonical_label(name: str) -> str:
@@ -74,7 +78,8 @@ class LabelVocabulary:
 # DFEW: EmoLabel_DataSplit, labels 1-7 (README of the dataset).
 DFEW = LabelVocabulary("dfew", ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"))
 
-# FERV39K: 0-6 in the 4_setups CSVs, class names in this order.
+# FERV39K: its 7 classes (the official 4_setups files hold names). Integers in rewritten files are read only through
+# the order the user names: label_order ferv39k (this order, 0-based) or ferv39k_alpha (datamodules.label_orders).
 FERV39K = LabelVocabulary("ferv39k", ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"))
 
 # MAFW, 11 single-label classes. Three integer orders circulate; each is named here so a user picks the one their

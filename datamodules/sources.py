@@ -5,9 +5,10 @@ clips is instant and a clip whose file is missing is still listed (the extractio
 of the data set silently shrinking). Each source is a dataclass whose fields are its config, so LightningCLI /
 jsonargparse builds it from YAML (``class_path: datamodules.sources.DFEWSource``, ``init_args: {root: ...}``).
 
-Integers in label files are always read through a named vocabulary and a stated base; names go through
-:func:`canonical_label`. Inconsistent protocol files (a clip in two test folds, train and test disagreeing on a
-label) raise instead of being resolved by "last one wins".
+Integers in label files are read only through the order the user names (``label_order``,
+:mod:`datamodules.label_orders`), and checked against the class names a clip's path holds where the layout has them;
+names go through :func:`canonical_label`. Inconsistent protocol files (a clip in two test folds, train and test
+disagreeing on a label) raise instead of being resolved by "last one wins".
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ import dataclasses
 import difflib
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
 from datamodules.frames import IMAGE_SUFFIXES, MEDIA_SUFFIXES, is_hidden
+from datamodules.label_orders import (
+    KNOWN_ORDERS,
+    IntegerLabel,
+    LabelOrder,
+    orders_over,
+    read_integer_labels,
+    resolve_order,
+)
 from datamodules.labels import (
     DFEW,
     FERV39K,
+    MAFW,
     MAFW_ORDERS,
     LabelVocabulary,
     canonical_label,
@@ -74,23 +84,13 @@ def _is_int(text: str) -> bool:
     return text.lstrip("+-").isdigit()
 
 
-def _to_class(raw: object, vocab: LabelVocabulary, where: str, base: int | None) -> str:
-    """Canonical class name of one label cell; ``where`` is ``file:line`` so a bad row can be found and fixed.
-
-    ``base`` is the base of integer labels in this file (0 or 1); ``None`` means integers are not allowed because the
-    file format carries no order that would give them a meaning.
-    """
+def _to_class(raw: object, vocab: LabelVocabulary, where: str) -> str:
+    """Canonical class name of one label cell holding a class name; ``where`` is ``file:line`` so a bad row can be
+    found and fixed. An integer is refused here: this file format carries no order that would give it a meaning
+    (sources that take integers read them through :func:`_read_labels`)."""
     text = str(raw).strip()
     if _is_int(text):
-        if base is None:
-            raise LabelError(f"{where}: integer label {text!r}, but this file needs class names {list(vocab.classes)}")
-        i = int(text) - base
-        if not 0 <= i < len(vocab):
-            raise LabelError(
-                f"{where}: integer label {text!r} is outside the {vocab.name!r} order "
-                f"({base}..{base + len(vocab) - 1}, base {base})"
-            )
-        return vocab.classes[i]
+        raise LabelError(f"{where}: integer label {text!r}, but this file needs class names {list(vocab.classes)}")
     canon = canonical_label(text)
     if canon not in vocab.classes:
         close = difflib.get_close_matches(canon, vocab.classes, n=1, cutoff=0.75)
@@ -100,21 +100,67 @@ def _to_class(raw: object, vocab: LabelVocabulary, where: str, base: int | None)
 
 
 def _check_dataset_classes(vocab: LabelVocabulary, official: LabelVocabulary, source: str, ints: str,
-                           custom_order: bool) -> None:
-    """Refuse to read a data set's integer labels through a vocabulary of other classes.
+                           custom_order: bool, order: LabelOrder | None = None) -> None:
+    """Refuse a vocabulary, or an integer order, of other classes than the data set's.
 
     A bijection to the wrong names keeps UAR/WAR intact while every class name in results, plots and predictions is
-    wrong, so a vocabulary must hold exactly the data set's classes (in any order) unless ``custom_order`` says the
-    user means it. Raises :class:`LabelError` naming both class lists.
+    wrong, so a vocabulary and a ``label_order`` must hold exactly the data set's classes (in any order) unless
+    ``custom_order`` says the user means it. Raises :class:`LabelError` naming both class lists.
     """
-    if custom_order or set(vocab.classes) == set(official.classes):
+    if custom_order:
         return
-    raise LabelError(
-        f"{source}: vocabulary {vocab.name!r} ({len(vocab)} classes: {list(vocab.classes)}) does not describe this "
-        f"data set's labels {ints} ({len(official)} classes: {list(official.classes)}). Use vocabulary: "
-        f"{official.name} (the official order), or set custom_order: true to read the integers through another order "
-        "on purpose."
-    )
+    if set(vocab.classes) != set(official.classes):
+        raise LabelError(
+            f"{source}: vocabulary {vocab.name!r} ({len(vocab)} classes: {list(vocab.classes)}) does not describe "
+            f"this data set's labels {ints} ({len(official)} classes: {list(official.classes)}). Use vocabulary: "
+            f"{official.name} (the official order), or set custom_order: true to use other classes on purpose."
+        )
+    if order is not None and set(order.classes) != set(official.classes):
+        raise LabelError(
+            f"{source}: label_order {order.name!r} ({len(order)} classes: {list(order.classes)}) does not describe "
+            f"this data set's labels ({len(official)} classes: {list(official.classes)}); known orders over them: "
+            f"{[o.name for o in orders_over(official.classes)]}, or set custom_order: true to use other classes on "
+            "purpose."
+        )
+
+
+#: A label row as read from a split file: (clip path relative to the data root = its id, label cell, ``file:line``).
+_Row = tuple[str, str, str]
+
+
+def _read_labels(rows: Sequence[_Row], vocab: LabelVocabulary | None, order: LabelOrder | None,
+                 candidates: Sequence[LabelOrder], hint: str = "") -> list[str]:
+    """Canonical class names of ``rows``, in order: names through :func:`canonical_label`, integers only through
+    ``order`` and cross-checked against the class names in their clip paths
+    (:func:`~datamodules.label_orders.read_integer_labels`, which raises ``LabelOrderError`` naming the file, the
+    line and the order that fits; ``candidates`` are the known orders it searches, ``hint`` a sentence on the data
+    set's own order). With ``vocab``, every class must be in it (:class:`LabelError` naming the line)."""
+    ints = [IntegerLabel(int(raw.strip()), where, clip) for clip, raw, where in rows if _is_int(raw.strip())]
+    mapped = iter(read_integer_labels(ints, order, candidates, hint))
+    out = []
+    for _, raw, where in rows:
+        if not _is_int(raw.strip()):
+            out.append(_to_class(raw, vocab, where) if vocab is not None else canonical_label(raw))
+            continue
+        name = next(mapped)
+        if vocab is not None and name not in vocab.classes:
+            raise LabelError(f"{where}: integer label {raw.strip()!r} reads {name!r} in label_order "
+                             f"{order.name!r}, which is not in the {vocab.name!r} vocabulary {list(vocab.classes)}")
+        out.append(name)
+    return out
+
+
+def _read_fold_labels(test: dict[int, list[_Row]], train: dict[int, list[_Row]],
+                      read: Callable[[list[_Row]], list[str]]) -> tuple[dict[int, list[_Row]], dict[int, list[_Row]]]:
+    """``test`` and ``train`` (fold -> raw rows) with every label cell read by ``read`` in one go, so the integer
+    order is checked against every file's paths at once."""
+    flat = [r for d in (test, train) for k in sorted(d) for r in d[k]]
+    names = iter(read(flat))
+
+    def named(d: dict[int, list[_Row]]) -> dict[int, list[_Row]]:
+        return {k: [(clip, next(names), where) for clip, _, where in d[k]] for k in sorted(d)}
+
+    return named(test), named(train)
 
 
 def check_n_folds(n_folds: int, where: str) -> None:
@@ -281,12 +327,16 @@ _DFEW_LAYOUT = (
 class DFEWSource:
     """DFEW, 5-fold: ``test(single-labeled)/set_k.csv`` gives the clips whose ``test_fold`` is k.
 
-    ``vocabulary`` names the order of the 1-based integer labels (DFEW: Happy, Sad, Neutral, Angry, Surprise,
-    Disgust, Fear). ``frames_subdir`` is relative to ``root``; point it at our own preprocessing output
+    The split files hold integer labels, read only through the order ``label_order`` names: ``"dfew"`` for the DFEW
+    release (1-7 = Happy, Sad, Neutral, Angry, Surprise, Disgust, Fear), another key of
+    :data:`~datamodules.label_orders.KNOWN_ORDERS`, or the class names listed in the order of your integers
+    (0-based). With none named, reading an integer raises ``LabelOrderError`` naming the file, line and the release's
+    order. ``vocabulary`` is the class order used for training (class indices), DFEW's by default.
+    ``frames_subdir`` is relative to ``root``; point it at our own preprocessing output
     (``<frames_subdir>/<clip_id>/00001.jpg``) or at a video folder (``<clip_id>.mp4``).
 
-    A vocabulary whose classes are not DFEW's seven raises :class:`LabelError` (8 classes would silently rename
-    every clip), unless ``custom_order=True`` says that a different order is meant.
+    A vocabulary or ``label_order`` whose classes are not DFEW's seven raises :class:`LabelError` (8 classes would
+    silently rename every clip), unless ``custom_order=True`` says that other classes are meant.
     """
 
     root: str | Path
@@ -294,14 +344,15 @@ class DFEWSource:
     vocabulary: str | LabelVocabulary = "dfew"
     custom_order: bool = False
     audio_root: str | Path | None = None
+    label_order: str | list[str] | None = None
 
     name: ClassVar[str] = "dfew"
     n_folds: ClassVar[int] = 5
-    label_base: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         self.vocabulary = _resolve_vocabulary(self.vocabulary)
-        _check_dataset_classes(self.vocabulary, DFEW, "DFEWSource", "1-7", self.custom_order)
+        self._order = resolve_order(self.label_order, "DFEW")
+        _check_dataset_classes(self.vocabulary, DFEW, "DFEWSource", "1-7", self.custom_order, self._order)
 
     @property
     def folds(self) -> list[int]:
@@ -315,20 +366,24 @@ class DFEWSource:
         )
         return _require_file(folder / f"set_{k}.csv", f"DFEW {part} split", _DFEW_LAYOUT)
 
-    def _read(self, path: Path) -> list[tuple[str, str, str]]:
-        vocab = _resolve_vocabulary(self.vocabulary)
+    def _read(self, path: Path) -> list[_Row]:
         rows = []
         for n, row in _csv_rows(path, ("video_name", "label")):
             name = row["video_name"]
             clip = name.zfill(5) if name.isdigit() else name
-            rows.append((clip, _to_class(row["label"], vocab, f"{path}:{n}", self.label_base), f"{path}:{n}"))
+            rows.append((clip, row["label"], f"{path}:{n}"))
         return rows
+
+    def _labels(self, rows: list[_Row]) -> list[str]:
+        hint = f"The DFEW release numbers its classes as {KNOWN_ORDERS['dfew'].describe()}. "
+        return _read_labels(rows, _resolve_vocabulary(self.vocabulary), self._order, orders_over(DFEW.classes), hint)
 
     def clips(self) -> list[ClipRecord]:
         root = Path(self.root)
         _require_root(root, "DFEW", _DFEW_LAYOUT)
         test = {k: self._read(self._split_file("test", k)) for k in self.folds}
         train = {k: self._read(self._split_file("train", k)) for k in self.folds}
+        test, train = _read_fold_labels(test, train, self._labels)
         frames = root / self.frames_subdir
         return _with_audio([
             ClipRecord(clip, str(_resolve_clip(frames, clip)), label, None, fold)
@@ -345,11 +400,10 @@ _MAFW_LAYOUT = (
     "root/{'Train & Test Set' or 'split'}/single/no_caption/set_{1..5}/{train,test}.txt "
     "(lines '<clip>.mp4 <label>') and root/<frames_subdir>/<clip stem>/ or <clip stem>.mp4"
 )
-# Base of the integer labels for each order, as found in public files:
-# - mafw_official: 0-based (MAE-DFER's preprocess/mafw.py writes label2idx over anger..disappointment from 0).
-# - mafw_dfew_first: 0-based (DFER-CLIP annotation/MAFW_set_*_{train,test}.txt, Happiness=0 .. Disappointment=10).
-# - mafw_alpha: 0-based (sklearn's LabelEncoder numbers the sorted class names from 0).
-MAFW_INT_BASE: dict[str, int] = {"mafw_official": 0, "mafw_dfew_first": 0, "mafw_alpha": 0}
+# Integer labels of every MAFW order are 0-based, as found in public files (datamodules.label_orders.KNOWN_ORDERS):
+# - mafw_official: MAE-DFER's preprocess/mafw.py writes label2idx over anger..disappointment from 0.
+# - mafw_dfew_first: DFER-CLIP annotation/MAFW_set_*_{train,test}.txt, Happiness=0 .. Disappointment=10.
+# - mafw_alpha: sklearn's LabelEncoder numbers the sorted class names from 0.
 
 
 @dataclass
@@ -357,25 +411,28 @@ class MAFWSource:
     """MAFW single-label, 5-fold: ``single/no_caption/set_k/test.txt`` gives the clips whose ``test_fold`` is k.
 
     The official files hold one ``<clip>.mp4 <class name>`` per line (e.g. ``00025.mp4 anger``), read by name.
-    Files rewritten with integer labels are read in the order ``label_order`` names (a key of ``MAFW_ORDERS``);
-    every order's integers are 0-based (``MAFW_INT_BASE``), as in the codebases that write them.
+    Files rewritten with integer labels are read only in the order ``label_order`` names (``mafw_official``,
+    ``mafw_alpha``, ``mafw_dfew_first``: each 0-based, as in the codebases that write them; or the 11 class names
+    listed in the order of your integers); with none named, an integer raises ``LabelOrderError`` naming the file,
+    the line and the three orders. The vocabulary (class indices in training) is the named MAFW order, else
+    ``mafw_official``.
     """
 
     root: str | Path
     frames_subdir: str = "data/frames"
-    label_order: str = "mafw_official"
+    label_order: str | list[str] | None = None
     audio_root: str | Path | None = None
 
     name: ClassVar[str] = "mafw"
     n_folds: ClassVar[int] = 5
 
     def __post_init__(self) -> None:
-        if self.label_order not in MAFW_ORDERS:
-            raise KeyError(f"unknown MAFW label_order {self.label_order!r}; known: {sorted(MAFW_ORDERS)}")
+        self._order = resolve_order(self.label_order, "MAFW")
+        _check_dataset_classes(MAFW, MAFW, "MAFWSource", "", False, self._order)
 
     @property
     def vocabulary(self) -> LabelVocabulary:
-        return MAFW_ORDERS[self.label_order]
+        return MAFW_ORDERS.get(self.label_order, MAFW) if isinstance(self.label_order, str) else MAFW
 
     @property
     def folds(self) -> list[int]:
@@ -389,22 +446,25 @@ class MAFWSource:
             [root / d / "single" / "no_caption" for d in _MAFW_SPLIT_DIRS], "MAFW split folder", _MAFW_LAYOUT
         )
 
-    def _read(self, path: Path) -> list[tuple[str, str, str]]:
+    def _read(self, path: Path) -> list[_Row]:
         _require_file(path, "MAFW split", _MAFW_LAYOUT)
-        base = MAFW_INT_BASE[self.label_order]
         rows = []
         for n, fields in _text_rows(path):
             where = f"{path}:{n}"
             if len(fields) != 2:
                 raise ValueError(f"{where}: expected '<clip> <label>', got {len(fields)} fields: {fields}")
-            clip = clip_id_of(Path(fields[0]).name)
-            rows.append((clip, _to_class(fields[1], self.vocabulary, where, base), where))
+            rows.append((clip_id_of(Path(fields[0]).name), fields[1], where))
         return rows
+
+    def _labels(self, rows: list[_Row]) -> list[str]:
+        hint = "MAFW's official split files hold class names; files rewritten with integers come in several orders. "
+        return _read_labels(rows, self.vocabulary, self._order, orders_over(MAFW.classes), hint)
 
     def clips(self) -> list[ClipRecord]:
         split = self.split_dir()
         test = {k: self._read(split / f"set_{k}" / "test.txt") for k in self.folds}
         train = {k: self._read(split / f"set_{k}" / "train.txt") for k in self.folds}
+        test, train = _read_fold_labels(test, train, self._labels)
         frames = Path(self.root) / self.frames_subdir
         return _with_audio([
             ClipRecord(clip, str(_resolve_clip(frames, clip)), label, None, fold)
@@ -426,28 +486,33 @@ class FERV39KSource:
     """FERV39K, fixed train/test split (``split`` is "train"/"test", no folds).
 
     The official ``4_setups/All_scenes`` files hold ``<Scene>/<Emotion>/<clip> <Emotion>`` per line, space-separated
-    and headerless (e.g. ``Action/Sad/0010 Sad``). Also read: integer labels 0-6 in ``vocabulary``'s order (Happy,
-    Sad, Neutral, Angry, Surprise, Disgust, Fear), comma-separated lines, and one header line.
+    and headerless (e.g. ``Action/Sad/0010 Sad``). Also read: comma-separated lines, one header line, and integer
+    labels, but only through the order ``label_order`` names (``ferv39k_alpha``: 0-6 = Angry, Disgust, Fear, Happy,
+    Neutral, Sad, Surprise, as public loaders write them; ``ferv39k``: 0-6 in DFEW's order; any key of
+    :data:`~datamodules.label_orders.KNOWN_ORDERS`; or the class names listed in the order of your integers,
+    0-based). Every integer's class is checked against the emotion folder of its clip path (``Action/Angry/0001``):
+    with no order named, or one the paths contradict, the run stops with ``LabelOrderError`` naming the file, the
+    line and the order that fits the paths. ``vocabulary`` is the class order used for training.
     """
 
     root: str | Path
     frames_subdir: str = "2_ClipsforFaceCrop"
     vocabulary: str | LabelVocabulary = "ferv39k"
     custom_order: bool = False
+    label_order: str | list[str] | None = None
 
     name: ClassVar[str] = "ferv39k"
-    label_base: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         self.vocabulary = _resolve_vocabulary(self.vocabulary)
-        _check_dataset_classes(self.vocabulary, FERV39K, "FERV39KSource", "0-6", self.custom_order)
+        self._order = resolve_order(self.label_order, "FERV39K")
+        _check_dataset_classes(self.vocabulary, FERV39K, "FERV39KSource", "0-6", self.custom_order, self._order)
 
     @property
     def folds(self) -> list[int]:
         return []
 
-    def _read(self, path: Path) -> list[tuple[str, str, str]]:
-        vocab = _resolve_vocabulary(self.vocabulary)
+    def _read(self, path: Path) -> list[_Row]:
         rows = []
         for i, (n, fields) in enumerate(_text_rows(path)):
             if len(fields) == 1 and "," in fields[0]:
@@ -457,9 +522,7 @@ class FERV39KSource:
                 continue
             if len(fields) != 2:
                 raise ValueError(f"{where}: expected '<path> <label>', got {len(fields)} fields: {fields}")
-            clip = fields[0].strip("/")
-            clip = clip_id_of(clip)
-            rows.append((clip, _to_class(fields[1], vocab, where, self.label_base), where))
+            rows.append((clip_id_of(fields[0].strip("/")), fields[1], where))
         return rows
 
     def clips(self) -> list[ClipRecord]:
@@ -469,9 +532,14 @@ class FERV39KSource:
         records: dict[str, ClipRecord] = {}
         where_of: dict[str, str] = {}
         frames = root / self.frames_subdir
+        listed = {split: self._read(_require_file(setups / f"{split}_All.csv", f"FERV39K {split} split",
+                                                  _FERV39K_LAYOUT)) for split in ("train", "test")}
+        flat = listed["train"] + listed["test"]
+        labels = iter(_read_labels(flat, _resolve_vocabulary(self.vocabulary), self._order,
+                                   orders_over(FERV39K.classes), "FERV39K's official files hold class names. "))
         for split in ("train", "test"):
-            path = _require_file(setups / f"{split}_All.csv", f"FERV39K {split} split", _FERV39K_LAYOUT)
-            for clip, label, where in self._read(path):
+            for clip, _, where in listed[split]:
+                label = next(labels)
                 if clip in records:
                     raise ValueError(f"clip {clip!r} is listed twice: {where_of[clip]} and {where}")
                 records[clip] = ClipRecord(clip, str(_resolve_clip(frames, clip)), label, split, None)
@@ -486,17 +554,21 @@ class FERV39KSource:
 class ManifestSource:
     """Your own clips from a CSV with header ``path,label[,split][,fold][,subject][,audio]``.
 
-    ``path`` is relative to ``root`` (default: the CSV's folder) and ``label`` a class name (integers are refused:
-    a manifest names no order). ``fold`` is the test fold of the clip in a K-fold protocol. ``subject`` (optional)
-    names the person shown: seeded splits then keep each subject's clips on one side. ``audio`` (optional, relative
-    like ``path``) names a sibling audio file holding the clip's soundtrack; else ``audio_root/<clip_id>.wav`` when
-    ``audio_root`` is set; else the video's own audio stream. ``vocabulary=None``
-    takes the sorted set of labels found, read when the source is built so the class count is fixed before any
-    model is; labels that look like one class spelt several ways (``Happy``/``happy``, ``happy``/``happiness``,
-    ``hapiness``/``happiness``) then stop with :class:`~datamodules.labels.LabelSpellingError` listing them and their
-    counts. ``vocabulary`` may name a known vocabulary (``"faces8"``) or list your classes (``[happiness, neutral]``,
-    in this order); then case and known synonyms map to them and any other label is an error naming its line.
-    A row with an empty label (``preprocess`` writes the label column empty when it was given no labels) is an
+    ``path`` is relative to ``root`` (default: the CSV's folder) and ``label`` a class name, or an integer read
+    through the order ``label_order`` names (a key of :data:`~datamodules.label_orders.KNOWN_ORDERS`, or your class
+    names listed in the order of your integers, 0-based); integers with no order named stop with
+    ``LabelOrderError``. Where a clip's folders name a class (``clips/Angry/a.mp4``), an integer's class must be
+    that one, else ``LabelOrderError`` names the line and the known order that fits the paths. ``fold`` is the test
+    fold of the clip in a K-fold protocol. ``subject`` (optional) names the person shown: seeded splits then keep
+    each subject's clips on one side. ``audio`` (optional, relative like ``path``) names a sibling audio file
+    holding the clip's soundtrack; else ``audio_root/<clip_id>.wav`` when ``audio_root`` is set; else the video's
+    own audio stream. ``vocabulary=None`` takes the sorted set of labels found (integers read through
+    ``label_order``), read when the source is built so the class count is fixed before any model is; labels that
+    look like one class spelt several ways (``Happy``/``happy``, ``happy``/``happiness``,
+    ``hapiness``/``happiness``) then stop with :class:`~datamodules.labels.LabelSpellingError` listing them and
+    their counts. ``vocabulary`` may name a known vocabulary (``"faces8"``) or list your classes (``[happiness,
+    neutral]``, in this order); then case and known synonyms map to them and any other label is an error naming its
+    line. A row with an empty label (``preprocess`` writes the label column empty when it was given no labels) is an
     error listing the lines to fill in. ``n_folds`` / ``fold_seed``: for a manifest without ``split`` and ``fold``
     values, draw ``n_folds`` class-stratified, subject-grouped folds once (see :func:`drawn_folds`; 0: none, one
     seeded split); with either column filled it is an error (the manifest already states its protocol).
@@ -508,23 +580,39 @@ class ManifestSource:
     audio_root: str | Path | None = None
     n_folds: int = 0
     fold_seed: int = 0
+    label_order: str | list[str] | None = None
 
     name: ClassVar[str] = "manifest"
 
     def __post_init__(self) -> None:
+        self._order = resolve_order(self.label_order, "manifest")
         if self.vocabulary is None:
             rows = list(self._rows())
             self._require_labels(rows)
-            counts = Counter(r["label"] for _, r in rows)
-            bad = sorted(x for x in counts if _is_int(x))
-            if bad:
-                raise LabelError(f"{self.csv}: integer labels {bad}; a manifest needs class names")
+            counts = Counter(r["label"] for _, r in rows if not _is_int(r["label"]))
             check_inferred_labels(dict(counts), str(self.csv))
-            self.vocabulary = LabelVocabulary("manifest", tuple(sorted({canonical_label(x) for x in counts})))
+            names = self._labels(rows, None)
+            self.vocabulary = LabelVocabulary("manifest", tuple(sorted(set(names))))
         elif isinstance(self.vocabulary, (list, tuple)):
             self.vocabulary = LabelVocabulary("manifest", tuple(str(c) for c in self.vocabulary))
         else:
             self.vocabulary = _resolve_vocabulary(self.vocabulary)
+
+    def _clip(self, path_text: str) -> tuple[str, Path]:
+        """(clip id, full path) of a ``path`` cell: the id is the path relative to :attr:`base` without a media
+        suffix (an absolute path outside it keeps its whole path: the only stable id)."""
+        rel = Path(path_text)
+        full = rel if rel.is_absolute() else self.base / rel
+        try:
+            return clip_id_of(full.relative_to(self.base)), full
+        except ValueError:
+            return clip_id_of(full), full
+
+    def _labels(self, rows: list[tuple[int, dict[str, str]]], vocab: LabelVocabulary | None) -> list[str]:
+        """Class names of the rows' labels (integers through ``label_order``, checked against class folders)."""
+        listed = [(self._clip(r["path"])[0], r["label"], f"{self.csv}:{n}") for n, r in rows]
+        orders = list(KNOWN_ORDERS.values()) if vocab is None else orders_over(vocab.classes, exact=False)
+        return _read_labels(listed, vocab, self._order, orders)
 
     def _require_labels(self, rows: list[tuple[int, dict[str, str]]]) -> None:
         empty = [n for n, r in rows if not r["label"]]
@@ -552,14 +640,10 @@ class ManifestSource:
         where_of: dict[str, str] = {}
         rows = list(self._rows())
         self._require_labels(rows)
-        for n, row in rows:
+        labels = self._labels(rows, vocab)
+        for (n, row), label in zip(rows, labels):
             where = f"{self.csv}:{n}"
-            rel = Path(row["path"])
-            full = rel if rel.is_absolute() else base / rel
-            try:
-                clip = clip_id_of(full.relative_to(base))
-            except ValueError:  # an absolute path outside root: its own path is the only stable id
-                clip = clip_id_of(full)
+            clip, full = self._clip(row["path"])
             split = row.get("split", "").lower() or None
             if split is not None and split not in SPLITS:
                 raise ValueError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
@@ -568,7 +652,6 @@ class ManifestSource:
                 raise ValueError(f"{where}: fold {fold_text!r} is not an integer >= 1")
             if clip in records:
                 raise ValueError(f"clip {clip!r} is listed twice: {where_of[clip]} and {where}")
-            label = _to_class(row["label"], vocab, where, None)
             audio_text = row.get("audio", "").strip()
             audio = None
             if audio_text:
@@ -661,7 +744,7 @@ class ImageFolderSource:
         records: dict[str, ClipRecord] = {}
         self.skipped = []
         for d in class_dirs:
-            label = _to_class(d.name, vocab, str(d), None)
+            label = _to_class(d.name, vocab, str(d))
             for f in sorted(d.rglob("*")):
                 if not f.is_file() or any(is_hidden(part) for part in f.relative_to(root).parts):
                     continue  # .DS_Store, AppleDouble ._x.jpg, .ipynb_checkpoints/: not photos
@@ -680,7 +763,7 @@ class ImageFolderSource:
         where_of: dict[str, str] = {}
         for n, row in _csv_rows(legend, ("image", "emotion")):
             where = f"{legend}:{n}"
-            label = _to_class(row["emotion"], vocab, where, None)
+            label = _to_class(row["emotion"], vocab, where)
             clip = clip_id_of(row["image"])
             prev = records.get(clip)
             if prev is not None and prev.label != label:

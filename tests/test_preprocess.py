@@ -224,7 +224,7 @@ def test_preprocess_real_videos_make_a_dfew_tree(face_videos: Path, tmp_path: Pa
     # A valid DFEW tree once labels are added: DFEWSource lists the clips, read_frames reads the crops.
     ok = ["WolfgangLanger_Pexels", "face_noface", "noface_face", "single_face"]
     _write_dfew_splits(out, ok)
-    records = {r.clip_id: r for r in DFEWSource(root=out).clips()}
+    records = {r.clip_id: r for r in DFEWSource(root=out, label_order="dfew").clips()}
     assert sorted(records) == ok
     for clip in ok:
         frames = read_frames(records[clip].path)

@@ -78,7 +78,7 @@ def _dfew(root: Path, clips: dict[int, tuple[int, int]] = DFEW_CLIPS, frames: bo
 
 @needs_faces
 def test_dfew_labels_folds_and_frames(tmp_path: Path) -> None:
-    src = DFEWSource(root=_dfew(tmp_path))
+    src = DFEWSource(root=_dfew(tmp_path), label_order="dfew")
     clips = src.clips()
     assert [c.clip_id for c in clips] == [f"{c:05d}" for c in range(1, 11)]
     by_id = {c.clip_id: c for c in clips}
@@ -100,7 +100,7 @@ def test_dfew_labels_folds_and_frames(tmp_path: Path) -> None:
 def test_dfew_own_preprocessing_frames_subdir(tmp_path: Path) -> None:
     root = _dfew(tmp_path, frames=False)
     _frames(root / "faces" / "00003", PHOTOS[:2])
-    clip = {c.clip_id: c for c in DFEWSource(root=root, frames_subdir="faces").clips()}["00003"]
+    clip = {c.clip_id: c for c in DFEWSource(root=root, frames_subdir="faces", label_order="dfew").clips()}["00003"]
     assert clip.path == str(root / "faces" / "00003")
     assert len(read_frames(clip.path)) == 2
 
@@ -109,7 +109,7 @@ def test_dfew_clip_in_two_test_sets_raises(tmp_path: Path) -> None:
     root = _dfew(tmp_path, frames=False)
     _write(root / "EmoLabel_DataSplit/test(single-labeled)/set_3.csv", "video_name,label\n5,5\n6,6\n1,1\n")
     with pytest.raises(ValueError, match="'00001' is listed twice in the test sets: fold 1 .* fold 3"):
-        DFEWSource(root=root).clips()
+        DFEWSource(root=root, label_order="dfew").clips()
 
 
 def test_dfew_train_label_disagreeing_raises(tmp_path: Path) -> None:
@@ -117,25 +117,25 @@ def test_dfew_train_label_disagreeing_raises(tmp_path: Path) -> None:
     train2 = root / "EmoLabel_DataSplit/train(single-labeled)/set_2.csv"
     train2.write_text(train2.read_text().replace("\n1,1\n", "\n1,5\n"))
     with pytest.raises(ValueError, match="'00001' is labeled 'happiness' at .* but 'surprise' at .*set_2.csv:2"):
-        DFEWSource(root=root).clips()
+        DFEWSource(root=root, label_order="dfew").clips()
 
 
 def test_dfew_unknown_label_names_file_line_and_label(tmp_path: Path) -> None:
     root = _dfew(tmp_path, frames=False)
     test4 = _write(root / "EmoLabel_DataSplit/test(single-labeled)/set_4.csv", "video_name,label\n7,7\n8,9\n")
     with pytest.raises(
-        KeyError, match=re.escape(f"{test4}:3: integer label '9' is outside the 'dfew' order (1..7, base 1)")
+        ValueError, match=re.escape(f"{test4}:3: integer label '9' is outside label_order 'dfew' (1..7, base 1)")
     ):
-        DFEWSource(root=root).clips()
+        DFEWSource(root=root, label_order="dfew").clips()
 
 
 def test_dfew_missing_root_and_missing_csv(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=f"DFEW root not found: {tmp_path / 'nope'}.*EmoLabel_DataSplit"):
-        DFEWSource(root=tmp_path / "nope").clips()
+        DFEWSource(root=tmp_path / "nope", label_order="dfew").clips()
     root = _dfew(tmp_path / "d", frames=False)
     (root / "EmoLabel_DataSplit/train(single-labeled)/set_5.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"train\(single-labeled\)/set_5.csv"):
-        DFEWSource(root=root).clips()
+        DFEWSource(root=root, label_order="dfew").clips()
 
 
 # ------------------------------------------------------------------------------------------------------------- MAFW
@@ -217,9 +217,9 @@ def test_mafw_errors(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match=f"{bad}:1: label 'boredom' is not in the 'mafw_official' vocabulary"):
         MAFWSource(root=root).clips()
     _write(bad, "00055.mp4 11\n")
-    with pytest.raises(KeyError, match=r"integer label '11' is outside the 'mafw_official' order \(0..10, base 0\)"):
-        MAFWSource(root=root).clips()
-    with pytest.raises(KeyError, match="unknown MAFW label_order 'mafw'"):
+    with pytest.raises(ValueError, match=r"label '11' is outside label_order 'mafw_official' \(0..10, base 0\)"):
+        MAFWSource(root=root, label_order="mafw_official").clips()
+    with pytest.raises(ValueError, match="unknown MAFW label_order 'mafw'"):
         MAFWSource(root=root, label_order="mafw")
 
 
@@ -261,7 +261,7 @@ def test_ferv39k_integer_labels_header_and_commas(tmp_path: Path) -> None:
         train="path label\nAction/ActionComedy/0001 0\nAction/ActionComedy/0002 3\n",
         test="Speech/Neutral/0031,2\nLiveshow/Surprise/0009,4\n",
     )
-    got = {c.clip_id: (c.label, c.split) for c in FERV39KSource(root=root).clips()}
+    got = {c.clip_id: (c.label, c.split) for c in FERV39KSource(root=root, label_order="ferv39k").clips()}
     assert got == {
         "Action/ActionComedy/0001": ("happiness", "train"),
         "Action/ActionComedy/0002": ("anger", "train"),
@@ -321,7 +321,7 @@ def test_manifest_errors(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match=f"{bad}:3: label 'boredom' is not in the 'faces8' vocabulary"):
         ManifestSource(csv=bad, vocabulary="faces8").clips()
     ints = _write(tmp_path / "i.csv", "path,label\na.mp4,3\n")
-    with pytest.raises(KeyError, match="integer labels"):
+    with pytest.raises(ValueError, match=f"{ints}:2: integer label '3', but no label_order is named"):
         ManifestSource(csv=ints)
     nolabel = _write(tmp_path / "n.csv", "file,emotion\na.mp4,anger\n")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['path', 'label'\]"):
@@ -515,3 +515,143 @@ def test_image_folder_reads_every_image_type_and_lists_what_it_skips(tmp_path: P
     assert [(Path(f).name, r.split(" (")[0]) for f, r in src.skipped] == [
         ("g.heic", "not an image type read here"), ("notes.txt", "not an image type read here")]
     assert ".heic" in src.skipped[0][1]
+
+
+# ------------------------------------------------------- issue 28, item 8: integers only through an order you name
+
+# FERV39K clips as public loaders rewrite the split files: 0-based, alphabetical (Angry=0 .. Surprise=6).
+ALPHA7 = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+# The class each of those folders names, as fer_zoo spells it.
+CANON7 = {"Angry": "anger", "Disgust": "disgust", "Fear": "fear", "Happy": "happiness", "Neutral": "neutral",
+          "Sad": "sadness", "Surprise": "surprise"}
+
+
+def _ferv_alpha(root: Path) -> Path:
+    """Every class in train (two scenes) and test, labels written 0-based in alphabetical order."""
+    train = "".join(f"{scene}/{c}/{k:04d} {ALPHA7.index(c)}\n"
+                    for k, (scene, c) in enumerate([(s, c) for s in ("Action", "Speech") for c in ALPHA7], start=1))
+    test = "".join(f"DailyLife/{c}/{k:04d} {ALPHA7.index(c)}\n" for k, c in enumerate(ALPHA7, start=1))
+    return _ferv(root, train=train, test=test)
+
+
+def test_ferv39k_alphabetical_integers_without_an_order_stop_naming_the_order_that_fits(tmp_path: Path) -> None:
+    """Read through fer_zoo's own order these made every Angry clip happiness, without a word."""
+    root = _ferv_alpha(tmp_path)
+    first = root / "4_setups/All_scenes/train_All.csv"
+    with pytest.raises(ValueError) as err:
+        FERV39KSource(root=root).clips()
+    text = str(err.value)
+    assert type(err.value).__name__ == "LabelOrderError"  # a ValueError: the CLI prints it as one line
+    assert text.startswith(f"{first}:1: integer label '0' (one of 21 integer labels), but no label_order is named")
+    assert "fit label_order: ferv39k_alpha (0=anger, 1=disgust, 2=fear, 3=happiness, 4=neutral, 5=sadness, " \
+           "6=surprise)" in text
+    assert "\n" not in text and " or label_order" not in text  # one line, one order fits
+
+
+def test_ferv39k_integers_read_through_the_named_order_give_every_clip_its_paths_class(tmp_path: Path) -> None:
+    clips = FERV39KSource(root=_ferv_alpha(tmp_path), label_order="ferv39k_alpha").clips()
+    assert len(clips) == 21
+    for c in clips:
+        assert c.label == CANON7[c.clip_id.split("/")[1]], c
+    assert {c.clip_id: c.label for c in clips}["Action/Angry/0001"] == "anger"
+    assert sorted({c.split for c in clips}) == ["test", "train"]
+
+
+def test_ferv39k_integers_through_an_order_the_paths_contradict_stop(tmp_path: Path) -> None:
+    root = _ferv_alpha(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{root / '4_setups/All_scenes/train_All.csv'}:1: integer label '0' reads 'happiness' in label_order "
+            "'ferv39k', but the clip's path 'Action/Angry/0001' names 'anger' (21 of the 21 clips whose paths name a "
+            "class disagree); the class names in the clip paths fit label_order: ferv39k_alpha (0=anger")):
+        FERV39KSource(root=root, label_order="ferv39k").clips()
+    # The official name files are read as before, whatever order is named for integers.
+    _ferv(root, train="Action/Sad/0010 Sad\n", test="War/Fear/0002 Fear\n")
+    assert [c.label for c in FERV39KSource(root=root).clips()] == ["sadness", "fear"]
+
+
+def test_ferv39k_your_own_order_as_a_list_and_orders_of_other_classes_refused(tmp_path: Path) -> None:
+    root = _ferv_alpha(tmp_path)
+    clips = FERV39KSource(root=root, label_order=[c.lower() for c in ALPHA7]).clips()
+    assert all(c.label == CANON7[c.clip_id.split("/")[1]] for c in clips)
+    with pytest.raises(KeyError, match=r"label_order 'mafw_alpha' \(11 classes.*known orders over them: \['dfew', "
+                                       r"'ferv39k', 'ferv39k_alpha', 'fer2013', 'rafdb'\]"):
+        FERV39KSource(root=root, label_order="mafw_alpha")
+    with pytest.raises(ValueError, match=r"unknown FERV39K label_order 'alpha'; known: \["):
+        FERV39KSource(root=root, label_order="alpha")
+
+
+def test_dfew_integers_need_the_release_order_named(tmp_path: Path) -> None:
+    """DFEW's split files hold only integers: 1-7 mean Happy..Fear in the release, but a rewritten copy may count
+    otherwise, and its paths (00001) name no class to check against, so the order must be named."""
+    root = _dfew(tmp_path, frames=False)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{root / 'EmoLabel_DataSplit/test(single-labeled)/set_1.csv'}:2: integer label '1' (one of 50 integer "
+            "labels), but no label_order is named, and fer_zoo never guesses what an integer means. The DFEW release "
+            "numbers its classes as label_order: dfew (1=happiness, 2=sadness, 3=neutral, 4=anger, 5=surprise, "
+            "6=disgust, 7=fear). The clip paths name no classes to check an order against; known orders that read "
+            "these integers: ['dfew', 'rafdb']")):
+        DFEWSource(root=root).clips()
+    labels = {c.clip_id: c.label for c in DFEWSource(root=root, label_order="dfew").clips()}
+    assert [labels[f"{c:05d}"] for c in range(1, 8)] == ["happiness", "sadness", "neutral", "anger", "surprise",
+                                                         "disgust", "fear"]
+    # The same files read as RAF-DB's order (1 = surprise) if that is what the user says they are.
+    assert DFEWSource(root=root, label_order="rafdb").clips()[0].label == "surprise"
+
+
+def test_mafw_integers_need_one_of_its_orders_named(tmp_path: Path) -> None:
+    """MAFW read integer files through mafw_official unless told otherwise; now only through a named order."""
+    root = _mafw(tmp_path, label=lambda name: str(MAFW_ORDERS["mafw_alpha"].classes.index(name)))
+    with pytest.raises(ValueError, match=r"set_1/test.txt:1: integer label '0' \(one of 30 integer labels\), "
+                                              r"but no label_order is named.*'mafw_official', 'mafw_alpha', "
+                                              r"'mafw_dfew_first'"):
+        MAFWSource(root=root).clips()
+    clips = MAFWSource(root=root, label_order="mafw_alpha").clips()
+    assert {c.clip_id: c.label for c in clips} == {c: n for c, (n, _) in MAFW_CLIPS.items()}
+    # Names need no order, as before.
+    assert {c.label for c in MAFWSource(root=_mafw(tmp_path / "names")).clips()} == {n for n, _ in
+                                                                                     MAFW_CLIPS.values()}
+
+
+def test_manifest_integers_through_a_named_order_checked_against_class_folders(tmp_path: Path) -> None:
+    rows = "".join(f"clips/{c}/{k}.mp4,{ALPHA7.index(c)}\n" for k, c in enumerate(ALPHA7))
+    csv_path = _write(tmp_path / "m.csv", "path,label\n" + rows)
+    with pytest.raises(ValueError, match=r"m.csv:2: integer label '0' \(one of 7 integer labels\), but no "
+                                              r"label_order is named.*fit label_order: ferv39k_alpha \(0=anger"):
+        ManifestSource(csv=csv_path)
+    src = ManifestSource(csv=csv_path, label_order="ferv39k_alpha")
+    assert src.vocabulary.classes == tuple(sorted(CANON7.values()))
+    assert {c.clip_id: c.label for c in src.clips()} == {f"clips/{c}/{k}": CANON7[c] for k, c in enumerate(ALPHA7)}
+    with pytest.raises(ValueError, match=r"m.csv:2: integer label '0' reads 'happiness' in label_order "
+                                              r"'ferv39k', but the clip's path 'clips/Angry/0' names 'anger'"):
+        ManifestSource(csv=csv_path, label_order="ferv39k")
+    # A named vocabulary: the order's classes must be in it, and the folders are still checked.
+    assert ManifestSource(csv=csv_path, vocabulary="faces8", label_order="ferv39k_alpha").clips()[0].label == "anger"
+    with pytest.raises(ValueError, match=r"m.csv:6: integer label '4' reads 'sadness' in label_order "
+                                              r"'fer2013'.* names 'neutral' \(3 of the 7"):
+        ManifestSource(csv=csv_path, vocabulary="faces8", label_order="fer2013").clips()
+
+
+def test_manifest_integers_without_class_folders_read_through_your_list(tmp_path: Path) -> None:
+    csv_path = _write(tmp_path / "m.csv", "path,label\na.mp4,1\nb.mp4,0\nc.mp4,neutral\n")
+    src = ManifestSource(csv=csv_path, label_order=["sadness", "happy"])
+    assert src.vocabulary.classes == ("happiness", "neutral", "sadness")
+    assert [(c.clip_id, c.label) for c in src.clips()] == [("a", "happiness"), ("b", "sadness"), ("c", "neutral")]
+    with pytest.raises(ValueError, match=r"m.csv:2: integer label '1' is outside label_order 'your list' \(0..0"):
+        ManifestSource(csv=csv_path, label_order=["sadness"])
+    with pytest.raises(KeyError, match=r"m.csv:2: integer label '1' reads 'happiness' in label_order 'your list', "
+                                       r"which is not in the 'manifest' vocabulary \['neutral', 'sadness'\]"):
+        ManifestSource(csv=csv_path, vocabulary=["neutral", "sadness"], label_order=["sadness", "happy"]).clips()
+
+
+def test_label_order_from_a_config_by_jsonargparse(tmp_path: Path) -> None:
+    """``label_order`` as YAML gives it: a known order's name, or the class names as a list."""
+    jsonargparse = pytest.importorskip("jsonargparse")
+    parser = jsonargparse.ArgumentParser()
+    parser.add_argument("--source", type=ClipSource)
+    root = _ferv_alpha(tmp_path)
+    for order in ("ferv39k_alpha", [c.lower() for c in ALPHA7]):
+        cfg = parser.parse_object({"source": {"class_path": "datamodules.sources.FERV39KSource",
+                                              "init_args": {"root": str(root), "label_order": order}}})
+        src = parser.instantiate(cfg).source
+        assert src.label_order == order
+        assert {c.clip_id: c.label for c in src.clips()}["Speech/Sad/0013"] == "sadness"
