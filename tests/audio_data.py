@@ -8,6 +8,9 @@ How (so a reader can rebuild them by hand):
   encoded with FFmpeg's AAC encoder through PyAV at the rate and channel layout asked for (8 / 16 / 44.1 / 48 kHz,
   mono or stereo); PCM WAV siblings are written with PyAV's ``pcm_s16le``;
 - a corrupt audio stream: a real AAC stream whose packets after the first ten are replaced by random bytes;
+- audio clocks: AAC packets left out (lost packets: the stream's timestamps jump, a gap) or written with times that
+  advance by less than a packet lasts (overlapping timestamps), through ``mux(retime=...)``; several audio streams
+  with the ``default`` disposition on one of them (``mux_streams``);
 - tones: a 1 kHz sine at -6 dBFS starting at a known second, over a -40 dBFS white-noise floor (so every frame
   before the tone has heard, non-silent audio).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,48 +71,84 @@ def _layout(channels: int) -> str:
     return {1: "mono", 2: "stereo"}[channels]
 
 
+def _encode(stream: object, audio: np.ndarray, rate: int) -> list:
+    """Packets of ``audio`` (float32 ``[C, N]``) encoded by ``stream`` (an output audio stream), flushed."""
+    import av
+
+    ctx = stream.codec_context  # type: ignore[attr-defined]
+    fmt = ctx.format.name
+    size = ctx.frame_size or 1024
+    packets = []
+    for a in range(0, audio.shape[1], size):
+        chunk = np.ascontiguousarray(audio[:, a:a + size])
+        data = chunk if fmt.endswith("p") else np.ascontiguousarray(chunk.T.reshape(1, -1))
+        if fmt.startswith("s16"):
+            data = np.clip(data * 32767, -32768, 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=_layout(audio.shape[0]))
+        frame.sample_rate = rate
+        frame.pts = a
+        packets.extend(stream.encode(frame))  # type: ignore[attr-defined]
+    packets.extend(stream.encode(None))  # type: ignore[attr-defined]
+    return packets
+
+
+def _copy_video(src: object, dst: object, vout: object) -> None:
+    """Copy the video packets of ``src`` into ``dst``'s stream ``vout`` (no re-encoding)."""
+    for packet in src.demux(src.streams.video[0]):  # type: ignore[attr-defined]
+        if packet.dts is None:
+            continue
+        packet.stream = vout
+        dst.mux(packet)  # type: ignore[attr-defined]
+
+
 def mux(video: Path, out: Path, audio: np.ndarray | None = None, rate: int = 16000, codec: str = "aac",
-        corrupt: bool = False) -> Path:
+        corrupt: bool = False, retime: Callable[[float], list[float]] | None = None) -> Path:
     """Copy ``video``'s video stream into ``out`` (mp4 / mkv by suffix) with ``audio`` (float32 ``[C, N]``) encoded
     as ``codec`` at ``rate``; ``audio=None``: no audio stream; ``corrupt``: audio packets after the tenth are
-    replaced by random bytes."""
+    replaced by random bytes; ``retime``: maps each audio packet's presentation time (s) to the times it is
+    written with: ``[]`` leaves it out (lost packets: those after keep their times, so the stream has a gap),
+    ``[t, t]`` writes it twice (a duplicated packet: timestamps that overlap). Times must not decrease."""
     import av
 
     rng = np.random.default_rng(1)
     with av.open(str(video)) as src, av.open(str(out), "w") as dst:
-        vin = src.streams.video[0]
-        vout = dst.add_stream_from_template(vin)
+        vout = dst.add_stream_from_template(src.streams.video[0])
         aout = None
         if audio is not None:
             aout = dst.add_stream(codec, rate=rate, layout=_layout(audio.shape[0]))
-        for packet in src.demux(vin):
-            if packet.dts is None:
-                continue
-            packet.stream = vout
-            dst.mux(packet)
+        _copy_video(src, dst, vout)
         if aout is not None:
             assert audio is not None
-            fmt = aout.codec_context.format.name
-            size = aout.codec_context.frame_size or 1024
-            n_sent = 0
-            packets = []
-            for a in range(0, audio.shape[1], size):
-                chunk = np.ascontiguousarray(audio[:, a:a + size])
-                data = chunk if fmt.endswith("p") else np.ascontiguousarray(chunk.T.reshape(1, -1))
-                if fmt.startswith("s16"):
-                    data = np.clip(data * 32767, -32768, 32767).astype(np.int16)
-                frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=_layout(audio.shape[0]))
-                frame.sample_rate = rate
-                frame.pts = a
-                packets.extend(aout.encode(frame))
-                n_sent += chunk.shape[1]
-            packets.extend(aout.encode(None))
-            for i, p in enumerate(packets):
+            for i, p in enumerate(_encode(aout, audio, rate)):
                 if corrupt and i >= 10:
                     garbage = av.Packet(rng.integers(0, 256, p.size, dtype=np.uint8).tobytes())
                     garbage.pts, garbage.dts, garbage.time_base = p.pts, p.dts, p.time_base
                     p = garbage
-                p.stream = aout
+                times = [None] if retime is None or p.pts is None else retime(float(p.pts * p.time_base))
+                for t in times:
+                    q = p if t is None else av.Packet(bytes(p))
+                    if t is not None:
+                        q.pts = q.dts = int(round(t / p.time_base))
+                        q.time_base = p.time_base
+                    q.stream = aout
+                    dst.mux(q)
+    return out
+
+
+def mux_streams(video: Path, out: Path, tracks: list[np.ndarray], rate: int, default: int | None) -> Path:
+    """``video``'s video stream with one AAC audio stream per entry of ``tracks`` (float32 ``[C, N]`` each, in that
+    order), only stream ``default`` carrying the ``default`` disposition (``None``: no audio stream carries it)."""
+    import av
+
+    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
+        vout = dst.add_stream_from_template(src.streams.video[0])
+        outs = [dst.add_stream("aac", rate=rate, layout=_layout(t.shape[0])) for t in tracks]
+        for i, s in enumerate(outs):
+            s.disposition = av.stream.Disposition.default if i == default else av.stream.Disposition(0)
+        _copy_video(src, dst, vout)
+        for s, t in zip(outs, tracks):
+            for p in _encode(s, t, rate):
+                p.stream = s
                 dst.mux(p)
     return out
 
