@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.audio import read_soundtrack
 from datamodules.crops import crop_record
 from datamodules.feature_store import ClipResult, check_request, pack, store_key, store_path
 from datamodules.frames import FRAME_ORDER, ClipReadError, FrameCountMismatch, read_frames, stream_frames
@@ -140,7 +139,8 @@ class ClipFrames(Dataset):
 
         for _ in frames:  # the pass that fixes which frames (and when) every store of this clip holds
             pass
-        track = read_soundtrack(clip.path, clip.audio)  # AudioReadError (a ClipReadError): fails this store only
+        track = self.extractor.read_soundtrack(clip.path, clip.audio)  # its audio_stream; AudioReadError fails
+        # this store only (a ClipReadError)
         seconds = getattr(frames, "fps", None) is not None
         pre = self.extractor.preprocess(AudioInput(track, np.asarray(frames.timestamps, np.float64), seconds))
         return ClipItem(clip.clip_id, pre, None, frames.indices, frames.timestamps, prov, reason=pre.reason)

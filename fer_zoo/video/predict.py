@@ -441,7 +441,7 @@ def audio_features(track: TrackResult, frames: np.ndarray, ext: Any, key: str,
     No audio stream, or one that cannot be decoded: every frame of that modality is invalid (said in the log), and
     the other modalities still predict.
     """
-    from datamodules.audio import AudioReadError, read_soundtrack
+    from datamodules.audio import AudioReadError
     from datamodules.feature_store import FEATURE_DTYPE
     from extractors.audio_base import AudioInput
 
@@ -449,7 +449,7 @@ def audio_features(track: TrackResult, frames: np.ndarray, ext: Any, key: str,
     f = np.zeros((n, ext.dim), FEATURE_DTYPE)
     v = np.zeros(n, bool)
     try:
-        sound = read_soundtrack(track.info.path)
+        sound = ext.read_soundtrack(track.info.path)  # the store's audio_stream
     except AudioReadError as err:
         log(f"  {key}: WARNING: {err}; audio frames invalid")
         return f, v
