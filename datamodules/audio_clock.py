@@ -75,6 +75,9 @@ def place(runs: list[Run], rate: int) -> Placed:
     runs = [r for r in runs if len(r.samples)]
     if not runs:
         raise ValueError("audio stream decoded to zero samples")
+    if len(runs) == 1:  # no break in the timestamps (the usual case): the run is the grid
+        x = runs[0].samples
+        return Placed(x, runs[0].start, np.array([[0, len(x)]], np.int64), 0)
     origin = min(r.start for r in runs)
     where: list[int] = []
     for r in runs:
