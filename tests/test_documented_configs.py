@@ -58,7 +58,7 @@ def _check(cfg, source_class: str, fold: int | None) -> None:
 
 
 def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)  # config paths are relative to the repository, as in the README
+    monkeypatch.chdir(REPO)  # config paths are relative to the repository, as in the README and docs/
 
 
 @pytest.mark.slow
@@ -93,15 +93,25 @@ def test_switching_class_path_on_the_command_line_inherits_nothing(tmp_path: Pat
     assert [c.path for c in source.clips()] == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
 
 
+def documented_pages() -> list[Path]:
+    """The pages that document commands: README.md and every ``docs/*.md`` (the README links to them)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    assert len(pages) > 1, "docs/*.md not found: the documented commands live there"
+    return pages
+
+
 def _readme_commands() -> list[list[str]]:
-    """``python -m fer_zoo fit|validate|test|ablate`` lines of the README's code blocks (continuations joined)."""
-    blocks, inside = [], False
-    for line in (REPO / "README.md").read_text().splitlines():
-        if line.startswith("```"):
-            inside = not inside
-            blocks.append("")
-        elif inside:
-            blocks[-1] += line + "\n"
+    """``python -m fer_zoo fit|validate|test|ablate`` lines of the code blocks of README.md and docs/*.md
+    (continuations joined)."""
+    blocks = []
+    for page in documented_pages():
+        inside = False
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                inside = not inside
+                blocks.append("")
+            elif inside:
+                blocks[-1] += line + "\n"
     commands = []
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
@@ -117,7 +127,7 @@ def test_readme_training_commands_resolve_to_their_dataset(monkeypatch: pytest.M
     # configs/my_clips.yaml and your copy of it name your own manifest: tests/test_own_clips.py resolves those
     fits = [c for c in commands if c[0] in {"fit", "validate", "test"} and not any(a.endswith("my_clips.yaml")
                                                                                   for a in c)]
-    assert len(fits) >= 2, f"the README's fit commands were not found: {commands}"
+    assert len(fits) >= 2, f"the fit commands of README.md and docs/*.md were not found: {commands}"
     for cmd in fits:
         args = [a for a in cmd[1:] if not a.startswith("--print_config")]
         cfg = parse_fit_config(args)

@@ -221,10 +221,17 @@ def test_fit_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
 
 
 def readme_commands() -> dict[str, list[str]]:
-    """The ``python -m fer_zoo ...`` lines of README "Your own labeled clips", by command (argv after the module)."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Your own labeled clips"):]
-    section = section[:section.index("\n## ", 1)]
+    """The ``python -m fer_zoo ...`` lines of "Your own labeled clips" (docs/own-videos.md, linked from the README), by
+    command (argv after the module)."""
+    from test_documented_configs import documented_pages
+
+    heading = "\n## Your own labeled clips"
+    holders = [p for p in documented_pages() if heading in p.read_text()]
+    assert len(holders) == 1, f"the section {heading.strip()!r} is in {len(holders)} pages: {holders}"
+    text = holders[0].read_text()
+    section = text[text.index(heading) + 1:]
+    end = section.find("\n## ")
+    section = section if end < 0 else section[:end]
     commands = {}
     for line in section.splitlines():
         if line.startswith("python -m fer_zoo "):
@@ -262,7 +269,7 @@ def test_readme_commands_resolve_to_your_manifest(tmp_path: Path, monkeypatch: p
     assert ext_source == fit_source and ext.store_root == cfg.data.store_root  # both commands read the same clips
     assert cmd["predict-video"][cmd["predict-video"].index("--ckpt") + 1] == f"runs/{cfg.run_name}"
 
-    # Every README fit command on my_clips.yaml (e.g. import-features' example) reads the same manifest.
+    # Every documented fit command on my_clips.yaml (e.g. import-features' example) reads the same manifest.
     from test_documented_configs import _readme_commands
 
     others = [c for c in _readme_commands() if c[0] == "fit" and any(a.endswith("my_clips.yaml") for a in c)]
