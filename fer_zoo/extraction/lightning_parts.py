@@ -3,7 +3,8 @@ shards, the progress bar.
 
 Kept apart from ``fer_zoo.extraction.run`` so that importing Lightning (about 2.5 s of CPU on the 2-core dev machine,
 most of a no-op rerun's time) happens only when a modality has clips to extract; a rerun with nothing to do never
-imports it (``benchmarks/bench_provenance.py`` times the whole command).
+imports it (``benchmarks/bench_provenance.py`` times the whole command). Imports point one way: ``run`` imports this
+module (lazily); both take :class:`~fer_zoo.extraction.clip_item.ClipItem` from its own module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 
 from datamodules.feature_store import ClipResult, ShardWriter
 from extractors import Extractor
-from fer_zoo.extraction.run import ClipItem
+from fer_zoo.extraction.clip_item import ClipItem
 
 
 class ExtractionModule(L.LightningModule):

@@ -27,6 +27,7 @@ from datamodules.records import ClipRecord
 from extractors import Extractor, get_extractor
 from extractors.registry import extractor_class
 from extractors.weights import WeightsUnavailableError
+from fer_zoo.extraction.clip_item import ClipItem
 from fer_zoo.extraction.plan import plan_store_rerun
 from fer_zoo.native_stderr import native_stderr_to
 
@@ -76,19 +77,6 @@ def build_extractor(spec: ExtractorSpec, log: Any = print) -> tuple[Extractor, d
         log(f"WARNING: {err}\n  -> falling back to `{fb.name}` as configured; the store records this.")
         ext, _ = build_extractor(fb, log)
         return ext, {"requested": {"name": spec.name, "config": spec.config}, "fallback_reason": str(err)}
-
-
-@dataclass
-class ClipItem:
-    """What a loader worker hands to the model: preprocessed frames, finished features, or an error."""
-
-    clip_id: str
-    pre: Any = None
-    result: ClipResult | None = None
-    frame_indices: np.ndarray | None = None
-    timestamps: np.ndarray | None = None
-    provenance: Provenance | None = None
-    reason: str = ""  # why some frames are invalid (audio: no stream, outside the soundtrack, silent)
 
 
 class ClipFrames(Dataset):
