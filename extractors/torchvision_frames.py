@@ -13,6 +13,7 @@ from torch import nn
 from extractors.base import Extractor, FrameSource
 from extractors.encoder_file import EncoderFile, is_encoder_file, load_encoder
 from extractors.registry import register_extractor
+from extractors.weight_check import load_matched, match_state_dict
 from extractors.weights import (
     OFFLINE_MOBILENET,
     RANDOM_SOURCE,
@@ -139,23 +140,26 @@ class TorchvisionFrames(Extractor):
         elif "/" in weights or weights.endswith((".pt", ".pth", ".ckpt")):
             loaded = local_checkpoint(weights)
             self.weights_sha256 = _file_sha256(weights)
-            self._load_body(net, arch, loaded.state_dict, weights)
+            note = self._load_body(net, arch, loaded.state_dict, weights)
+            return self._finish(body, arch), loaded.source + note
         else:
             loaded = torchvision_weights(arch, weights)
-            net.load_state_dict(loaded.state_dict)
+            self._load_body(net, arch, loaded.state_dict, loaded.source)
         return self._finish(body, arch), loaded.source
 
     @staticmethod
-    def _load_body(net: nn.Module, arch: str, state_dict: dict[str, torch.Tensor], weights: str) -> None:
-        """Load a full-network state dict into ``net``, ignoring only the ImageNet head (``fc.``/``classifier.``)."""
-        sd = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "classifier."))}
-        try:  # strict=False still raises on a shape mismatch: name the file and the arch as below
-            missing, unexpected = net.load_state_dict(sd, strict=False)
-        except RuntimeError as err:
-            raise ValueError(f"{weights}: does not fit {arch}: {err}") from err
-        missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
-        if missing or unexpected:
-            raise ValueError(f"{weights}: does not fit {arch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    def _load_body(net: nn.Module, arch: str, state_dict: dict[str, torch.Tensor], weights: str) -> str:
+        """Load a full-network state dict into ``net``, ignoring only the ImageNet head (``fc.``/``classifier.``).
+
+        Every other tensor must be in the file with its shape (:mod:`extractors.weight_check`; one wrapper prefix on
+        every key is stripped when the keys then fit exactly). Returns the note for ``weights_source`` (which
+        prefix was stripped, or empty); raises :class:`~extractors.weight_check.WeightsFileError` naming the file
+        and the first keys that differ.
+        """
+        head = ("fc.", "classifier.")
+        match = match_state_dict(net.state_dict(), state_dict, ignore=head)
+        load_matched(net, match, weights, arch, ignore=head)
+        return match.note()
 
     @staticmethod
     def _finish(body: nn.Module, arch: str) -> nn.Module:

