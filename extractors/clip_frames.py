@@ -15,8 +15,11 @@ dataset's label vocabulary (the extraction run passes its class names).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,6 +33,7 @@ from extractors.hub_weights import RANDOM_SOURCE, HubFile, resolve
 from extractors.registry import register_extractor
 from extractors.timm_frames import check_common, parse_weights, run_batched
 from extractors.torchvision_frames import _file_sha256
+from extractors.weight_check import load_matched, match_state_dict, read_state_dict
 
 #: Prompt templates ("{}" is the class word); after CLIP's prompt-ensembling recipe, worded for faces.
 DEFAULT_TEMPLATES = (
@@ -87,7 +91,8 @@ class ClipFrames(Extractor):
         ``templates`` (list of prompts with ``{}``), ``class_words`` (class -> word in the prompt; see defaults).
       - ``precision`` (``auto``: bf16 autocast where supported), ``batch_frames``.
     Output float32 ``[T, D]``, all frames valid. Raises ``WeightsUnavailableError`` (offline, not cached),
-    ``FileNotFoundError``, ``ValueError`` (bad key value, zero-shot without class names).
+    ``FileNotFoundError``, ``ValueError`` (bad key value, zero-shot without class names), ``WeightsFileError`` (a
+    ``ValueError``: the file is cut short, unreadable, or does not fit the model; see :func:`load_clip_file`).
     """
 
     name = "clip"
@@ -156,11 +161,10 @@ class ClipFrames(Extractor):
             file = resolve(hub, f"open_clip {c['model']} {weights}")
             source = f"open_clip {c['model']} {weights} ({hub.describe()}; loaded from {file})"
             kwargs = _tag_kwargs(tag_cfg)
-        try:  # open_clip's own file route (the same one its tags take once downloaded); strict key matching
-            net, _, val = open_clip.create_model_and_transforms(
-                c["model"], pretrained=str(file) if file else None, device="cpu", **kwargs)
-        except RuntimeError as err:
-            raise ValueError(f"{file}: does not fit open_clip model {c['model']}: {err}") from err
+        with _no_random_init_warning(file is not None):  # the file's weights are loaded just below
+            net, _, val = open_clip.create_model_and_transforms(c["model"], pretrained=None, device="cpu", **kwargs)
+        if file is not None:
+            source += load_clip_file(open_clip, net, file, c["model"])
         pre_cfg = dict(net.visual.preprocess_cfg)
         steps = [s for s in getattr(val, "transforms", [val])
                  if type(s).__name__ not in _SKIP_STEPS and getattr(s, "__name__", "") not in _SKIP_STEPS]
@@ -241,6 +245,46 @@ class _Head(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # similarities and softmax in fp32: rows sum to 1
             img = nn.functional.normalize(img, dim=-1)
             return torch.softmax(self.logit_scale * img @ self.text.T, dim=-1)
+
+
+def load_clip_file(open_clip: Any, net: nn.Module, file: Path, model: str) -> str:
+    """Load ``file`` into the open_clip model ``net``, every tensor verified; returns a note for ``weights_source``.
+
+    A file in open_clip's layout must fit exactly (loaded directly); under one wrapper prefix (``module.`` from
+    open_clip's own DDP training) only when it then fits exactly (:mod:`extractors.weight_check`). Anything else
+    goes through ``open_clip.load_checkpoint(strict=True)``, which converts third-party layouts and resizes position
+    embeddings and refuses any missing, unexpected or mis-shaped tensor. Raises
+    :class:`~extractors.weight_check.WeightsFileError` naming the file (cut short, or not fitting: the first keys).
+    """
+    what = f"open_clip model {model}"
+    match = match_state_dict(net.state_dict(), read_state_dict(file))
+    if match.exact:
+        load_matched(net, match, file, what)
+        return match.note()
+    if match.prefix is not None:
+        raise match.error(file, what)
+    try:
+        open_clip.load_checkpoint(net, str(file), strict=True)
+    except (RuntimeError, KeyError, ValueError, IndexError, AssertionError) as err:
+        raise match.error(file, what, cause=err) from err
+    return "; converted by open_clip.load_checkpoint and loaded strictly"
+
+
+@contextlib.contextmanager
+def _no_random_init_warning(active: bool) -> Iterator[None]:
+    """Drop open_clip's "No pretrained weights loaded ... initialized randomly" (root logger) while a model is
+    built to receive a file's weights right after; every other record passes."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    if active:
+        root.addFilter(keep)
+    try:
+        yield
+    finally:
+        if active:
+            root.removeFilter(keep)
 
 
 def _tag_kwargs(tag_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ that names neither the file nor a fix. So the file is resolved here first:
 3. otherwise one :class:`~extractors.weights.WeightsUnavailableError` naming the repository, the file, the cache
    path and the command.
 
-The model is then always built from the local file through the library's own file loading (timm:
-``pretrained_cfg_overlay=dict(file=...)``; open_clip: ``pretrained=<file>``), so the offline route is the route.
+The model is then always built from the local file, by the same code as a file given by path
+(:func:`extractors.timm_frames.load_timm_file`, :func:`extractors.clip_frames.load_clip_file`: every tensor checked,
+the library's own conversion where the file needs one), so the offline route is the route.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from extractors.frame_geometry import apply_geometry
 from extractors.hub_weights import RANDOM_SOURCE, HubFile, resolve
 from extractors.registry import register_extractor
 from extractors.torchvision_frames import _file_sha256, bf16_supported
+from extractors.weight_check import load_matched, match_state_dict, read_state_dict
 
 
 def parse_weights(value: Any) -> bool | str:
@@ -75,8 +76,9 @@ class TimmFrames(Extractor):
       - ``model``: any timm model name, with or without a pretrained tag (``convnext_tiny.in12k_ft_in1k``).
       - ``pretrained``: ``true`` (timm's hub checkpoint: from the Hugging Face cache, downloaded once by
         ``fetch-weights``), a local file (``.safetensors``/``.pth``, e.g. copied from a login node), or ``false``
-        (random init: only for tests; the store and ``fit`` say so). Both real routes load through timm's own
-        ``pretrained_cfg_overlay=dict(file=...)``, which also applies timm's checkpoint conversion.
+        (random init: only for tests; the store and ``fit`` say so). Both real routes load the file through
+        :func:`load_timm_file`: every tensor of the network must come from the file (timm's checkpoint conversion
+        applied where the file is not in timm's layout), else one error names the file and the missing keys.
       - ``model_kwargs``: extra ``timm.create_model`` arguments (e.g. ``{img_size: 224}`` for a DINOv2 ViT).
       - ``precision`` (``auto``: bf16 autocast where supported), ``batch_frames``.
 
@@ -85,7 +87,8 @@ class TimmFrames(Extractor):
     with its mean/std), recorded in the store's meta under ``data_config``. The resize and crop run on PIL images,
     timm's reference input, with the pixels of timm's own pipeline bit for bit (``extractors.frame_geometry``).
     Output: float32 ``[T, D]``, D = the model's pre-logits width (``head_hidden_size``); every frame valid.
-    Raises ``WeightsUnavailableError`` (offline, not cached; names file and command), ``FileNotFoundError``.
+    Raises ``WeightsUnavailableError`` (offline, not cached; names file and command), ``FileNotFoundError``,
+    ``WeightsFileError`` (a ``ValueError``: the file is cut short, unreadable, or does not fit the model).
     """
 
     name = "timm"
@@ -126,12 +129,8 @@ class TimmFrames(Extractor):
                 raise FileNotFoundError(f"{self.name}: weights file {file} does not exist (config key `pretrained`)")
             self.weights_sha256 = _file_sha256(str(file))
             source = f"timm {model} from local file {file.resolve()}"
-        try:  # timm's own file route: its filter_fn converts e.g. OpenAI CLIP checkpoints; classifier keys dropped
-            net = timm.create_model(model, pretrained=True, num_classes=0,
-                                    pretrained_cfg_overlay={"file": str(file)}, **kwargs)
-        except RuntimeError as err:  # a shape or key mismatch: name the file and the model
-            raise ValueError(f"{file}: does not fit timm model {model}: {err}") from err
-        return self._finish(net), source, str(file)
+        net, note = load_timm_file(model, file, kwargs)
+        return self._finish(net), source + note, str(file)
 
     @staticmethod
     def _finish(net: nn.Module) -> nn.Module:
@@ -198,6 +197,53 @@ def run_batched(fn: Any, device: torch.device, pre: torch.Tensor, mean: tuple[fl
             x = ((chunk.to(device).float() / 255.0 - m) / s).contiguous(memory_format=torch.channels_last)
             outs.append(fn(x).float().cpu())
     return torch.cat(outs).numpy()
+
+
+def _classifiers(net: nn.Module) -> tuple[str, ...]:
+    """Key prefixes of the classifier(s) timm's pretrained config names (``head.fc.``; ``head.``, ``head_dist.``)."""
+    names = (getattr(net, "pretrained_cfg", None) or {}).get("classifier") or ()
+    return tuple(f"{n}." for n in ((names,) if isinstance(names, str) else names))
+
+
+def load_timm_file(model: str, file: Path, kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+    """timm model ``model`` (classifier removed) with the weights of ``file``, every tensor verified.
+
+    A file in timm's own layout (hub files, ``save_file(model.state_dict())``) must fit the network exactly, the
+    classifier aside (it is dropped, as ``num_classes=0`` does): loaded directly. A file under one wrapper prefix
+    is accepted only when it then fits exactly (:mod:`extractors.weight_check`). Anything else goes through timm's
+    own loading (``pretrained_cfg_overlay``: its checkpoint filter converts e.g. original OpenAI CLIP or DINOv2
+    files and resamples position embeddings), strictly: the model is built with as many classes as the (converted)
+    file's classifier has, so timm keeps ``strict=True`` and refuses any missing, unexpected or mis-shaped tensor;
+    the classifier is removed afterwards. Returns the network (eval not yet set) and a note for ``weights_source``.
+    Raises :class:`~extractors.weight_check.WeightsFileError` naming the file (cut short, or not fitting: the first
+    missing keys).
+    """
+    import timm
+
+    what = f"timm model {model}"
+    found = read_state_dict(file)
+    net = timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
+    heads = _classifiers(net)
+    match = match_state_dict(net.state_dict(), found, ignore=heads)
+    if match.exact:
+        load_matched(net, match, file, what, ignore=heads)
+        return net, match.note()
+    if match.prefix is not None:  # a wrapper's prefix, and still no exact fit: never converted half-blind
+        raise match.error(file, what)
+    cfg = net.pretrained_cfg
+    rows = [int(found[f"{h}weight"].shape[0]) for h in heads if f"{h}weight" in found]
+    last: BaseException | None = None
+    for n in dict.fromkeys([*rows[:1], int(cfg.get("num_classes") or 0), 0]):
+        try:  # num_classes equal in the model and the overlay: timm drops nothing and loads strictly
+            net = timm.create_model(model, pretrained=True, num_classes=n, **kwargs, pretrained_cfg_overlay={
+                "state_dict": found, "num_classes": n, "label_offset": 0})
+        except (RuntimeError, KeyError, ValueError, IndexError, AssertionError) as err:  # strict load or filter
+            last = err
+            continue
+        net.pretrained_cfg.pop("state_dict", None)  # a deep copy of every tensor: do not keep (or pickle) it
+        net.reset_classifier(0)
+        return net, "; converted by timm's checkpoint filter and loaded strictly"
+    raise match.error(file, what, cause=last)
 
 
 register_extractor("timm")(TimmFrames)
