@@ -25,7 +25,7 @@ import numpy as np
 
 from extractors.audio_base import AudioExtractor, Windows
 from extractors.registry import register_extractor
-from extractors.weights import WeightsUnavailableError
+from extractors.weights import WeightsFileError, WeightsUnavailableError
 
 
 def _receptive_field(cfg: Any) -> int:
@@ -93,7 +93,7 @@ class SpeechEncoder(AudioExtractor):
                 model = AutoModel.from_config(cfg)
                 source = f"none (random init from the config of {ckpt}: NOT pretrained, for tests only)"
             else:
-                model = AutoModel.from_pretrained(ckpt)
+                model = load_verified(ckpt, local)
                 source = f"{'local folder' if local else 'Hugging Face Hub'} {ckpt} (transformers {_tf_version()})"
         except OSError as err:
             raise WeightsUnavailableError(
@@ -176,6 +176,69 @@ class SpeechEncoder(AudioExtractor):
         out = np.zeros((len(win.start), self.dim), np.float32)
         out[keep] = pooled[where]
         return out
+
+
+#: Parameters the pretrained model may lack because inference never uses them (SpecAugment's mask embedding is
+#: applied only in training mode).
+UNUSED_AT_INFERENCE = ("masked_spec_embed",)
+
+
+def load_verified(ckpt: str, local: bool) -> Any:
+    """``AutoModel.from_pretrained(ckpt)``, refusing a checkpoint that leaves tensors of the model unset.
+
+    transformers fills what the checkpoint lacks with random values and only logs it; its loading info
+    (``output_loading_info=True``: ``missing_keys``, ``mismatched_keys``) is turned into an error here. Unexpected
+    keys pass (a pretraining checkpoint's quantizer and heads, which the bare encoder does not have). A weights file
+    cut short or corrupt is named as such (safetensors' and torch's errors, which are not ``OSError`` and would
+    otherwise read as a traceback, or for a Hub id as "offline"). Raises ``WeightsFileError`` (a ``ValueError``).
+    """
+    import pickle
+
+    from safetensors import SafetensorError
+    from transformers import AutoModel
+
+    try:
+        # mismatched sizes reported in `info` (and refused below) instead of raised with a pointer to a log table
+        model, info = AutoModel.from_pretrained(ckpt, output_loading_info=True, ignore_mismatched_sizes=True)
+    except (SafetensorError, EOFError, pickle.UnpicklingError, RuntimeError) as err:
+        raise WeightsFileError(f"speech: {_weights_files(ckpt, local)}: incomplete or unreadable weights "
+                               f"({type(err).__name__}: {' '.join(str(err).split())})") from err
+    except OSError as err:
+        if not local:  # a Hub id: not cached and no network (the caller says how to fetch it)
+            raise
+        raise WeightsFileError(f"speech: {_weights_files(ckpt, local)}: incomplete or unreadable weights "
+                               f"({type(err).__name__}: {' '.join(str(err).split())})") from err
+    missing = [k for k in info.get("missing_keys", ()) if k.split(".")[-1] not in UNUSED_AT_INFERENCE]
+    mismatched = list(info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        parts = [f"{len(missing)} tensors missing (first: {', '.join(sorted(missing)[:3])})"] if missing else []
+        if mismatched:
+            parts.append(f"{len(mismatched)} of another shape (first: {_mismatch(sorted(mismatched)[0])})")
+        raise WeightsFileError(f"speech: {_weights_files(ckpt, local)}: does not fit {type(model).__name__}: "
+                               f"{', '.join(parts)}; transformers would leave them randomly initialised")
+    return model
+
+
+def _mismatch(item: Any) -> str:
+    """transformers' ``(key, checkpoint shape, model shape)`` as one phrase (or the item as it comes)."""
+    if isinstance(item, tuple | list) and len(item) == 3:
+        key, file_shape, model_shape = item
+        return f"{key} is {list(file_shape)} in the file, {list(model_shape)} in the model"
+    return str(item)
+
+
+def _weights_files(ckpt: str, local: bool) -> str:
+    """The weights file(s) of a local checkpoint folder (or the folder / Hub id when none is found)."""
+    if not local:
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            hit = try_to_load_from_cache(ckpt, name)
+            if isinstance(hit, str):
+                return hit
+        return f"{ckpt} (its files in the Hugging Face cache, $HF_HOME)"
+    files = sorted(str(f) for f in Path(ckpt).iterdir() if f.suffix in {".safetensors", ".bin"})
+    return ", ".join(files) if files else ckpt
 
 
 def _tf_version() -> str:
