@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -9,7 +10,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from datamodules.provenance import clips_provenance
 from fer_zoo.cli_errors import UsageError, from_config_value_error, parse_args
-from fer_zoo.extraction.run import ExtractorSpec, StoreSummary, extract_modality
+from fer_zoo.extraction.run import ExtractorBuildError, ExtractorSpec, StoreSummary, extract_modality
 
 EXIT_SOME_FAILED = 3
 LIST_AT_MOST = 20  # changed clips listed by name per modality
@@ -103,8 +104,6 @@ def global_rank() -> int:
         from lightning.fabric.utilities.rank_zero import rank_zero_only
 
         return int(getattr(rank_zero_only, "rank", 0))
-    import os
-
     for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if key in os.environ:
             return int(os.environ[key])
@@ -157,17 +156,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"source {init.source.name}: left out " + ", ".join(f"{n} {why}" for why, n in excluded.items()))
     # Where each clip's features come from, stat'ed once for every modality (datamodules.provenance).
     current = dict(zip([c.clip_id for c in clips], clips_provenance(clips)))
-    summaries = []
+    summaries, unbuilt = [], []
     for modality in names:
         spec = init.modalities[modality]
         if isinstance(spec, dict):
             spec = ExtractorSpec(**spec)
-        summaries.append(extract_modality(
-            init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
-            trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every,
-            decoder_threads=init.decoder_threads, retry_failed=init.retry_failed, current=current))
-    if global_rank() == 0:
+        try:
+            summaries.append(extract_modality(
+                init.source, clips, init.store_root, modality, spec, frame_cap=init.frame_cap,
+                trainer_kwargs=init.trainer, num_workers=init.num_workers, flush_every=init.flush_every,
+                decoder_threads=init.decoder_threads, retry_failed=init.retry_failed, current=current))
+        except ExtractorBuildError as err:  # the other modalities still run; the command then fails with exit 2
+            if os.environ.get("FER_ZOO_DEBUG"):
+                raise
+            unbuilt.append(err)
+    if global_rank() == 0 and summaries:
         print_summary(summaries, skipped)
+    if unbuilt:
+        raise UsageError("; ".join(str(e) for e in unbuilt)) from unbuilt[0]
     gone = max((len(s.gone) for s in summaries), default=0)
     if gone:
         print(f"{gone} clips' sources no longer exist (SOURCE GONE above); their features from the earlier run are "

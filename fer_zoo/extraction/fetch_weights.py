@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from extractors.weight_check import WeightsFileError, check_complete
 from extractors.weights import OFFLINE_MOBILENET, offline_mobilenet_path, torchvision_weights
 
 _TORCHVISION = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
@@ -88,11 +89,13 @@ def fetch_speech(checkpoint: str) -> bool:
         print(f"skip: speech uses the local folder {checkpoint} (copy it to the compute nodes yourself)")
         return True
     try:
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+        from transformers import AutoConfig, AutoFeatureExtractor
+
+        from extractors.speech import load_verified
 
         AutoConfig.from_pretrained(checkpoint)
         AutoFeatureExtractor.from_pretrained(checkpoint)
-        AutoModel.from_pretrained(checkpoint)
+        load_verified(checkpoint, local=False)  # a cached file cut short, or tensors missing: named here
     except Exception as err:  # report every weight, then fail once at the end
         print(f"FAILED: speech {checkpoint}: {err}")
         return False
@@ -111,10 +114,18 @@ def main(argv: list[str] | None = None) -> int:
 
     for what, hub in needed_hub_files(configs):
         try:
-            print(f"ok: {what}: {hub.describe()} -> {resolve(hub, what)}")  # type: ignore[arg-type]
+            path = resolve(hub, what)  # type: ignore[arg-type]
         except Exception as err:  # report every weight, then fail once at the end
             print(f"FAILED: {what}: {err}")
             failed += 1
+            continue
+        try:  # a cached file cut short (an interrupted copy between machines) is found here, not on a compute node
+            check_complete(path)
+        except WeightsFileError as err:
+            print(f"FAILED: {what}: {err}; delete {path} and run fetch-weights again")
+            failed += 1
+            continue
+        print(f"ok: {what}: {hub.describe()} -> {path}")
     for arch, w in pairs:
         if w == OFFLINE_MOBILENET:
             dest = offline_mobilenet_path()

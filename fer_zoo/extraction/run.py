@@ -66,6 +66,19 @@ def with_class_names(spec: ExtractorSpec, source: Any) -> ExtractorSpec:
     return spec
 
 
+class ExtractorBuildError(Exception):
+    """A modality's extractor cannot be built (bad config value, weights missing, cut short or not fitting...):
+    ``str()`` is one line naming the modality, the extractor and the cause; ``__cause__`` is the original error."""
+
+    def __init__(self, modality: str, extractor: str, err: BaseException) -> None:
+        self.modality, self.extractor = modality, extractor
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        text = " ".join(str(text).split()) or type(err).__name__
+        if not isinstance(err, ValueError | KeyError | TypeError | OSError | WeightsUnavailableError):
+            text = f"{type(err).__name__}: {text}"  # e.g. ImportError: a backend that is not installed
+        super().__init__(f"modality {modality!r}: extractor {extractor!r} cannot be built: {text}")
+
+
 def build_extractor(spec: ExtractorSpec, log: Any = print) -> tuple[Extractor, dict[str, Any]]:
     """Build the extractor, falling back loudly when weights are unavailable; returns it and a note for the meta."""
     try:
@@ -221,8 +234,13 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
     A clip whose source changed since its features were extracted (``fer_zoo.extraction.plan``) is extracted again
     and replaces the old result at the pack; with nothing to extract and nothing unpacked, no Trainer is built.
     ``current``: every clip's provenance when the caller has it (one stat pass shared by all modalities of a run).
+    Raises :class:`ExtractorBuildError` (one line: modality, extractor, cause) when the extractor cannot be built;
+    nothing is written then.
     """
-    extractor, fallback_note = build_extractor(with_class_names(spec, source), log)
+    try:
+        extractor, fallback_note = build_extractor(with_class_names(spec, source), log)
+    except Exception as err:  # any cause: the command prints one line (FER_ZOO_DEBUG=1: the traceback)
+        raise ExtractorBuildError(modality, spec.name, err) from err
     key = store_key(extractor.config_hash, frame_cap)
     random_weights = bool(extractor.random_weights)
     if random_weights:
