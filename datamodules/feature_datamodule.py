@@ -22,10 +22,10 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from datamodules.eval_sampler import EvalSampler, StandIn
 from datamodules.feature_stats import ColumnStats, column_stats, train_rows
 from datamodules.feature_store import FeatureStore, find_store
 from datamodules.labels import LabelVocabulary, get_vocabulary
@@ -662,10 +662,10 @@ class FeatureDataModule(L.LightningDataModule):
     def _trainer_or_none(self) -> L.Trainer | None:
         return getattr(self, "trainer", None)
 
-    def _loader(self, split: str, persistent: bool, **kwargs: Any) -> DataLoader:
-        return DataLoader(self.dataset(split), batch_size=self.batch_size, num_workers=self.num_workers,
-                          persistent_workers=persistent and self.num_workers > 0, pin_memory=self._pin_memory(),
-                          drop_last=False, **kwargs)
+    def _loader(self, split: str, persistent: bool, dataset: Dataset | None = None, **kwargs: Any) -> DataLoader:
+        return DataLoader(self.dataset(split) if dataset is None else dataset, batch_size=self.batch_size,
+                          num_workers=self.num_workers, persistent_workers=persistent and self.num_workers > 0,
+                          pin_memory=self._pin_memory(), drop_last=False, **kwargs)
 
     def train_sampler(self) -> DistributedWeightedSampler | None:
         """The epoch sampler of the chosen class balance; ``None`` means plain shuffling."""
@@ -697,14 +697,18 @@ class FeatureDataModule(L.LightningDataModule):
         """Evaluation reads every clip exactly once, also under DDP.
 
         Lightning's default DistributedSampler pads the last rank with repeated clips, which would count those
-        clips twice in UAR/WAR; the unrepeated sampler gives ranks uneven shares instead, and torchmetrics sums
-        the per-rank states, so DDP metrics equal single-process metrics.
+        clips twice in UAR/WAR; :class:`~datamodules.eval_sampler.EvalSampler` gives ranks uneven shares instead,
+        and torchmetrics sums the per-rank states, so DDP metrics equal single-process metrics. A split with fewer
+        clips than ranks (1 validation clip, 2 processes) gives each rank left without a clip one stand-in that the
+        model does not count (``counted=False`` in the batch), so that rank still runs every forward and collective.
         """
         world, rank = _dist_world()
         if world == 1:
             return self._loader(split, persistent=persistent, shuffle=False)
-        sampler = UnrepeatedDistributedSampler(self.dataset(split), num_replicas=world, rank=rank, shuffle=False)
-        return self._loader(split, persistent=persistent, sampler=sampler)
+        dataset = self.dataset(split)
+        sampler = EvalSampler(dataset, num_replicas=world, rank=rank)
+        return self._loader(split, persistent=persistent, dataset=StandIn(dataset) if sampler.stand_in else None,
+                            sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val", persistent=True)

@@ -537,3 +537,38 @@ def test_dynamic_sampler_under_a_trainer(store_root: Path) -> None:
     d = dm.describe()
     assert d["sizes"]["train"] == len(dm.split_ids["train"]) and set(d["modalities"]) == {"face", "pose"}
     assert sum(d["class_counts"]["test"].values()) == d["sizes"]["test"]
+
+
+# --------------------------------------------- issue 28, item 9: DDP evaluation of a split smaller than the ranks
+
+
+def _eval_ids(dm: FeatureDataModule, split: str, world: int, monkeypatch: pytest.MonkeyPatch
+              ) -> list[list[tuple[str, bool]]]:
+    """Per rank: the (clip id, counted) pairs its evaluation loader yields when ``world`` processes run."""
+    import datamodules.feature_datamodule as fdm
+
+    out = []
+    for rank in range(world):
+        monkeypatch.setattr(fdm, "_dist_world", lambda rank=rank: (world, rank))
+        loader = dm.val_dataloader() if split == "val" else dm.test_dataloader()
+        out.append([(c, bool(k)) for b in loader
+                    for c, k in zip(b["clip_id"], b.get("counted", torch.ones(len(b["clip_id"]))))])
+    return out
+
+
+def test_ddp_eval_of_a_one_clip_split_gives_every_rank_a_batch_and_counts_the_clip_once(
+        store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1-clip val and test split under 2 processes: rank 1 died on the unrepeated sampler's bare assert. Now rank 1
+    evaluates a stand-in (the same clip, counted=False): every rank runs a batch, the clip counts once."""
+    recs = [ClipRecord(f"c{i:03d}", "p", _label(i), "val" if i == 1 else "test" if i == 2 else "train")
+            for i in range(6)]
+    dm = make_dm(store_root, source=FakeSource(recs), fold=None)
+    assert dm.split_ids["val"] == ["c001"] and dm.split_ids["test"] == ["c002"]
+    assert _eval_ids(dm, "val", 2, monkeypatch) == [[("c001", True)], [("c001", False)]]
+    assert _eval_ids(dm, "test", 2, monkeypatch) == [[("c002", True)], [("c002", False)]]
+    assert _eval_ids(dm, "test", 3, monkeypatch) == [[("c002", True)], [("c002", False)], [("c002", False)]]
+    # A split at least as large as the world: uneven shares, no stand-in, every clip once.
+    three = [ClipRecord(r.clip_id, "p", r.label, "val" if r.clip_id in ("c003", "c004") else r.split) for r in recs]
+    plain = make_dm(store_root, source=FakeSource(three), fold=None)
+    assert plain.split_ids["val"] == ["c001", "c003", "c004"]
+    assert _eval_ids(plain, "val", 2, monkeypatch) == [[("c001", True), ("c004", True)], [("c003", True)]]

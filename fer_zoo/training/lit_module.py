@@ -1,8 +1,9 @@
 """LightningModule around :class:`~fer_zoo.training.model.TemporalTransformer`: loss, metrics, optimiser, plots.
 
 Laid out like lightning-hydra-template (one shared ``model_step``, metric objects per split, reset before training
-so sanity-check batches do not leak into epoch 0). All metrics are torchmetrics objects, so under DDP they are
-reduced over ranks before being computed; plain tensors are logged with ``sync_dist=True``.
+so sanity-check batches do not leak into epoch 0). All metrics, the evaluation loss included, are torchmetrics objects,
+so under DDP they are reduced over ranks before being computed; plain tensors are logged with ``sync_dist=True``.
+Items marked ``counted=False`` (a DDP rank's stand-in, :mod:`datamodules.eval_sampler`) run but are never scored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -120,6 +121,10 @@ class FERLitModule(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_class_recall = MulticlassRecall(num_classes, average=None)
         self.test_class_recall = MulticlassRecall(num_classes, average=None)
+        # Evaluation loss as a clip-weighted mean of summed states: Lightning's sync_dist "mean" divides an integer
+        # clip count by the world size (3 val clips on 2 ranks: 1, so val/loss came out 1.5x too large; 1 clip: inf).
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         self.last_confusion: dict[str, np.ndarray] = {}
         self.stats_head_init: dict[str, Any] | None = None  # which probe the clip-statistics head started from
         self.checkpoint_epoch: int | None = None  # epoch of the checkpoint last loaded (what `test` evaluates)
@@ -223,16 +228,18 @@ class FERLitModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         """Drop what the sanity check accumulated so epoch 0's validation numbers are clean."""
-        for metric in (self.val_metrics, self.val_confusion, self.val_class_recall):
+        for metric in (self.val_metrics, self.val_confusion, self.val_class_recall, self.val_loss):
             metric.reset()
 
     def model_step(self, batch: dict[str, Any], stage: str, batch_idx: int) -> tuple[Tensor, Tensor, Tensor]:
         """Shared by train/val/test: logits, loss, and a hard stop on a non-finite loss."""
         logits = self(batch["features"], batch["valid"])
         targets = batch["label"]
+        if "counted" in batch:  # a DDP rank's stand-in clip (datamodules.eval_sampler): run, never scored
+            logits, targets = logits[batch["counted"]], targets[batch["counted"]]
         loss = F.cross_entropy(
             logits.float(), targets, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
-        )
+        ) if len(targets) else logits.float().sum() * 0.0
         bad = not bool(torch.isfinite(loss))
         if self._trainer is not None and stage == "train":
             # Training ranks step in lockstep, so they decide together (or DDP peers hang in the next all-reduce).
@@ -256,12 +263,14 @@ class FERLitModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, Any], batch_idx: int, split: str) -> None:
         loss, logits, targets = self.model_step(batch, split, batch_idx)
-        bs = targets.shape[0]
+        bs = targets.shape[0]  # 0 for a stand-in: logged with weight 0, so every rank logs the same keys
         metrics = getattr(self, f"{split}_metrics")
-        metrics.update(logits, targets)
-        getattr(self, f"{split}_confusion").update(logits, targets)
-        getattr(self, f"{split}_class_recall").update(logits, targets)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
+        if bs:
+            metrics.update(logits, targets)
+            getattr(self, f"{split}_confusion").update(logits, targets)
+            getattr(self, f"{split}_class_recall").update(logits, targets)
+            getattr(self, f"{split}_loss").update(loss.detach(), weight=bs)
+        self.log(f"{split}/loss", getattr(self, f"{split}_loss"), on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -273,7 +282,8 @@ class FERLitModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Class probabilities with their clip ids, so a prediction writer can join them back to the manifest."""
         probs = self(batch["features"], batch["valid"]).float().softmax(dim=-1)
-        return {"probs": probs, "clip_id": list(batch["clip_id"])}
+        keep = batch.get("counted", torch.ones(len(probs), dtype=torch.bool, device=probs.device))  # False: stand-in
+        return {"probs": probs[keep], "clip_id": [c for c, k in zip(batch["clip_id"], keep.tolist()) if k]}
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
