@@ -127,8 +127,14 @@ AFFECTNET = LabelVocabulary(
     "affectnet", ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 )
 
+# Aff-Wild2 / ABAW expression files (EXPR_Set): 0..7 = the header Neutral,Anger,Disgust,Fear,Happiness,Sadness,
+# Surprise,Other (ABAW 3rd-7th; the 1st-2nd had the first 7), -1 = no label (datamodules.affwild2).
+ABAW_EXPR = LabelVocabulary(
+    "abaw_expr", ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise", "other")
+)
+
 VOCABULARIES: dict[str, LabelVocabulary] = {
-    v.name: v for v in (DFEW, FERV39K, FACES8, *MAFW_ORDERS.values(), FER2013, FERPLUS, RAFDB, AFFECTNET)
+    v.name: v for v in (DFEW, FERV39K, FACES8, *MAFW_ORDERS.values(), FER2013, FERPLUS, RAFDB, AFFECTNET, ABAW_EXPR)
 }
 
 
