@@ -1,0 +1,1 @@
+"""Per-frame (dense) tasks: ABAW's metrics and per-frame baselines on long, partly labeled videos."""
