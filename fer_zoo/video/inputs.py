@@ -260,8 +260,10 @@ def parse_inputs(args: list[str], photos: bool = False) -> list[InputSpec]:
                 found = collect_videos([arg], photos=photos)
             except InputError as err:
                 if _DIGITS.fullmatch(arg):  # a digit name that exists: the file wins, say how to get the camera
+                    how = (f"give its device, e.g. /dev/video{int(arg)}" if sys.platform.startswith("linux")
+                           else "run from another folder")
                     raise InputError(f"{err} ('{arg}' names an existing file or folder here; for camera {arg} "
-                                     f"give its device, e.g. /dev/video{arg})") from err
+                                     f"{how})") from err
                 raise
             for p in found:
                 key = f"file:{p.resolve()}"
