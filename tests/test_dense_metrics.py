@@ -1,4 +1,5 @@
-"""ABAW metrics (fer_zoo.dense.metrics) against hand-computed values, scikit-learn and a numpy reference CCC."""
+"""ABAW metrics (fer_zoo.dense.metrics) against hand-computed values, scikit-learn and a numpy reference CCC; the
+per-frame baselines (fer_zoo.dense.baselines) on features built to separate the classes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from datamodules.frame_labels import AU_NAMES
+from datamodules.frame_labels import AU_NAMES, FrameLabels
+from fer_zoo.dense.baselines import DenseClip, dense_baselines
 from fer_zoo.dense.metrics import au_f1, au_score, ccc, expr_f1, expr_score, va_ccc, va_score
 
 
@@ -107,6 +109,8 @@ def test_ccc_matches_reference_on_random_arrays() -> None:
 def test_ccc_constant_prediction_is_zero_nan_labels_skipped() -> None:
     t = np.array([0.1, 0.5, np.nan, -0.3, 0.9])
     assert ccc(np.full(5, 0.2), t) == 0.0
+    # exactly 0 even where the mean of the constant differs from it in the last bit (100 x 0.1)
+    assert ccc(np.full(100, 0.1), np.random.default_rng(5).uniform(-1, 1, 100)) == 0.0
     # frames without a label (NaN) are left out, whatever the prediction there
     p = np.array([0.2, 0.4, 99.0, -0.1, 0.8])
     keep = ~np.isnan(t)
@@ -185,3 +189,69 @@ def test_au_errors() -> None:
         au_f1(np.full((3, 12), np.nan), t)
     with pytest.raises(ValueError, match=r"\[N, 12\]"):
         au_f1(np.zeros((3, 11)), t[:, :11])
+
+
+# ------------------------------------------------------------------------------------------------------ baselines
+
+
+def synthetic_clip(clip_id: str, classes: list[int], rng: np.random.Generator, invalid: int = 0) -> DenseClip:
+    """Frames in segments of ``classes`` (20 each, then 5 unlabeled): a feature that separates the classes, valence
+    a linear function of a feature, AU12 active in happiness frames; the first ``invalid`` frames have no face."""
+    expr = np.concatenate([np.r_[np.full(20, c), np.full(5, -1)] for c in classes]).astype(np.int64)
+    n = len(expr)
+    x = rng.normal(0, 0.3, (n, 6)).astype(np.float32)
+    x[np.arange(n), np.maximum(expr, 0)] += 3.0 * (expr >= 0)
+    va = np.full((n, 2), np.nan, dtype=np.float32)
+    va[expr >= 0, 0] = np.clip(x[expr >= 0, 5] / 2, -1, 1)
+    va[expr >= 0, 1] = rng.uniform(-1, 1, int((expr >= 0).sum()))  # arousal: noise no feature predicts
+    au = np.full((n, 12), -1, dtype=np.int8)
+    au[expr >= 0] = 0
+    au[expr == 4, AU_NAMES.index("AU12")] = 1
+    valid = np.ones(n, dtype=bool)
+    valid[:invalid] = False
+    labels = FrameLabels(n, expr, va, au, np.arange(n, dtype=np.int64))
+    return DenseClip(clip_id, labels, {"face": x}, {"face": valid})
+
+
+def test_baselines_prior_by_hand_probe_learns_fallback_counted() -> None:
+    rng = np.random.default_rng(0)
+    train = [synthetic_clip("t1", [0, 4, 4], rng, invalid=3), synthetic_clip("t2", [5, 0, 4], rng)]
+    val = [synthetic_clip("v1", [4, 5], rng, invalid=4), synthetic_clip("v2", [0, 0, 5], rng)]
+    out = dense_baselines(train, val)
+    assert set(out) == {"EXPR", "VA", "AU"}
+    # EXPR majority: happiness (60 training frames); on val 20 of 100 labeled frames are happiness -> P 0.2, R 1
+    maj = out["EXPR"]["majority"]
+    assert maj.score.f1 == pytest.approx(2 * 0.2 / 1.2 / 8) and maj.n_train == 120 and maj.n_fallback == 0
+    probe = out["EXPR"]["probe"]
+    assert probe.n_train == 117 and probe.n_fallback == 4  # t1's 3 faceless frames out; v1's 4 predicted by the prior
+    assert probe.score.per_class["neutral"] > 0.95 and probe.score.per_class["sadness"] > 0.9
+    assert probe.score.f1 > 0.35 > maj.score.f1  # 3 of 8 classes present: 3/8 is the ceiling
+    # VA: the training mean is a constant -> CCC 0 exactly
+    mean = out["VA"]["mean"].score
+    assert mean.valence == 0.0 and mean.arousal == 0.0 and mean.ccc == 0.0 and mean.n_frames == (100, 100)
+    assert out["VA"]["probe"].score.valence > 0.9
+    # AU: every AU's majority is "inactive" -> F1 0 everywhere; the probe finds AU12 in happiness frames
+    assert out["AU"]["majority"].score.f1 == 0.0
+    # ... except on v1's 4 faceless frames (happiness, AU12 on), where it falls back to the prior: tp 16, fn 4
+    assert out["AU"]["probe"].score.per_au["AU12"] == pytest.approx(2 * 16 / (2 * 16 + 4))
+    assert out["AU"]["probe"].n_fallback == 4
+    # subsampling: at most max_train_frames rows, the same ones for one seed
+    capped = dense_baselines(train, val, tasks=["EXPR"], max_train_frames=50, seed=1)
+    assert set(capped) == {"EXPR"} and capped["EXPR"]["probe"].n_train == 50
+    assert capped["EXPR"]["probe"].score == dense_baselines(train, val, ["EXPR"], max_train_frames=50,
+                                                            seed=1)["EXPR"]["probe"].score
+
+
+def test_baselines_errors() -> None:
+    rng = np.random.default_rng(0)
+    clip = synthetic_clip("t", [0], rng)
+    with pytest.raises(ValueError, match="training and evaluation clips"):
+        dense_baselines([clip], [])
+    with pytest.raises(ValueError, match="no features for modalities"):
+        dense_baselines([clip], [clip], modalities=["audio"])
+    bare = DenseClip("b", FrameLabels(clip.labels.n_frames, clip.labels.expr, None, None, None), clip.features,
+                     clip.valid)
+    with pytest.raises(ValueError, match=r"clips \['b'\] have no VA labels"):
+        dense_baselines([clip], [bare], tasks=["VA"])
+    with pytest.raises(ValueError, match="needs features"):
+        DenseClip("x", clip.labels, {"face": clip.features["face"][:3]}, clip.valid)

@@ -112,8 +112,8 @@ def expr_f1(pred: object, target: object, mask: object = None) -> float:
 def ccc(pred: object, target: object, mask: object = None) -> float:
     """Lin's concordance correlation coefficient of float ``pred`` ``[N]`` against ``target`` ``[N]`` (``NaN`` = no
     label) over labeled frames where ``mask`` holds: ``2 cov / (var_p + var_t + (mean_p - mean_t)^2)``, population
-    moments, in float64. A constant prediction scores 0 against a varying target; NaN when the denominator is 0
-    (both constant and equal). Raises ``ValueError`` for fewer than 2 frames or a non-finite prediction."""
+    moments, in float64. A constant prediction scores exactly 0 against a varying target; NaN when the denominator
+    is 0 (both constant and equal). Raises ``ValueError`` for fewer than 2 frames or a non-finite prediction."""
     p, t = _pair(pred, target, (-1,), "ccc")
     p, t = p.astype(np.float64), t.astype(np.float64)
     keep = ~np.isnan(t) & _mask(mask, len(t))
@@ -123,7 +123,8 @@ def ccc(pred: object, target: object, mask: object = None) -> float:
     if not (np.isfinite(p).all() and np.isfinite(t).all()):
         raise ValueError("ccc: predictions (and labels) on scored frames must be finite")
     mp, mt = p.mean(), t.mean()
-    cov = np.mean((p - mp) * (t - mt))
+    # a constant series has covariance 0 exactly (its mean can differ from its value in the last bit)
+    cov = 0.0 if (p == p[0]).all() or (t == t[0]).all() else np.mean((p - mp) * (t - mt))
     denom = p.var() + t.var() + (mp - mt) ** 2
     return float(2.0 * cov / denom) if denom > 0 else float("nan")
 
