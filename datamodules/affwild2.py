@@ -1,7 +1,9 @@
 """Aff-Wild2 in the ABAW layout: one clip per annotation file, labels per frame (expression, valence-arousal, AUs).
 
-Layout (the ABAW releases; Kollias et al., "The 6th Affective Behavior Analysis in-the-wild (ABAW) Competition",
-arXiv:2402.19344, and the 3rd-5th competition papers, arXiv:2202.10659, arXiv:2303.01498)::
+Sources: the Aff-Wild2 page (ibug.doc.ic.ac.uk/resources/aff-wild2: "the first line of each annotation file is
+always: valence,arousal; each line after the first shows the valence and arousal values" of one frame) and the ABAW
+competition papers (Kollias et al., 3rd ABAW arXiv:2202.10659, 6th ABAW arXiv:2402.19344, 7th ABAW arXiv:2407.03835:
+the 7 basic expressions and "other", 12 AUs, VA in [-1, 1]). Layout::
 
     root/<annotations_subdir>/<task folder>/{Train_Set,Validation_Set}/<video>.txt
     root/<frames_subdir>/<video>/00001.jpg, 00002.jpg, ...      (cropped_aligned), or <video>.mp4 / .avi
@@ -17,11 +19,11 @@ Task folders: ``EXPR_Set`` / ``VA_Set`` / ``AU_Set`` (as the 1st-2nd ABAW shippe
 - AU: header ``AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26``, twelve ``0``/``1`` per line, ``-1`` = no
   label.
 
-Line ``k`` after the header is video frame ``k`` (1-based) and its cropped image is ``<video>/<k:05d>.jpg``: the
-organisers' submission format names each prediction ``<video>/<k:05d>.jpg`` for line ``k`` (ABAW 6th, section
-"Submission"; the same mapping public challenge code uses to write it). fer_zoo numbers frames from 0, so
-``00001.jpg`` is frame 0. A missing image (the face detector found no face there) leaves its frame out of
-:attr:`FrameLabels.frames` and shifts nothing.
+Line ``k`` after the header (1-based) is video frame ``k`` and its cropped image is ``<video>/<k:05d>.jpg``: the
+mapping public challenge code uses to name each line's frame in ABAW submission files (``image_location`` column,
+``<video>/00001.jpg`` for the first line after the header). fer_zoo numbers frames from 0, so ``00001.jpg`` is frame
+0. A missing image (the face detector found no face there) leaves its frame out of :attr:`FrameLabels.frames` and
+shifts nothing.
 
 Videos showing two people have one annotation file per person, ``<video>_left.txt`` / ``<video>_right.txt``, and one
 cropped frame folder each; both are one subject (``<video>``), so any split keeps them on one side.

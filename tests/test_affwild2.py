@@ -18,6 +18,7 @@ from datamodules.affwild2 import AffWild2Source, read_expr, video_of
 from datamodules.frame_labels import AU_NAMES, FrameLabels, frame_grid
 from datamodules.frames import read_frames
 from datamodules.labels import get_vocabulary
+from fer_zoo.dense.baselines import DenseClip, dense_baselines
 
 EXPR_HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
 AU_HEADER = ",".join(AU_NAMES)
@@ -29,7 +30,7 @@ V01_EXPR = [4] * 20 + [-1] * 10 + [0] * 20 + [7] * 22
 V01_DELETED = (5, 31, 72)  # 1-based file numbers removed from cropped_aligned/video01
 V02_LEFT_EXPR = [6] * 15 + [1] * 25  # surprise then anger
 V02_RIGHT_EXPR = [-1] * 10 + [5] * 30  # unlabeled then sadness
-V02_RIGHT_DELETED = (10,)
+V02_RIGHT_DELETED = (12,)  # frame 11: labeled (sadness)
 
 
 def write(path: Path, header: str, lines: list[str]) -> Path:
@@ -206,6 +207,26 @@ def test_store_rows_map_to_annotation_frames_through_the_real_reader(abaw: Path)
         frame_grid(np.zeros(2), np.array([3, 3]), 72)
 
 
+def test_baselines_on_real_crops_score_frames_without_a_crop(abaw: Path) -> None:
+    """Store-like rows (the real reader over the crops, 8x8 pixels each) laid out on the annotation frames."""
+    src = AffWild2Source(abaw, "EXPR")
+    paths = {c.clip_id: c.path for c in src.clips()}
+
+    def dense(clip_id: str) -> DenseClip:
+        fl = src.frame_labels(clip_id)
+        frames = read_frames(paths[clip_id])
+        pixels = frames.rgb[:, ::14, ::14].reshape(len(frames), -1).astype(np.float32) / 255
+        grid, present = frame_grid(pixels, fl.row_frames(frames.indices), fl.n_frames)
+        return DenseClip(clip_id, fl, {"pixels": grid}, {"pixels": present})
+
+    out = dense_baselines([dense("video01")], [dense("video02_left"), dense("video02_right")])["EXPR"]
+    # video01's majority is "other" (22 frames), a class the validation tracks never show: every F1 is 0
+    assert out["majority"].n_train == 62 and out["majority"].score.n_frames == 40 + 30
+    assert out["majority"].score.f1 == 0.0 and out["probe"].score.f1 == 0.0  # trained on 3 classes val lacks
+    assert out["probe"].n_train == 59  # the 3 deleted crops of video01 are all labeled frames
+    assert out["probe"].n_fallback == 1  # video02_right's frame 11 (sadness) has no crop: scored all the same
+
+
 # ------------------------------------------------------------------------------------------------------------ folds
 
 
@@ -305,6 +326,19 @@ def test_bad_frame_folders_name_the_file(tmp_path: Path, files: tuple[str, ...],
 def test_files_frames_with_other_extensions_are_ignored(tmp_path: Path) -> None:
     src = AffWild2Source(small_root(tmp_path, ["1", "1", "1"], ("00001.jpg", "00003.jpg", "notes.txt", ".DS_Store")))
     np.testing.assert_array_equal(src.frame_labels("v").frames, [0, 2])
+
+
+def test_files_of_different_lengths_leave_the_shorter_task_unlabeled_at_the_end(tmp_path: Path) -> None:
+    root = small_root(tmp_path, ["1", "2", "3"], ("00001.jpg", "00005.jpg"))
+    write(root / "VA_Set" / "Train_Set" / "v.txt", "valence,arousal", ["0.5,0.5"] * 5)
+    (root / "VA_Set" / "Validation_Set").mkdir()
+    fl = AffWild2Source(root, ["EXPR", "VA"]).frame_labels("v")
+    assert fl.n_frames == 5
+    np.testing.assert_array_equal(fl.expr, [1, 2, 3, -1, -1])
+    assert (fl.va == 0.5).all()
+    np.testing.assert_array_equal(fl.frames, [0, 4])  # 00005.jpg is inside the longer file: frame 4
+    with pytest.raises(ValueError, match=r"00005\.jpg: frame 5 is past the annotation's last frame: .*\(3 frames\)"):
+        AffWild2Source(root, "EXPR").frame_labels("v")  # EXPR alone covers 3 frames
 
 
 def test_split_conflicts_between_tasks_and_within_a_task(tmp_path: Path) -> None:
