@@ -153,3 +153,79 @@ def test_conclusion_warns_when_the_spread_exceeds_the_gap() -> None:
     text = conclusion(summary_table(cells))
     assert "Best: `facemesh+resnet`" in text and "+4.0 points over the best single modality" in text
     assert "**Warning:**" in text and "smaller than the spread over folds x seeds (14.1 points)" in text
+
+
+def _clips(rng: np.random.Generator, n: int, signal: str) -> tuple[np.ndarray, np.ndarray]:
+    """Clip statistics of one modality, D = 20 (20 means then 20 stds), 3 classes. ``signal``: which block tells
+    the classes apart (``mean``: column 0-2 means; ``std``: column 0-2 stds); the other block is noise."""
+    y = np.arange(n) % 3
+    means = rng.standard_normal((n, 20))
+    stds = rng.uniform(0.5, 1.5, (n, 20))
+    if signal == "mean":
+        means[np.arange(n), y] += 1.5
+    else:
+        stds[np.arange(n), y] += 1.0
+    return np.concatenate([means, stds], axis=1), y
+
+
+@pytest.mark.parametrize("signal, stats", [("mean", "mean"), ("std", "mean+std")])
+def test_select_probe_keeps_the_std_columns_only_where_they_help(signal: str, stats: str) -> None:
+    from fer_zoo.training.probe import cv_folds, select_probe
+
+    rng = np.random.default_rng(0)
+    x, y = _clips(rng, 150, signal)
+    ids = [str(i) for i in range(len(y))]
+    sel = select_probe(x, y, 3, cv_folds(ids, y, {}), block_dims=[20])
+    assert sel.stats == stats
+    assert sel.cv_uar[sel.stats][str(sel.C)] == max(max(v.values()) for v in sel.cv_uar.values())
+    std_weights = np.abs(sel.probe.coef[:, sel.probe.keep[:20].sum():]).sum()
+    assert (std_weights == 0) == (stats == "mean")  # a clip-mean probe has no std column at all
+    x_test, y_test = _clips(rng, 300, signal)
+    assert scores(sel.probe.predict(x_test), y_test, 3)["test/uar"] > 0.6  # chance is 1/3
+
+
+def test_select_probe_out_of_fold_logits_come_from_fits_without_the_clip_and_the_final_fit_uses_all() -> None:
+    from fer_zoo.training.probe import cv_folds, select_probe, stats_columns
+
+    rng = np.random.default_rng(1)
+    x, y = _clips(rng, 90, "mean")
+    folds = cv_folds([str(i) for i in range(len(y))], y, {})
+    sel = select_probe(x, y, 3, folds, block_dims=[20], cs=(0.1, 1.0))
+    cols = stats_columns([20], sel.stats)
+    for tr, te in folds:  # each fold's logits are those of a plain fit on the other folds at the chosen C
+        fold = fit_probe(x[tr], y[tr], x[:0], y[:0], 3, cs=(sel.C,), block_dims=[20], columns=cols)
+        # the same optimum up to L-BFGS's stopping tolerance (the selection's fit is warm-started from a smaller C)
+        np.testing.assert_allclose(sel.oof[te], fold.decision(x[te]), rtol=0, atol=0.05)
+        assert np.abs(fold.decision(x[te])).max() > 2  # logits of that scale: the tolerance is not vacuous
+    full = fit_probe(x, y, x[:0], y[:0], 3, cs=(sel.C,), block_dims=[20], columns=cols)
+    np.testing.assert_allclose(sel.probe.coef, full.coef)
+    np.testing.assert_allclose(sel.probe.mean, x[:, cols].mean(axis=0))
+
+
+def test_cv_folds_keep_each_subject_in_one_fold() -> None:
+    from fer_zoo.training.probe import cv_folds
+
+    ids = [f"c{i}" for i in range(60)]
+    y = np.arange(60) % 3
+    subjects = {c: f"s{i // 4}" for i, c in enumerate(ids)}  # 15 people, 4 clips each
+    folds = cv_folds(ids, y, subjects)
+    assert len(folds) == 5
+    for _, te in folds:
+        inside = {subjects[ids[i]] for i in te}
+        outside = {subjects[ids[i]] for i in set(range(60)) - set(te.tolist())}
+        assert not inside & outside
+
+
+def test_fewer_clips_than_columns_fit_in_the_row_space_to_the_same_optimum() -> None:
+    """An L2 logistic regression's weights lie in the span of its rows: fitting on the row-space coordinates
+    (fast when clips are fewer than columns) must give the weights and logits of a fit on all columns."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((30, 200))
+    y = np.arange(30) % 3
+    x[np.arange(30), y] += 2.0
+    probe = fit_probe(x, y, x[:0], y[:0], 3, cs=(0.1,))
+    direct = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit((x - x.mean(0)) / x.std(0), y)
+    np.testing.assert_allclose(probe.coef, direct.coef_, atol=2e-3)
+    np.testing.assert_allclose(probe.intercept, direct.intercept_, atol=2e-3)

@@ -56,7 +56,8 @@ def fit_args(modalities: list[str], store_root: str, extra: list[str]) -> list[s
 def probe_row(modalities: list[str], store_root: str, extra: list[str]) -> dict[str, Any]:
     """Linear probe, the model's start (``init_probe_for``: the stacked per-modality probes for a fused row) and
     majority class on the row's split; ``{"error": ...}`` when its stores cannot be read."""
-    from fer_zoo.training.probe import baselines, clip_statistics, datamodule_from_args, init_probe_for, scores
+    from fer_zoo.training.probe import baselines, clip_statistics, init_probe_for, scores
+    from fer_zoo.training.probe_command import datamodule_from_args
 
     t0 = time.perf_counter()
     try:

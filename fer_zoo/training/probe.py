@@ -1,17 +1,19 @@
 """Baselines every run gets for free: a linear probe on clip statistics and the majority class.
 
-``python -m fer_zoo probe --config configs/all.yaml [fit arguments...]`` runs them alone (seconds); ``fit`` and
-``test`` write them into ``results.json`` under ``baselines``, next to the model's test metrics.
+``python -m fer_zoo probe --config configs/all.yaml [fit arguments...]`` runs them alone (seconds,
+:mod:`fer_zoo.training.probe_command`); ``fit`` and ``test`` write them into ``results.json`` under ``baselines``,
+next to the model's test metrics.
 
 - **Linear probe**: multinomial logistic regression (scikit-learn, L-BFGS) on one vector per clip: for every
-  selected modality, the mean and the std over the clip's *valid* frames (all stored frames, not the model's TSN
-  sample), concatenated. Columns are standardised with training-split statistics (``StandardScaler``; where
-  1-frame clips and longer ones mix, each std column's scale is floored at its mean column's, see
-  :func:`floor_std_scales`); a clip without any valid frame in a modality gets that modality's training mean (0
-  after scaling). The inverse
-  regularisation strength ``C`` is chosen on the validation split by UAR (ties: the smaller ``C``), the model is
-  refitted on nothing else: it is trained on the training split only, exactly as the transformer is. Class weights
-  follow the DataModule: ``class_balance`` other than ``none`` -> ``class_weight="balanced"``.
+  selected modality, the mean (and, where cross-validation says it helps, the std) of each column over the clip's
+  *valid* frames (all stored frames, not the model's TSN sample). Columns are standardised with the statistics of
+  the clips it is fitted on (where 1-frame clips and longer ones mix, each std column's scale is floored at its
+  mean column's, see :func:`floor_std_scales`); a clip without any valid frame in a modality gets that modality's
+  mean (0 after scaling). Which statistics (clip means alone, or means and stds) and the inverse regularisation
+  strength ``C`` are chosen together by a 5-fold cross-validation over the training and validation clips (whole
+  subjects per fold where the source names them; pooled out-of-fold UAR), and the chosen probe is refitted on
+  all of them (:func:`select_probe`; why: issue 28, ``benchmarks/bench_probe.py``). The test split is never
+  seen. Class weights follow the DataModule: ``class_balance`` other than ``none`` -> ``class_weight="balanced"``.
 - **Majority class**: the most frequent class of the training split, predicted for every test clip.
 
 Both use the DataModule's own split (same source, fold, seed; the same clips dropped from training) and the same
@@ -20,14 +22,11 @@ metric code as the model (torchmetrics: UAR = macro recall, WAR = accuracy, macr
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,11 @@ from datamodules.feature_store import FeatureStore
 log = logging.getLogger(__name__)
 
 DEFAULT_CS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+#: The C grid of :func:`select_probe` (cross-validated): up to 10, since a plain logistic regression on clip means
+#: did best at C 1-10 on multi-frame clips (benchmarks/bench_probe.py); 1000 was worse everywhere.
+PROBE_CS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)
+#: Which clip statistics a probe may use, in tie order (the simpler first): see :func:`select_probe`.
+PROBE_STATS: tuple[str, ...] = ("mean", "mean+std")
 MAX_ITER = 500
 
 
@@ -140,53 +144,198 @@ class FittedProbe:
 
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, num_classes: int,
               class_weight: str | None = None, cs: Sequence[float] = DEFAULT_CS,
-              block_dims: Sequence[int] | None = None) -> FittedProbe:
+              block_dims: Sequence[int] | None = None, columns: np.ndarray | None = None) -> FittedProbe:
     """Standardise with training stats, fit one logistic regression per ``C`` on the training rows, keep the one
-    with the best validation UAR (ties: smaller ``C``).
+    with the best validation UAR (ties: smaller ``C``). With one ``C`` (``cs=(c,)``) ``x_val`` may be empty: a
+    plain fit, as :func:`select_probe` refits its choice.
 
     NaN cells (a modality without valid frames in that clip) become the training column mean. Columns constant on
-    the training split are dropped (e.g. the std of 1-frame clips). ``block_dims``: the columns are
-    :func:`clip_statistics` blocks (per modality ``D`` means then ``D`` stds); then, in a block where some training
-    clips have one frame (every std 0) and others more, each std column's scale is floored at its mean column's
-    (:func:`floor_std_scales`). Raises ``ValueError`` when the training split holds fewer than 2 classes (nothing to
-    discriminate)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-
+    the training split are dropped (e.g. the std of 1-frame clips), and so are columns outside ``columns`` (bool
+    ``[F]``; default all), e.g. the std columns of a clip-mean probe (:func:`stats_columns`). ``block_dims``: the
+    columns are :func:`clip_statistics` blocks (per modality ``D`` means then ``D`` stds); then, in a block where
+    some training clips have one frame (every std 0) and others more, each std column's scale is floored at its
+    mean column's (:func:`floor_std_scales`). Raises ``ValueError`` when the training split holds fewer than 2
+    classes (nothing to discriminate)."""
     if len(np.unique(y_train)) < 2:
         raise ValueError(f"the linear probe needs >= 2 classes in the training split, got {np.unique(y_train)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN column: handled below
-        fill = np.nan_to_num(np.nanmean(x_train, axis=0), nan=0.0)
-    x_tr_full = np.where(np.isnan(x_train), fill, x_train)
-    keep = x_tr_full.std(axis=0) > 0
-    if not keep.any():
-        raise NoVaryingColumn(f"none of the {x_train.shape[1]} clip-statistics columns varies on the training "
-                              "split (a modality without a valid frame, like the audio of photos): nothing to fit")
-    scaler = StandardScaler().fit(x_tr_full[:, keep])
-    if block_dims is not None:
-        scaler.scale_ = floor_std_scales(x_tr_full, keep, scaler.scale_, block_dims)
-    x_tr = scaler.transform(x_tr_full[:, keep])
-    x_va = scaler.transform(np.where(np.isnan(x_val), fill, x_val)[:, keep]) if len(x_val) else x_val[:, keep]
-    best: tuple[float, float, Any] | None = None
+    prep = _Preprocessing.fit(x_train, block_dims, columns)
+    rows = _RowSpace(prep.transform(x_train))
+    x_va = prep.transform(x_val) if len(x_val) else np.zeros((0, int(prep.keep.sum())))
+    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
     val_uars = {}
     for c in sorted(cs):
-        clf = LogisticRegression(C=c, max_iter=MAX_ITER, class_weight=class_weight)
-        # One BLAS thread: next to busy training/loader processes, multi-threaded BLAS spin-waits (10x slower on a
-        # loaded 2-core machine), and a fixed thread count keeps the fit bit-for-bit reproducible.
-        with warnings.catch_warnings(), threadpool_limits(limits=1):
-            warnings.simplefilter("ignore")  # ConvergenceWarning at large C: the val split judges the result
-            clf.fit(x_tr, y_train)
-        uar = scores(_predict(clf, x_va), y_val, num_classes)["test/uar"] if len(y_val) else 0.0
+        clf = _logistic(c, class_weight)
+        _fit_quietly(clf, rows.z, y_train)
+        coef, intercept = _per_class(clf, num_classes)
+        coef = rows.weights(coef)
+        uar = (scores((x_va @ coef.T + intercept).argmax(axis=1), y_val, num_classes)["test/uar"]
+               if len(y_val) else 0.0)
         val_uars[c] = uar
         if best is None or uar > best[0] + 1e-12:
-            best = (uar, c, clf)
+            best = (uar, c, coef, intercept)
     assert best is not None
-    coef, intercept = _per_class(best[2], num_classes)
-    return FittedProbe(fill=fill, keep=keep, mean=scaler.mean_, scale=scaler.scale_, coef=coef, intercept=intercept,
-                       C=best[1], val_uar=best[0], val_uar_by_C={str(k): v for k, v in val_uars.items()},
-                       class_weight=class_weight)
+    return FittedProbe(fill=prep.fill, keep=prep.keep, mean=prep.mean, scale=prep.scale, coef=best[2],
+                       intercept=best[3], C=best[1], val_uar=best[0],
+                       val_uar_by_C={str(k): v for k, v in val_uars.items()}, class_weight=class_weight)
+
+
+@dataclass
+class _Preprocessing:
+    """What a probe does to clip statistics before its classifier: NaN -> ``fill``, keep ``keep``, standardise."""
+
+    fill: np.ndarray
+    keep: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, block_dims: Sequence[int] | None = None,
+            columns: np.ndarray | None = None) -> _Preprocessing:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN column: handled below
+            fill = np.nan_to_num(np.nanmean(x, axis=0), nan=0.0)
+        full = np.where(np.isnan(x), fill, x)
+        keep = full.std(axis=0) > 0
+        if columns is not None:
+            keep &= np.asarray(columns, dtype=bool)
+        if not keep.any():
+            raise NoVaryingColumn(f"none of the {x.shape[1]} clip-statistics columns varies on the training "
+                                  "split (a modality without a valid frame, like the audio of photos): nothing to fit")
+        mean, scale = full[:, keep].mean(axis=0), full[:, keep].std(axis=0)  # StandardScaler's (ddof 0)
+        if block_dims is not None:
+            scale = floor_std_scales(full, keep, scale, block_dims)
+        return cls(fill, keep, mean, scale)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.where(np.isnan(x), self.fill, x)[:, self.keep] - self.mean) / self.scale
+
+
+def _logistic(c: float, class_weight: str | None, warm_start: bool = False) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=MAX_ITER, class_weight=class_weight, warm_start=warm_start)
+
+
+def _fit_quietly(clf: Any, x: np.ndarray, y: np.ndarray) -> None:
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: next to busy training/loader processes, multi-threaded BLAS spin-waits (10x slower on a
+    # loaded 2-core machine), and a fixed thread count keeps the fit bit-for-bit reproducible.
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore")  # ConvergenceWarning at large C: cross-validation judges the result
+        clf.fit(x, y)
+
+
+class _RowSpace:
+    """Standardised rows ``x`` (``[N, F]``) in the basis of their row space, ``z = x V`` (``[N, r]``, ``r <= N``;
+    thin SVD ``x = U S V^T``), when that is narrower than ``x``.
+
+    An L2-penalised linear model's weights lie in the span of the training rows (any part orthogonal to them changes
+    no logit and only adds to the penalty), so fitting on ``z`` and mapping the weights back (``w = V w_z``) gives
+    the same optimum as fitting on ``x``, several times faster where clips are fewer than columns (a face mesh's
+    2,826 clip statistics, a few hundred clips: ~3-4x per fit)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        if x.shape[0] < x.shape[1]:
+            _, s, vt = np.linalg.svd(x, full_matrices=False)
+            self.v = vt[s > s[0] * 1e-10].T if len(s) and s[0] > 0 else None
+        else:
+            self.v = None
+        self.z = x @ self.v if self.v is not None else x
+
+    def weights(self, coef: np.ndarray) -> np.ndarray:
+        """``[C, r]`` weights of ``z`` as ``[C, F]`` weights of ``x``."""
+        return coef @ self.v.T if self.v is not None else coef
+
+
+def stats_columns(block_dims: Sequence[int], stats: str) -> np.ndarray:
+    """Bool ``[sum_m 2 * D_m]`` over :func:`clip_statistics` columns: ``"mean"`` the clip means of every block,
+    ``"mean+std"`` all columns."""
+    if stats not in PROBE_STATS:
+        raise ValueError(f"stats={stats!r} is not one of {list(PROBE_STATS)}")
+    out = np.zeros(2 * sum(block_dims), dtype=bool)
+    start = 0
+    for d in block_dims:
+        out[start:start + (2 * d if stats == "mean+std" else d)] = True
+        start += 2 * d
+    return out
+
+
+@dataclass
+class ProbeSelection:
+    """A probe chosen by cross-validation (:func:`select_probe`): the refitted ``probe``; which clip statistics
+    (``stats``) and ``C``; the pooled out-of-fold UAR of every candidate (``cv_uar[stats][C]``); and the
+    out-of-fold logits of the chosen candidate (``oof`` ``float64 [N, num_classes]``, rows of clips whose fold
+    could not be fitted (one class) are NaN)."""
+
+    probe: FittedProbe
+    stats: str
+    C: float
+    cv_uar: dict[str, dict[str, float]]
+    oof: np.ndarray
+    folds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats, "C": self.C, "cv_uar": self.cv_uar, "folds": self.folds}
+
+
+def select_probe(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                 class_weight: str | None = None, block_dims: Sequence[int] | None = None,
+                 cs: Sequence[float] = PROBE_CS, stats_options: Sequence[str] = PROBE_STATS) -> ProbeSelection:
+    """The probe every run gets: which clip statistics and which ``C`` chosen by cross-validation over all the
+    clips it may learn from (``x``, ``y``: a run's training and validation clips), then refitted on all of them.
+
+    For each candidate (clip means alone or means and stds, times each ``C``), one logistic regression per fold
+    (standardised with the fold's own training rows; ``C`` from small to large, each fit warm-started from the
+    previous one), its out-of-fold logits pooled over the folds and scored by UAR; the best candidate wins (ties:
+    the means alone, then the smaller ``C``) and is refitted on every row. ``folds``: ``(train_rows, test_rows)``
+    pairs (:func:`cv_folds`); ``block_dims`` (the widths of the :func:`clip_statistics` blocks) is required.
+
+    Why not ``C`` on the validation split and the training split alone (the rule before issue 28): on multi-frame
+    clips that probe trailed a plain logistic regression on the clip means, fitted on training + validation with
+    a fixed ``C``, by 5-6 UAR points (``benchmarks/bench_probe.py``): the std columns double the width with what
+    is mostly frame-to-frame noise (means alone: +4.6 to +8 points at the same ``C``), and ``C`` chosen on a
+    validation split of a few dozen clips from a model that never saw them cost another ~3.5 points.
+    Cross-validated, both choices see every clip once, and the final fit uses every clip, as the plain probe does.
+    Raises ``ValueError`` when ``y`` holds fewer than 2 classes, :class:`NoVaryingColumn` when no column varies."""
+    if block_dims is None:
+        raise ValueError("select_probe needs block_dims (the widths of the clip-statistics blocks)")
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"the linear probe needs >= 2 classes in the training split, got {np.unique(y)}")
+    cs = sorted(cs)
+    folds = [(tr, te) for tr, te in folds if len(np.unique(y[tr])) >= 2]
+    covered = np.zeros(len(y), dtype=bool)
+    for _, te in folds:
+        covered[te] = True
+    oof = {(st, c): np.full((len(y), num_classes), np.nan) for st in stats_options for c in cs}
+    usable = []
+    for st in stats_options:
+        cols = stats_columns(block_dims, st)
+        try:
+            for tr, te in folds:
+                prep = _Preprocessing.fit(x[tr], block_dims, cols)
+                rows = _RowSpace(prep.transform(x[tr]))
+                x_te = prep.transform(x[te])
+                clf = _logistic(cs[0], class_weight, warm_start=True)
+                for c in cs:
+                    clf.set_params(C=c)
+                    _fit_quietly(clf, rows.z, y[tr])
+                    coef, intercept = _per_class(clf, num_classes)
+                    oof[(st, c)][te] = x_te @ rows.weights(coef).T + intercept
+            usable.append(st)
+        except NoVaryingColumn:  # e.g. the means of a modality that is constant in some fold: skip this option
+            continue
+    if not usable:
+        raise NoVaryingColumn(f"none of the {x.shape[1]} clip-statistics columns varies in the cross-validation "
+                              "folds: nothing to fit")
+    cv = {st: {str(c): (scores(oof[(st, c)][covered].argmax(axis=1), y[covered], num_classes)["test/uar"]
+                        if covered.any() else 0.0) for c in cs} for st in usable}
+    order = [(st, c) for st in usable for c in cs]  # tie order: means first, then smaller C
+    st, c = max(order, key=lambda k: (cv[k[0]][str(k[1])], -order.index(k)))
+    probe = fit_probe(x, y, x[:0], y[:0], num_classes, class_weight, cs=(c,), block_dims=block_dims,
+                      columns=stats_columns(block_dims, st))
+    probe.val_uar, probe.val_uar_by_C = cv[st][str(c)], dict(cv[st])
+    return ProbeSelection(probe, st, c, cv, oof[(st, c)], len(folds))
 
 
 def floor_std_scales(x: np.ndarray, keep: np.ndarray, scale: np.ndarray, block_dims: Sequence[int]) -> np.ndarray:
@@ -246,12 +395,9 @@ def evaluate_probe(probe: FittedProbe, x_test: np.ndarray, y_test: np.ndarray, n
     return BaselineResult(scores(pred, y, num_classes), confusion(pred, y, num_classes),
                           {"C": probe.C, "val_uar": probe.val_uar, "val_uar_by_C": probe.val_uar_by_C,
                            "class_weight": probe.class_weight, "n_features": int(probe.keep.sum()),
-                           "what": "logistic regression on per-clip mean+std of valid frames, standardised with "
-                                   "training stats, C chosen on val UAR"})
-
-
-def _predict(clf: Any, x: np.ndarray) -> np.ndarray:
-    return clf.predict(x).astype(np.int64) if len(x) else np.zeros(0, dtype=np.int64)
+                           "what": "logistic regression on per-clip means (or means and stds) of valid frames, "
+                                   "standardised; statistics and C chosen by cross-validation over the training and "
+                                   "validation clips, refitted on them"})
 
 
 def _cache(dm: Any) -> dict[str, Any]:
@@ -276,16 +422,35 @@ def _class_weight(dm: Any) -> str | None:
     return None if dm.class_balance == "none" else "balanced"
 
 
-def probe_for(dm: Any) -> FittedProbe:
-    """The probe fitted on a FeatureDataModule's training split (C chosen on its val split), computed once per
-    DataModule and kept on it: the model's clip-statistics head starts from it (``FERLitModule.probe_init``) and
-    :func:`baselines` reports the very same fit."""
+def _pool(dm: Any) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The clips a probe may learn from (training then validation clips), their clip statistics and labels, and the
+    cross-validation folds over them (:func:`cv_folds`, whole subjects per fold where the source names them)."""
     cache = _cache(dm)
-    if "joint" not in cache:
+    if "pool" not in cache:
         x, y = _train_val(dm)
-        cache["joint"] = fit_probe(x["train"], y["train"], x["val"], y["val"], dm.num_classes,
-                                   class_weight=_class_weight(dm), block_dims=[st.dim for st in dm.stores.values()])
-    return cache["joint"]
+        ids = list(dm.split_ids["train"]) + list(dm.split_ids["val"])
+        y_pool = np.concatenate([y["train"], y["val"]])
+        cache["pool"] = (ids, np.concatenate([x["train"], x["val"]]), y_pool,
+                         cv_folds(ids, y_pool, getattr(dm, "subjects", None) or {}))
+    return cache["pool"]
+
+
+def _selection(dm: Any, name: str, cols: slice, block_dims: list[int]) -> ProbeSelection:
+    """:func:`select_probe` on the columns ``cols`` of the pool, computed once per DataModule."""
+    cache = _cache(dm)
+    key = f"selection:{name}"
+    if key not in cache:
+        _, x, y, folds = _pool(dm)
+        cache[key] = select_probe(x[:, cols], y, dm.num_classes, folds, _class_weight(dm), block_dims)
+    return cache[key]
+
+
+def probe_for(dm: Any) -> FittedProbe:
+    """The joint probe of a FeatureDataModule (all selected modalities' clip statistics): clip means alone or with
+    stds, and ``C``, chosen by cross-validation over the training and validation clips, refitted on them
+    (:func:`select_probe`; never a test clip). Computed once per DataModule and kept on it: :func:`baselines`
+    reports it, and for one modality the model's clip-statistics head starts from it."""
+    return _selection(dm, "joint", slice(None), [st.dim for st in dm.stores.values()]).probe
 
 
 def _blocks(dm: Any) -> dict[str, slice]:
@@ -368,13 +533,18 @@ class ProbeInit:
     # them (fer_zoo.training.selection), because the head's own val logits are partly fitted to val labels (C, and
     # the stack's combiner). Clips of a fold that could not be fitted (one class) are absent.
     oof_logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # Per modality (one entry, the joint probe, for a single modality): which clip statistics and C the
+    # cross-validation chose, and the cross-validated UAR of every candidate (ProbeSelection.as_dict).
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "cv_uar_by_candidate": self.cv_uar_by_candidate, "folds": self.folds,
+                "selections": self.selections,
                 "what": "the clip-statistics head's start: one modality's probe, or for several the per-modality "
                         "probes stacked by a logistic regression fitted on their out-of-fold logits over the "
-                        "training and validation clips (never test); cv_uar_by_candidate: cross-validated UAR of "
-                        "the stack and of plain sums, for reference"}
+                        "training and validation clips (never test); each probe's clip statistics (means, or "
+                        "means and stds) and C chosen by cross-validation over those clips, then refitted on all "
+                        "of them; cv_uar_by_candidate: cross-validated UAR of the stack and of plain sums"}
 
 
 CV_FOLDS = 5
@@ -384,15 +554,16 @@ def init_probe_for(dm: Any) -> ProbeInit:
     """The start of the model's clip-statistics head, fitted without the test split.
 
     One modality: its probe (:func:`probe_for`). Several: stacking (Wolpert, 1992). Each modality gets its own
-    probe (fitted on the training split, its own ``C`` chosen on val); a multinomial logistic regression
-    (``C = STACK_C``) learns how to weigh their logits from out-of-fold logits of a 5-fold cross-validation over the
-    training and validation clips (folds grouped by subject where the source names subjects); folded into one
-    linear map of the clip statistics, that is the head's start. Why not the joint probe: one regularisation
-    strength for every column lets a wide, weak modality drown a strong one (bundled sample: joint probe of
-    resnet+pose+facemesh 29 UAR, facemesh alone 34). Why not choose among candidates by cross-validated UAR (the
-    previous rule): on faces-static that choice is noise, classes with 7 photos swing it; over 6 splits the stack
-    scored 40.3 test UAR on average and beat facemesh alone on every split (37.4), the cross-validated choice 37.8
-    (``benchmarks/README.md``, bench_accuracy section). Cached on ``dm``."""
+    probe (its clip statistics and ``C`` chosen by cross-validation over the training and validation clips, then
+    refitted on them: :func:`select_probe`); a multinomial logistic regression (``C = STACK_C``) learns how to
+    weigh their logits from their out-of-fold logits of that same 5-fold cross-validation (folds grouped by
+    subject where the source names subjects); folded into one linear map of the clip statistics, that is the
+    head's start. Why not the joint probe: one regularisation strength for every column lets a wide, weak modality
+    drown a strong one (bundled sample: joint probe of resnet+pose+facemesh 29 UAR, facemesh alone 34). Why not
+    choose among candidates by cross-validated UAR (a rule before): on faces-static that choice was noise, classes
+    with 7 photos swing it; over 6 splits the stack scored 40.3 test UAR on average and beat facemesh alone on
+    every split (37.4), the cross-validated choice 37.8 (``benchmarks/README.md``, bench_accuracy section).
+    Cached on ``dm``."""
     cache = _cache(dm)
     if "init" not in cache:
         cache["init"] = _stack_init(dm)
@@ -404,61 +575,52 @@ def _stack_init(dm: Any) -> ProbeInit:
 
     names = list(dm.stores)
     blocks = _blocks(dm)
-    ids = {s: dm.split_ids[s] for s in ("train", "val")}
-    x, y = _train_val(dm)
-    width = x["train"].shape[1]
+    ids, _, y_pool, folds = _pool(dm)
+    width = sum(2 * st.dim for st in dm.stores.values())
     class_weight = _class_weight(dm)
-    # Out-of-fold logits over train+val (5 folds, whole subjects per fold where known), each fit at the C chosen
-    # for the start: for the stack's combiner and for an honest val score of the start (ProbeInit.oof_logits).
-    pool_ids = ids["train"] + ids["val"]
-    x_pool, y_pool = np.concatenate([x["train"], x["val"]]), np.concatenate([y["train"], y["val"]])
-    folds = [(tr, te) for tr, te in _cv_folds(pool_ids, y_pool, getattr(dm, "subjects", None) or {})
-             if len(np.unique(y_pool[tr])) >= 2]
-    covered = np.zeros(len(y_pool), dtype=bool)
-    for _, te in folds:
-        covered[te] = True
 
-    def out_of_fold(cols: slice, c: float, block_dims: list[int]) -> np.ndarray:
-        z = np.zeros((len(y_pool), dm.num_classes))
-        for tr, te in folds:
-            fold = fit_probe(x_pool[tr][:, cols], y_pool[tr], x_pool[te][:0, cols], y_pool[:0], dm.num_classes,
-                             class_weight, cs=(c,), block_dims=block_dims)
-            z[te] = fold.decision(x_pool[te][:, cols])
-        return z
-
-    def init(probe: FittedProbe, chosen: str, oof: np.ndarray, cv: dict[str, float] | None = None) -> ProbeInit:
-        logits = {cid: oof[i] for i, cid in enumerate(pool_ids) if covered[i]}
-        return ProbeInit(probe, chosen, cv or {}, len(folds), logits)
+    def init(probe: FittedProbe, chosen: str, oof: np.ndarray, cv: dict[str, float] | None = None,
+             selections: dict[str, ProbeSelection] | None = None) -> ProbeInit:
+        logits = {cid: oof[i] for i, cid in enumerate(ids) if np.isfinite(oof[i]).all()}
+        return ProbeInit(probe, chosen, cv or {}, len(folds), logits,
+                         {m: sel.as_dict() for m, sel in (selections or {}).items()})
 
     if len(names) == 1:
-        joint = probe_for(dm)
-        return init(joint, "joint", out_of_fold(slice(None), joint.C, [st.dim for st in dm.stores.values()]))
-    single = {}
+        joint = _selection(dm, "joint", slice(None), [st.dim for st in dm.stores.values()])
+        return init(joint.probe, "joint", joint.oof, selections={names[0]: joint})
+    single: dict[str, ProbeSelection] = {}
     for m in names:  # a modality that never varies on the training split (audio of photos) cannot be stacked
         try:
-            single[m] = fit_probe(x["train"][:, blocks[m]], y["train"], x["val"][:, blocks[m]], y["val"],
-                                  dm.num_classes, class_weight=class_weight, block_dims=[dm.stores[m].dim])
+            single[m] = _selection(dm, m, blocks[m], [dm.stores[m].dim])
         except NoVaryingColumn:
             log.info("%s: no clip-statistics column varies on the training split; left out of the stack", m)
     names = [m for m in names if m in single]
     if not names:
         raise NoVaryingColumn(f"no clip-statistics column of {list(dm.stores)} varies on the training split")
-    oof_single = {m: out_of_fold(blocks[m], single[m].C, [dm.stores[m].dim]) for m in names}
+    probes = {m: single[m].probe for m in names}
     if len(names) == 1:
-        return init(_experts(single, blocks, width), f"experts:{names[0]}", oof_single[names[0]])
-    z_pool = np.concatenate([oof_single[m] for m in names], axis=1)
-    oof = {"stack": np.zeros((len(y_pool), dm.num_classes))}
+        return init(_experts(probes, blocks, width), f"experts:{names[0]}", single[names[0]].oof,
+                    selections=single)
+    rows = np.all([np.isfinite(single[m].oof).all(axis=1) for m in names], axis=0)  # clips every fold covered
+    z_pool = np.concatenate([single[m].oof for m in names], axis=1)
+    oof = {"stack": np.full((len(y_pool), dm.num_classes), np.nan)}
     for tr, te in folds:  # the combiner's own out-of-fold logits, on the same folds
+        tr, te = tr[rows[tr]], te[rows[te]]
+        if len(np.unique(y_pool[tr])) < 2:
+            continue
         mix, bias = _fit_combiner(z_pool[tr], y_pool[tr], dm.num_classes, class_weight)
         oof["stack"][te] = z_pool[te] @ mix.T + bias
     for subset in (sub for k in range(len(names), 0, -1) for sub in combinations(names, k)):
-        oof["experts:" + "+".join(subset)] = sum(oof_single[m] for m in subset)
-    cv = {name: scores(z.argmax(axis=1), y_pool, dm.num_classes)["test/uar"] for name, z in oof.items()}
-    mix, bias = _fit_combiner(z_pool, y_pool, dm.num_classes, class_weight)
-    return init(_stacked({m: single[m] for m in names}, blocks, width, mix, bias), "stack", oof["stack"], cv)
+        oof["experts:" + "+".join(subset)] = sum(single[m].oof for m in subset)
+    cv = {}
+    for name, z in oof.items():
+        ok = np.isfinite(z).all(axis=1)
+        cv[name] = scores(z[ok].argmax(axis=1), y_pool[ok], dm.num_classes)["test/uar"] if ok.any() else 0.0
+    mix, bias = _fit_combiner(z_pool[rows], y_pool[rows], dm.num_classes, class_weight)
+    return init(_stacked(probes, blocks, width, mix, bias), "stack", oof["stack"], cv, single)
 
 
-def _cv_folds(ids: Sequence[str], y: np.ndarray, subjects: dict[str, str]) -> list[tuple[np.ndarray, np.ndarray]]:
+def cv_folds(ids: Sequence[str], y: np.ndarray, subjects: dict[str, str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """``CV_FOLDS`` stratified folds (fewer when the data cannot fill them), whole subjects per fold when known;
     fixed shuffling seed, so a run is reproducible."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -475,25 +637,17 @@ def _cv_folds(ids: Sequence[str], y: np.ndarray, subjects: dict[str, str]) -> li
 
 def baselines(dm: Any) -> dict[str, Any]:
     """Probe and majority baselines on a FeatureDataModule's split: ``{"probe": {...}, "majority": {...}}`` with
-    ``metrics`` (``test/uar|war|f1``), ``confusion`` and what was chosen (``C``, ``val_uar``, ...)."""
+    ``metrics`` (``test/uar|war|f1``), ``confusion`` and what was chosen (``stats``, ``C``, the cross-validated
+    UAR of every candidate; ``val_uar`` is the chosen one's cross-validated UAR over training + validation)."""
     t0, c0 = time.perf_counter(), time.process_time()
     ids = {s: dm.split_ids[s] for s in ("train", "val", "test")}
     y = {s: np.array([dm.labels[c] for c in ids[s]], dtype=np.int64) for s in ids}
     probe = evaluate_probe(probe_for(dm), clip_statistics(dm.stores, ids["test"]), y["test"], dm.num_classes)
+    probe.details.update(_selection(dm, "joint", slice(None), [st.dim for st in dm.stores.values()]).as_dict())
     probe.details["seconds"] = round(time.perf_counter() - t0, 3)  # wall clock: inflated on a loaded machine
     probe.details["cpu_seconds"] = round(time.process_time() - c0, 3)
     majority = majority_baseline(y["train"], y["test"], dm.num_classes, dm.class_names)
     return {"probe": probe.as_dict(), "majority": majority.as_dict()}
-
-
-def datamodule_from_args(args: list[str]) -> Any:
-    """A FeatureDataModule from ``fit`` arguments (config files and overrides), parsed exactly as ``fit`` would."""
-    from datamodules.feature_datamodule import FeatureDataModule
-    from fer_zoo.training.cli import instantiate_spec, parse_fit_config
-
-    data = parse_fit_config(args).data.as_dict()
-    data["source"] = instantiate_spec(data["source"])
-    return FeatureDataModule(**data)
 
 
 def format_table(res: dict[str, Any], model: dict[str, float] | None = None) -> str:
@@ -502,31 +656,3 @@ def format_table(res: dict[str, Any], model: dict[str, float] | None = None) -> 
     for name, m in rows:
         lines.append(f"{name:10} {100 * m['test/uar']:7.1f} {100 * m['test/war']:7.1f} {100 * m['test/f1']:7.1f}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fer_zoo probe [--out FILE.json] <fit arguments>``: print (and optionally save) the baselines."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    out: Path | None = None
-    if "--out" in argv:
-        i = argv.index("--out")
-        out = Path(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
-    if any(a in ("-h", "--help") for a in argv):
-        print("usage: python -m fer_zoo probe [--out FILE.json] --config FIT_CONFIG [--data.* overrides]\n"
-              + (__doc__ or "").split("\n\n")[1])
-        return 0
-    dm = datamodule_from_args(argv)
-    res = baselines(dm)
-    sizes = "/".join(str(len(dm.split_ids[s])) for s in ("train", "val", "test"))
-    print(f"baselines on {dm.source.name} fold {dm.fold or 0} seed {dm.seed}, modalities {'+'.join(dm.stores)} "
-          f"(train/val/test {sizes} clips; probe C={res['probe']['C']:g}, {res['probe']['seconds']:.1f} s wall, "
-          f"{res['probe']['cpu_seconds']:.1f} s CPU)")
-    print(format_table(res))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"modalities": dm.modalities, "fold": dm.fold, "seed": dm.seed,
-                                   "class_names": dm.class_names, "split_sizes": sizes, "baselines": res},
-                                  indent=2) + "\n")
-        print(f"written: {out}")
-    return 0
