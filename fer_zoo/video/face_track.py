@@ -6,20 +6,18 @@ found is cropped to a square around its box (:func:`crop_square`), resized and J
 those JPEG bytes to disk; ``predict-video`` decodes the very same bytes, so the features it computes are the ones
 ``extract`` would compute on the output of ``preprocess`` (same crop, same JPEG round trip).
 
-Tracking rule (one person per clip, no jumping between people):
+Tracking (:mod:`fer_zoo.video.tracking`, :class:`~fer_zoo.video.tracking.MultiFaceTracker`): every face is
+tracked with a stable person id (``faces="all"``, the default), or at most N faces at once (``faces="2"``), or one
+(``faces="largest"``); candidates are detections with confidence >= ``min_confidence``, matched to tracks by IoU
+(>= ``iou_min``, optimal assignment), confirmed after ``min_hits`` consecutive frames (rejecting MediaPipe's short
+false bursts on clouds and logos), kept through losses of up to ``max_lost`` frames, re-identified after longer
+losses by position, size and colour (``reid_*``), optionally detected only every ``detect_every`` frames (boxes in
+between interpolated). :func:`track_video` returns one :class:`PersonTrack` per person.
 
-1. Candidates are detections with confidence >= ``min_confidence``.
-2. With no track, the most confident candidate starts a *tentative* track. It is confirmed once it has been matched
-   in ``min_hits`` consecutive frames (its first frame included); its tentative frames then count as face frames.
-   A tentative track that misses a frame is dropped and its frames are "no face" (reason ``unconfirmed``): this
-   rejects the short bursts of false detections MediaPipe emits on textures (clouds, logos), 1-4 frames long on the
-   bundled test videos. A clip shorter than ``min_hits`` frames whose face is found in every frame is kept.
-3. A confirmed track follows, in each frame, the candidate whose box overlaps its last box best (IoU), provided the
-   IoU is at least ``iou_min``; other candidates (other people) are ignored.
-4. When no candidate overlaps, the frame is "no face" (reason ``no detection`` or ``other face only``) and the
-   track is *lost*; it keeps its last box, so the same face coming back at the same place is picked up again. After
-   ``max_lost`` consecutive lost frames the track is dropped and rule 2 starts over (re-acquisition: possibly
-   another person, confirmed again).
+``faces="legacy"`` is the rule before ``faces`` existed, which trees preprocessed then were made with (:data:`LEGACY`):
+one track at a time, the most confident candidate when acquired, followed by IoU with its last box (other faces
+ignored), kept while lost for up to ``max_lost`` frames, then dropped and re-acquired (possibly another person,
+in the same clip, person 1). :class:`FaceTracker` is that rule with per-frame decisions.
 
 Crop: the detection box is first snapped to a grid (``snap``, :func:`snap_box`), then cut as a square of side
 ``max(w, h) * (1 + 2 * margin)`` centred on it (``margin`` is the fraction of the box size added on each side),
@@ -36,10 +34,11 @@ placing the face up to ``snap / 2`` of its size off-centre and scaling it by up 
 the margin. Measured in ``benchmarks/bench_still_video.py`` (``shift_sources``). ``snap`` 0 crops at the detected
 box (trees preprocessed before ``snap`` existed are read as 0).
 
-Photos are 1-frame clips through the very same path (:func:`track_image`, :func:`track_media`): read as ``extract``
-reads an image (``datamodules.frames.read_frames``), the same detector, the same tracker (a 1-frame clip whose only
-frame has a detection keeps it: the most confident face of the photo), the same :func:`face_crop`. So a model
-trained on ``preprocess``-ed photos and applied by ``predict-video`` to a video sees the same kind of pixels.
+Photos are 1-frame clips through the very same path (:func:`track_image`): read as ``extract`` reads an image
+(``datamodules.frames.read_frames``), the same detector, the same :func:`face_crop`, and one crop: the most
+confident face of the photo (the tracking rule of ``faces="legacy"`` on a 1-frame clip, whatever ``faces`` says).
+So a model trained on ``preprocess``-ed photos and applied by ``predict-video`` to a video sees the same kind of
+pixels.
 """
 
 from __future__ import annotations
@@ -63,14 +62,20 @@ from datamodules.frames import (
     read_frames,
     upright,
 )
+from fer_zoo.video.tracking import Box, Detection, MultiFaceTracker, TrackerStep, colour_histogram, parse_faces
+from fer_zoo.video.tracking import iou as iou  # re-exported: callers import it from here
 
 TRACK_VERSION = "1"
 JPEG_QUALITY = 95
 SNAP = 0.08  # default box grid, a fraction of the face box (see the module docstring)
-#: Settings missing from a ``preprocess.json`` written before they existed, and what was done then.
-LEGACY: dict[str, Any] = {"snap": 0.0}
+#: Settings missing from a ``preprocess.json`` written before they existed, and what was done then: crops at the
+#: detected box (``snap`` 0), one face at a time by the old rule (``faces`` "legacy"), detection on every frame. The
+#: re-identification settings read as today's defaults: "legacy" never re-identifies (one id), so they change nothing.
+LEGACY: dict[str, Any] = {"snap": 0.0, "faces": "legacy", "detect_every": 1, "reid_seconds": 2.0, "reid_distance": 1.0,
+                          "reid_size_ratio": 1.5, "reid_appearance": 0.9}
 DETECTORS = {"short": 0, "full": 1}  # MediaPipe model_selection: short range (< ~2 m, fast) or full range (< ~5 m)
 CSV_COLUMNS = ["frame", "timestamp", "x0", "y0", "x1", "y1", "confidence", "face_found", "image", "reason"]
+PERSON_COLUMNS = ["person", "interpolated"]  # boxes.csv's last columns: whose face, box interpolated (detect_every)
 
 
 def recorded_settings(d: dict[str, Any]) -> dict[str, Any]:
@@ -79,12 +84,19 @@ def recorded_settings(d: dict[str, Any]) -> dict[str, Any]:
     return {**LEGACY, **d}
 
 
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the decoded frame
-
-
 @dataclass(frozen=True)
 class TrackConfig:
-    """Everything that changes which frames are face frames and what their crops look like."""
+    """Everything that changes which frames are face frames, whose face they hold and what their crops look like.
+
+    Tracking (:mod:`fer_zoo.video.tracking`): ``faces`` "all" (every face, one person id each), "largest" (one face
+    at a time, the largest when acquired), a number N as a string ("2": at most N at once, the largest), or "legacy"
+    (the rule before ``faces`` existed: one at a time, the most confident when acquired, one id); ``detect_every``
+    (frames, >= 1) runs the detector on every k-th frame only and interpolates boxes between; ``min_hits``
+    (consecutive frames to confirm a face), ``max_lost`` (frames a face may be missing inside a segment), ``iou_min``.
+    Re-identification of a face that comes back: within ``reid_seconds`` (seconds; 0: never), centre within
+    ``reid_distance`` box widths, size ratio <= ``reid_size_ratio``, colour histogram similarity >=
+    ``reid_appearance`` (Bhattacharyya coefficient in [0, 1]; 0: position and size only).
+    Raises :class:`ValueError` naming the setting for a value out of range."""
 
     margin: float = 0.25
     size: int = 224
@@ -95,6 +107,12 @@ class TrackConfig:
     iou_min: float = 0.2
     jpeg_quality: int = JPEG_QUALITY
     snap: float = SNAP
+    faces: str = "all"
+    detect_every: int = 1
+    reid_seconds: float = 2.0
+    reid_distance: float = 1.0
+    reid_size_ratio: float = 1.5
+    reid_appearance: float = 0.9
 
     def __post_init__(self) -> None:
         if self.margin < 0:
@@ -113,6 +131,18 @@ class TrackConfig:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
         if not 0.0 <= self.snap <= 0.25:
             raise ValueError(f"snap must be in [0, 0.25] (a fraction of the face box), got {self.snap}")
+        object.__setattr__(self, "faces", parse_faces(self.faces))  # "2" and 2 are one setting
+        if isinstance(self.detect_every, bool) or int(self.detect_every) != self.detect_every or self.detect_every < 1:
+            raise ValueError(f"detect_every must be an integer >= 1 (frames), got {self.detect_every!r}")
+        object.__setattr__(self, "detect_every", int(self.detect_every))
+        if not 0.0 <= self.reid_seconds <= 60.0:
+            raise ValueError(f"reid_seconds must be in [0, 60] seconds (0: no re-identification), "
+                             f"got {self.reid_seconds}")
+        if not self.reid_distance > 0 or not self.reid_size_ratio >= 1.0:
+            raise ValueError(f"reid_distance must be > 0 (box widths) and reid_size_ratio >= 1, got "
+                             f"{self.reid_distance}, {self.reid_size_ratio}")
+        if not 0.0 <= self.reid_appearance <= 1.0:
+            raise ValueError(f"reid_appearance must be in [0, 1] (0: no appearance check), got {self.reid_appearance}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "version": TRACK_VERSION}
@@ -123,12 +153,6 @@ class TrackConfig:
         reproduces what was done before they existed (:func:`recorded_settings`), not today's default."""
         d = recorded_settings(d)
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-
-
-@dataclass
-class Detection:
-    box: Box
-    score: float
 
 
 @dataclass
@@ -145,77 +169,36 @@ class Decision:
         return self.box is not None
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when either is empty)."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class FaceTracker:
-    """The tracking rule of the module docstring, on detections only (no images): ``step`` per frame, ``finish``.
+    """The single-face rule trees were made with before ``faces`` existed (``faces="legacy"`` of
+    :class:`~fer_zoo.video.tracking.MultiFaceTracker`), with one :class:`Decision` per frame.
 
-    ``step`` returns the decisions that became final with this frame, in frame order: nothing while a tentative
-    track waits for confirmation, then all of its frames at once.
+    ``step`` returns the decisions that became final with this frame, in frame order (nothing while a tentative
+    track waits for confirmation or a lost one for its return); ``finish`` the rest. Every frame is decided once.
     """
 
     def __init__(self, min_confidence: float = 0.5, iou_min: float = 0.2, min_hits: int = 5, max_lost: int = 10):
-        self.min_confidence, self.iou_min, self.min_hits, self.max_lost = min_confidence, iou_min, min_hits, max_lost
-        self.box: Box | None = None
-        self.confirmed = False
-        self.lost = 0
-        self.pending: list[Decision] = []
-        self.frames_seen = 0
+        cfg = TrackConfig(min_confidence=min_confidence, iou_min=iou_min, min_hits=min_hits, max_lost=max_lost,
+                          faces="legacy")
+        self._tracker = MultiFaceTracker(cfg)
+        self._ledger = FrameLedger(cfg)
+        self._done = 0
 
     def step(self, frame: int, detections: list[Detection]) -> list[Decision]:
-        self.frames_seen += 1
-        cands = [d for d in detections if d.score >= self.min_confidence]
-        out: list[Decision] = []
-        if self.box is not None:
-            best = max(cands, key=lambda d: iou(self.box, d.box), default=None)  # type: ignore[arg-type]
-            if best is not None and iou(self.box, best.box) >= self.iou_min:
-                self.box, self.lost = best.box, 0
-                dec = Decision(frame, best.box, best.score)
-                if self.confirmed:
-                    return [dec]
-                self.pending.append(dec)
-                if len(self.pending) >= self.min_hits:
-                    self.confirmed = True
-                    out, self.pending = self.pending, []
-                return out
-            if not self.confirmed:  # a tentative track that missed a frame: a false alarm
-                out.extend(self._reject_pending())
-            else:
-                self.lost += 1
-                if self.lost <= self.max_lost:
-                    return [Decision(frame, None, 0.0, "other face only" if cands else "no detection")]
-                self.box, self.confirmed = None, False  # lost too long: re-acquire from this frame on
-        if not cands:
-            return [*out, Decision(frame, None, 0.0, "no detection")]
-        best = max(cands, key=lambda d: d.score)
-        self.box, self.lost = best.box, 0
-        dec = Decision(frame, best.box, best.score)
-        if self.min_hits <= 1:
-            self.confirmed = True
-            return [*out, dec]
-        self.confirmed = False
-        self.pending = [dec]
-        return out
-
-    def _reject_pending(self) -> list[Decision]:
-        rejected = [Decision(d.frame, None, 0.0, f"unconfirmed detection (confidence {d.confidence:.2f}, seen in "
-                             f"< {self.min_hits} consecutive frames)") for d in self.pending]
-        self.pending, self.box = [], None
-        return rejected
+        self._ledger.note(frame, float(frame), detections)
+        return self._settle(self._tracker.step(frame, float(frame), detections), self._tracker.horizon)
 
     def finish(self) -> list[Decision]:
-        """Settle a tentative track at the end: kept only when it covers the whole (short) clip."""
-        if self.pending and self.pending[0].frame == 0 and len(self.pending) == self.frames_seen:
-            out, self.pending = self.pending, []
-            return out
-        return self._reject_pending()
+        return self._settle(self._tracker.finish(), self._ledger.frames)
+
+    def _settle(self, step: TrackerStep, upto: int) -> list[Decision]:
+        self._ledger.add(step)
+        out = []
+        for f in range(self._done, upto):
+            rec = self._ledger.record(f, 1)
+            out.append(Decision(f, rec.box, rec.confidence, rec.reason))
+        self._done = max(self._done, upto)
+        return out
 
 
 def snap_box(box: Box, snap: float) -> Box:
@@ -374,7 +357,10 @@ class FaceDetector:
 
 @dataclass
 class FrameRecord:
-    """One row of ``boxes.csv``; ``jpeg`` holds the encoded crop of a face frame (``None`` otherwise)."""
+    """One row of ``boxes.csv``; ``jpeg`` holds the encoded crop of a face frame (``None`` otherwise).
+
+    ``person``: the person id whose face the row is about (0: none, a video without anyone); ``interpolated``: the box
+    was interpolated between two detections (``detect_every`` > 1)."""
 
     frame: int
     timestamp: float
@@ -383,6 +369,8 @@ class FrameRecord:
     reason: str = ""
     jpeg: bytes | None = None
     image: str = ""  # file name once written (preprocess)
+    person: int = 0
+    interpolated: bool = False
 
     @property
     def face_found(self) -> bool:
@@ -394,13 +382,14 @@ class FrameRecord:
                 "x0": round(b[0], 1) if b else "", "y0": round(b[1], 1) if b else "",
                 "x1": round(b[2], 1) if b else "", "y1": round(b[3], 1) if b else "",
                 "confidence": round(self.confidence, 4) if b else "", "face_found": int(b is not None),
-                "image": self.image, "reason": self.reason}
+                "image": self.image, "reason": self.reason, "person": self.person or "",
+                "interpolated": int(self.interpolated) if b else ""}
 
 
-@dataclass
-class TrackResult:
-    info: VideoInfo
-    records: list[FrameRecord] = field(default_factory=list)
+class _Rows:
+    """Per-frame views of ``records`` (one :class:`FrameRecord` per decoded frame, in frame order)."""
+
+    records: list[FrameRecord]
 
     @property
     def n_frames(self) -> int:
@@ -419,45 +408,142 @@ class TrackResult:
         return np.array([r.timestamp for r in self.records], np.float64)
 
 
+@dataclass
+class PersonTrack(_Rows):
+    """One person of a video: ``records`` has one row per decoded frame (the video's frame numbers), with this
+    person's box on the frames where their face was tracked (``face_found``) and why not on the others."""
+
+    person: int
+    records: list[FrameRecord] = field(default_factory=list)
+
+
+@dataclass
+class TrackResult(_Rows):
+    """Every person tracked in one video (``people``, by id) and, in ``frames``, one row per frame for a video
+    without anyone (why no face).
+
+    ``records``: person 1's rows (or ``frames`` when nobody was found), what a single-face caller reads; with
+    ``faces="legacy"`` (and for photos) person 1 is the one tracked face, as before ``faces`` existed."""
+
+    info: VideoInfo
+    people: list[PersonTrack] = field(default_factory=list)
+    frames: list[FrameRecord] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[FrameRecord]:  # type: ignore[override]
+        return self.people[0].records if self.people else self.frames
+
+
+class FrameLedger:
+    """What ``boxes.csv`` needs per frame: its timestamp, whether detection ran and found candidates, false alarms
+    (:attr:`TrackerStep.rejected`), and every person's decided rows; :meth:`record` gives a person's row of a frame."""
+
+    def __init__(self, cfg: TrackConfig) -> None:
+        self.cfg = cfg
+        self.times: list[float] = []
+        self.cands: list[int] = []  # candidates (score >= min_confidence) per frame; -1: detection skipped
+        self.rejected: dict[int, float] = {}
+        self.claimed: dict[int, dict[int, FrameRecord]] = {}
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+    def note(self, frame: int, time: float, detections: list[Detection] | None) -> None:
+        if frame != len(self.times):
+            raise ValueError(f"frames must come in order from 0: expected {len(self.times)}, got {frame}")
+        self.times.append(time)
+        self.cands.append(-1 if detections is None else
+                          sum(d.score >= self.cfg.min_confidence for d in detections))
+
+    def add(self, step: TrackerStep, jpeg: Callable[[Any], bytes | None] | None = None) -> None:
+        """Record a step's decisions; ``jpeg(decision)`` gives the crop of a decision with a box."""
+        self.rejected.update(step.rejected)
+        for d in step.decisions:
+            rec = FrameRecord(d.frame, self.times[d.frame], d.box, d.confidence, d.reason, person=d.person,
+                              interpolated=d.interpolated)
+            if d.box is not None and jpeg is not None:
+                rec.jpeg = jpeg(d)
+            self.claimed.setdefault(d.person, {})[d.frame] = rec
+
+    def reason(self, frame: int) -> str:
+        """Why a frame has no box for a person the tracker said nothing about at that frame."""
+        if frame in self.rejected:
+            return (f"unconfirmed detection (confidence {self.rejected[frame]:.2f}, seen in < {self.cfg.min_hits} "
+                    "consecutive frames)")
+        n = self.cands[frame]
+        if n < 0:
+            return f"detection skipped (detect_every {self.cfg.detect_every})"
+        return "other face only" if n else "no detection"
+
+    def record(self, frame: int, person: int) -> FrameRecord:
+        rec = self.claimed.get(person, {}).get(frame)
+        return rec if rec is not None else FrameRecord(frame, self.times[frame], None, 0.0, self.reason(frame),
+                                                       person=person)
+
+    def result(self, info: VideoInfo) -> TrackResult:
+        n = self.frames
+        people = [PersonTrack(p, [self.record(f, p) for f in range(n)]) for p in sorted(self.claimed)]
+        return TrackResult(info, people, [self.record(f, 0) for f in range(n)])
+
+
+def _with_last(frames: Iterator[tuple[int, float, np.ndarray]]) -> Iterator[tuple[int, float, np.ndarray, bool]]:
+    """``frames`` with a flag on the last one (decoded one frame ahead)."""
+    it = iter(frames)
+    prev = next(it, None)
+    while prev is not None:
+        nxt = next(it, None)
+        yield (*prev, nxt is None)
+        prev = nxt
+
+
 def track_video(path: str | Path, cfg: TrackConfig, keep: Callable[[int], bool] | None = None,
                 detector: FaceDetector | None = None, progress: Callable[[int], None] | None = None) -> TrackResult:
-    """Decode, detect, track and crop one video (or photo: a 1-frame clip, see :func:`track_image`);
-    ``keep(frame)`` says which face frames keep their JPEG crop.
+    """Decode, detect, track and crop one video (or photo: a 1-frame clip, see :func:`track_image`): one
+    :class:`PersonTrack` per person (``cfg.faces``), each with a row per decoded frame and the JPEG crop of its face
+    frames; ``keep(frame)`` says which face frames keep their crop (default: all).
 
-    ``progress(n)`` is called after each decoded frame with ``n = 1`` (a progress bar's ``update``).
+    Detection runs on the frames :meth:`MultiFaceTracker.wants_detection` asks for (every ``cfg.detect_every``-th,
+    every frame while a face is new or lost) and on the last frame. A photo is tracked with ``faces="legacy"``: its
+    most confident face. ``progress(n)`` is called after each decoded frame with ``n = 1`` (a progress bar's
+    ``update``).
 
     Raises :class:`ClipReadError` for a missing, corrupt or truncated video. Frames stay buffered (raw RGB) only
-    while the tracker has not decided on them, i.e. at most ``min_hits`` frames.
+    while the tracker may still decide on them (:attr:`MultiFaceTracker.horizon`: at most ``min_hits`` frames, or
+    ``max_lost + detect_every`` while a face is lost).
     """
+    import dataclasses
+
     own = detector is None
     det = detector or FaceDetector(cfg)
-    tracker = FaceTracker(cfg.min_confidence, cfg.iou_min, cfg.min_hits, cfg.max_lost)
-    waiting: dict[int, tuple[float, np.ndarray]] = {}
-    result: TrackResult | None = None
+    tcfg = dataclasses.replace(cfg, faces="legacy") if is_image(path) else cfg
+    tracker = MultiFaceTracker(tcfg)
+    ledger = FrameLedger(tcfg)
+    waiting: dict[int, np.ndarray] = {}
+    low = 0
+    histograms = tcfg.faces != "legacy" and tcfg.reid_seconds > 0 and tcfg.reid_appearance > 0
 
-    def settle(decisions: list[Decision]) -> None:
-        assert result is not None
-        for d in decisions:
-            ts, rgb = waiting.pop(d.frame)
-            rec = FrameRecord(d.frame, ts, d.box, d.confidence, d.reason)
-            if d.box is not None and (keep is None or keep(d.frame)):
-                rec.jpeg = face_crop(rgb, d.box, cfg)
-            result.records.append(rec)
+    def crop(d: Any) -> bytes | None:
+        return face_crop(waiting[d.frame], d.box, cfg) if keep is None or keep(d.frame) else None
 
     try:
         with (open_video(path) if not is_image(path) else _open_image(path)) as (info, frames):
-            result = TrackResult(info)
-            for i, ts, rgb in frames:
-                waiting[i] = (ts, rgb)
-                settle(tracker.step(i, det(rgb)))
+            for i, ts, rgb, last in _with_last(frames):
+                waiting[i] = rgb
+                dets = det(rgb) if tracker.wants_detection(i) or last else None
+                ledger.note(i, ts, dets)
+                look = (lambda box, rgb=rgb: colour_histogram(rgb, box)) if histograms else None
+                ledger.add(tracker.step(i, ts, dets, look), crop)
+                while low < tracker.horizon:
+                    waiting.pop(low, None)
+                    low += 1
                 if progress is not None:
                     progress(1)
-            settle(tracker.finish())
+            ledger.add(tracker.finish(), crop)
     finally:
         if own:
             det.close()
-    assert result is not None and not waiting
-    return result
+    return ledger.result(info)
 
 
 def is_image(path: str | Path) -> bool:
@@ -473,7 +559,8 @@ def _open_image(path: str | Path) -> Iterator[tuple[VideoInfo, Iterator[tuple[in
 
 
 def track_image(path: str | Path, cfg: TrackConfig, detector: FaceDetector | None = None) -> TrackResult:
-    """:func:`track_video` for a photo: one record, the most confident face's crop (or "no detection").
+    """:func:`track_video` for a photo: one record, the most confident face's crop (or "no detection"), whatever
+    ``cfg.faces`` says.
 
     Raises :class:`ClipReadError` for a missing, empty or unreadable image."""
     if not is_image(path):
@@ -485,7 +572,7 @@ def write_boxes_csv(path: Path, records: list[FrameRecord]) -> None:
     import csv
 
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS + PERSON_COLUMNS)
         w.writeheader()
         for r in records:
             w.writerow(r.csv_row())
