@@ -140,8 +140,9 @@ def test_manifest_is_written_and_a_rerun_keeps_what_you_typed_and_added(tmp_path
     sub = "Clip/clip_224x224"
     index = _index(("a", "ok", ""), ("b", "ok", ""), ("n", "no_face", "no face found in n.mp4"))
     s = write_manifest(tmp_path, sub, index, {"a": LabelRow("a.mp4", "happiness", "ann", "l:2")})
-    assert _rows(tmp_path / "manifest.csv") == [{"path": f"{sub}/a", "label": "happiness", "subject": "ann"},
-                                                {"path": f"{sub}/b", "label": "", "subject": ""}]
+    assert _rows(tmp_path / "manifest.csv") == [  # person: the person id within the video (clips.csv's column)
+        {"path": f"{sub}/a", "label": "happiness", "subject": "ann", "person": ""},
+        {"path": f"{sub}/b", "label": "", "subject": "", "person": ""}]
     assert (s.clips, s.unlabeled, s.left_out) == (2, ["b"], {"n": "no face found in n.mp4"})
     print_summary(s, True, [])
     out = capsys.readouterr().out
@@ -153,10 +154,10 @@ def test_manifest_is_written_and_a_rerun_keeps_what_you_typed_and_added(tmp_path
     index.append({"clip_id": "c", "status": "ok", "reason": ""})
     s = write_manifest(tmp_path, sub, index, {"c": LabelRow("c.mp4", "neutral", "", "l:4")})
     assert _rows(tmp_path / "manifest.csv") == [
-        {"path": f"{sub}/a", "label": "happiness", "subject": "ann", "split": ""},
-        {"path": f"{sub}/b", "label": "sadness", "subject": "", "split": "test"},
-        {"path": "/photos/p1.jpg", "label": "neutral", "subject": "", "split": ""},
-        {"path": f"{sub}/c", "label": "neutral", "subject": "", "split": ""}]
+        {"path": f"{sub}/a", "label": "happiness", "subject": "ann", "split": "", "person": ""},
+        {"path": f"{sub}/b", "label": "sadness", "subject": "", "split": "test", "person": ""},
+        {"path": "/photos/p1.jpg", "label": "neutral", "subject": "", "split": "", "person": ""},
+        {"path": f"{sub}/c", "label": "neutral", "subject": "", "split": "", "person": ""}]
     assert (s.clips, s.other_rows, s.unlabeled, dict(s.labels)) == (3, 1, [], {"happiness": 1, "sadness": 1,
                                                                              "neutral": 1})
     # A spelling that the training run would refuse is pointed out already here.
@@ -318,9 +319,10 @@ def test_own_clips_end_to_end(face_videos: Path, face_photos: Path, tmp_path: Pa
     assert "NOT IN MANIFEST no_face: no face found in" in out
     assert "manifest: data/my_clips/manifest.csv (3 clip folders; labels: happiness 2, neutral 1)" in out
     manifest = tmp_path / "data" / "my_clips" / "manifest.csv"
-    assert _rows(manifest) == [{"path": "Clip/clip_224x224/face_noface", "label": "happiness", "subject": ""},
-                               {"path": "Clip/clip_224x224/noface_face", "label": "neutral", "subject": ""},
-                               {"path": "Clip/clip_224x224/single_face", "label": "happiness", "subject": ""}]
+    assert _rows(manifest) == [
+        {"path": "Clip/clip_224x224/face_noface", "label": "happiness", "subject": "", "person": "1"},
+        {"path": "Clip/clip_224x224/noface_face", "label": "neutral", "subject": "", "person": "1"},
+        {"path": "Clip/clip_224x224/single_face", "label": "happiness", "subject": "", "person": "1"}]
     # Photos and clips in one manifest (absolute paths), and a typo in one row.
     with open(manifest, "a") as f:
         f.writelines(f"{p},{label},\n" for p, label in _photos(face_photos, 4))

@@ -304,3 +304,139 @@ def test_a_photo_is_cropped_like_every_frame_of_a_video_of_it(tmp_path: Path,
     with open(out / "manifest.csv", newline="") as f:
         listed = sorted(Path(r["path"]).name for r in csv.DictReader(f))
     assert listed == sorted([photo.stem, "still"])  # the photo without a face is left out
+
+
+# ------------------------------------------------------------------------------------------------ people, legacy
+
+
+def test_settings_written_before_faces_existed_are_read_as_the_single_face_rule() -> None:
+    """A preprocess.json from before --faces: one face at a time by the old rule, detection on every frame."""
+    old = {"detector": "short", "iou_min": 0.2, "jpeg_quality": 95, "margin": 0.25, "max_lost": 10,
+           "min_confidence": 0.5, "min_hits": 5, "size": 224, "snap": 0.08, "version": "1"}
+    cfg = TrackConfig.from_dict(old)
+    assert (cfg.faces, cfg.detect_every) == ("legacy", 1)
+    assert TrackConfig().faces == "all" and TrackConfig.from_dict(TrackConfig(faces=3).to_dict()).faces == "3"
+    assert {"faces", "detect_every", "reid_seconds", "reid_appearance"} <= set(TrackConfig().to_dict())
+
+
+def test_a_tree_preprocessed_before_faces_is_only_extended_with_faces_legacy(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from fer_zoo.video.preprocess import main
+
+    out = tmp_path / "tree"
+    out.mkdir()
+    old = {"detector": "short", "iou_min": 0.2, "jpeg_quality": 95, "margin": 0.25, "max_lost": 10,
+           "min_confidence": 0.5, "min_hits": 5, "size": 224, "snap": 0.08, "version": "1", "frame_cap": None,
+           "frames_subdir": "Clip/clip_224x224"}
+    (out / "preprocess.json").write_text(json.dumps(old))
+    photo = sorted((REPO / "data" / "sample" / "images" / "happiness").glob("*.jpg"))[0]
+    assert main([str(photo), "--out", str(out)]) == 2
+    assert "faces: 'legacy' there, 'all' now" in capsys.readouterr().err
+    assert main([str(photo), "--out", str(out), "--faces", "legacy"]) == 0
+    assert (out / "Clip" / "clip_224x224" / photo.stem / "00001.jpg").is_file()
+    assert json.loads((out / "preprocess.json").read_text()) == old  # the record of the tree is left as it was
+
+
+def _tiny_video(path: Path, frames: int = 12) -> Path:
+    """A 12-frame 128x96 H.264 video of a grey gradient (the fake detector below decides where the faces are)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.tile(np.linspace(40, 220, 128, dtype=np.uint8)[None, :, None], (96, 1, 3))
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        for _ in range(frames):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+class _FakeDetector:
+    """Stands in for MediaPipe: the same faces on every frame, ``FACES`` (a list of (box, score))."""
+
+    FACES: list = []
+
+    def __init__(self, cfg: TrackConfig) -> None:
+        pass
+
+    def __call__(self, rgb: np.ndarray) -> list[Detection]:
+        return [Detection(b, s) for b, s in self.FACES]
+
+    def close(self) -> None:
+        pass
+
+
+LEFT, RIGHT = ((5.0, 20.0, 45.0, 60.0), 0.8), ((70.0, 20.0, 120.0, 70.0), 0.9)
+
+
+def test_preprocess_writes_one_clip_per_person_and_replaces_what_an_earlier_run_wrote(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import fer_zoo.video.preprocess as pre
+
+    monkeypatch.setattr(pre, "FaceDetector", _FakeDetector)
+    video = _tiny_video(tmp_path / "in" / "v.mp4")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,label\nv.mp4,anger\n")
+    out, root = tmp_path / "out", tmp_path / "out" / "Clip" / "clip_224x224"
+
+    _FakeDetector.FACES = [LEFT]
+    assert pre.main([str(video), "--out", str(out), "--labels", str(labels)]) == 0
+    assert sorted(p.name for p in root.iterdir()) == ["v"]  # one person: the clip id of before
+    assert {r["person"] for r in _boxes(root / "v" / "boxes.csv")} == {"1"}
+
+    _FakeDetector.FACES = [LEFT, RIGHT]  # the same video, now with two people (e.g. another detector version)
+    assert pre.main([str(video), "--out", str(out), "--labels", str(labels), "--overwrite"]) == 0
+    assert sorted(p.name for p in root.iterdir()) == ["v_p1", "v_p2"], "the one-person clip of before is gone"
+    p1, p2 = _boxes(root / "v_p1" / "boxes.csv"), _boxes(root / "v_p2" / "boxes.csv")
+    assert [int(r["frame"]) for r in p1] == list(range(12)) and all(r["face_found"] == "1" for r in p1 + p2)
+    assert {(r["x0"], r["person"]) for r in p1} == {("70.0", "1")}  # ids: largest first
+    assert {(r["x0"], r["person"]) for r in p2} == {("5.0", "2")}
+    index = {r["clip_id"]: r for r in _boxes(out / "clips.csv")}
+    assert sorted(index) == ["v_p1", "v_p2"] and [index[c]["person"] for c in sorted(index)] == ["1", "2"]
+    with open(out / "manifest.csv", newline="") as f:
+        rows = [(r["path"], r["label"], r["person"]) for r in csv.DictReader(f)]
+    assert rows == [("Clip/clip_224x224/v_p1", "anger", "1"), ("Clip/clip_224x224/v_p2", "anger", "2")]
+    said = capsys.readouterr()
+    assert f"{video}: 2 people -> v_p1, v_p2" in said.out + said.err
+    assert pre.main([str(video), "--out", str(out)]) == 0  # done: skipped, the labels of before are kept
+    assert "1 skipped" in capsys.readouterr().out
+    with open(out / "manifest.csv", newline="") as f:
+        assert [r["label"] for r in csv.DictReader(f)] == ["anger", "anger"]
+
+
+def test_a_person_clip_id_taken_by_another_video_fails_that_video_only(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import fer_zoo.video.preprocess as pre
+
+    monkeypatch.setattr(pre, "FaceDetector", _FakeDetector)
+    _FakeDetector.FACES = [LEFT, RIGHT]
+    a = _tiny_video(tmp_path / "in" / "v.mp4")
+    b = _tiny_video(tmp_path / "in" / "v_p1.mp4")
+    out = tmp_path / "out"
+    assert pre.main([str(a), str(b), "--out", str(out)]) == 3
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert f"FAILED {a}: 2 people found, but the clip id v_p1 of one of them is the clip of {b}" in text
+    root = out / "Clip" / "clip_224x224"
+    assert sorted(p.name for p in root.iterdir()) == ["v_p1_p1", "v_p1_p2"]  # the other video went on
+
+
+def test_a_photo_with_two_faces_is_one_clip_of_its_most_confident_face(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    import fer_zoo.video.preprocess as pre
+
+    monkeypatch.setattr(pre, "FaceDetector", _FakeDetector)
+    _FakeDetector.FACES = [RIGHT, ((5.0, 20.0, 60.0, 75.0), 0.95)]  # the larger face is the less confident one
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), np.full((96, 128, 3), 128, np.uint8))
+    assert pre.main([str(photo), "--out", str(tmp_path / "out")]) == 0
+    (row,) = _boxes(tmp_path / "out" / "Clip" / "clip_224x224" / "two" / "boxes.csv")
+    assert (row["x0"], row["confidence"], row["person"]) == ("5.0", "0.95", "1")

@@ -1,9 +1,11 @@
 """The labeled manifest ``preprocess`` writes next to its crops, ready for ``datamodules.sources.ManifestSource``.
 
-``DIR/manifest.csv`` has the header ``path,label,subject`` (plus any columns you add, e.g. ``split``): one row per
-clip folder that holds face crops (``Clip/clip_224x224/<clip_id>``, relative to ``DIR``). Its labels come from
-``--labels`` (a CSV ``video,label[,subject]``), else from the manifest already there, else they are left empty for
-you to fill in (``ManifestSource`` refuses empty labels, naming the lines). A rerun keeps what is already there:
+``DIR/manifest.csv`` has the header ``path,label,subject,person`` (plus any columns you add, e.g. ``split``): one row
+per clip folder that holds face crops (``Clip/clip_224x224/<clip_id>``, relative to ``DIR``); ``person`` is the
+person id within its video (a video with several people has one clip per person, ``<clip_id>_p<person>``). Its
+labels come from ``--labels`` (a CSV ``video,label[,subject]``; a video's row labels every person clip of it), else
+from the manifest already there, else they are left empty for you to fill in (``ManifestSource`` refuses empty
+labels, naming the lines; it ignores the ``person`` column). A rerun keeps what is already there:
 labels you typed, rows you added (photos, clips from elsewhere) and extra columns; only the rows of this tree's
 clip folders are rewritten, and ``--labels`` overrides the label of the videos it names.
 
@@ -23,7 +25,7 @@ from datamodules.labels import near_duplicate_labels
 from fer_zoo.video.face_track import InputError
 
 MANIFEST = "manifest.csv"
-COLUMNS = ("path", "label", "subject")
+COLUMNS = ("path", "label", "subject", "person")
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,9 @@ def write_manifest(out: Path, frames_subdir: str, index: list[dict[str, str]],
                    labels: dict[str, LabelRow]) -> ManifestSummary:
     """Write ``out/manifest.csv`` (atomically) from the tree's ``clips.csv`` rows and this run's matched labels.
 
-    ``index``: the rows of ``clips.csv`` (clip_id, status, reason, ...); clips with status ``ok`` get a row
-    ``<frames_subdir>/<clip_id>,<label>,<subject>``. Rows already in the manifest keep their order, their labels
+    ``index``: the rows of ``clips.csv`` (clip_id, status, reason, person, ...); clips with status ``ok`` get a row
+    ``<frames_subdir>/<clip_id>,<label>,<subject>,<person>``; ``labels`` is keyed by clip id (every person clip of
+    a labeled video). Rows already in the manifest keep their order, their labels
     (unless ``labels`` names that clip) and their other columns; rows that are not clip folders of this tree are
     kept untouched; new clips are appended in clip-id order.
     """
@@ -143,6 +146,7 @@ def write_manifest(out: Path, frames_subdir: str, index: list[dict[str, str]],
                                               if r["status"] != "ok"})
 
     def fill(row: dict[str, str], cid: str) -> dict[str, str]:
+        row["person"] = str(ok[cid].get("person") or "")
         if cid in labels:
             row["label"], row["subject"] = labels[cid].label, labels[cid].subject or row.get("subject", "")
         summary.clips += 1
