@@ -529,3 +529,38 @@ def test_two_people_in_a_real_composite_give_two_tracks_with_the_right_boxes(fac
     assert main([str(video), "--out", str(tmp_path / "one"), "--faces", "largest"]) == 0
     rows = _rows(tmp_path / "one" / "Clip" / "clip_224x224" / "two" / "boxes.csv")
     assert all(float(r["x0"]) > 640 for r in rows) and {r["person"] for r in rows} == {"1"}
+
+
+@pytest.mark.slow
+def test_a_real_face_that_leaves_and_comes_back_keeps_its_id(face_videos: Path, tmp_path: Path) -> None:
+    """face_noface.mov until its face has been gone 24 frames (0.9 s), then noface_face.mov from the frame its face
+    enters (the same person at the same place): one person, two segments, with colour histograms on; with
+    re-identification off, two people."""
+    import av
+
+    from fer_zoo.video.face_track import open_video, track_video
+
+    def frames(name: str) -> list[np.ndarray]:
+        with open_video(face_videos / name) as (_, it):
+            return [rgb for _, _, rgb in it]
+
+    both = frames("face_noface.mov")[:96] + frames("noface_face.mov")[96:168]
+    video = tmp_path / "back.mp4"
+    with av.open(str(video), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = both[0].shape[1], both[0].shape[0], "yuv420p"
+        s.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1:sync-lookahead=0:rc-lookahead=0"}
+        for rgb in both:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    res = track_video(video, TrackConfig())
+    assert [p.person for p in res.people] == [1]
+    found = res.people[0].face_found
+    assert found[:72].all() and not found[72:96].any() and found[96:168].all()
+    assert {r.reason for r in res.people[0].records[72:96]} == {"no detection"}
+    off = track_video(video, TrackConfig(reid_seconds=0))
+    assert [p.person for p in off.people] == [1, 2]
+    assert off.people[0].face_found[:72].all() and not off.people[0].face_found[72:].any()
+    assert off.people[1].face_found[96:168].all() and not off.people[1].face_found[:96].any()
