@@ -169,6 +169,13 @@ def test_preprocess_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "notes.txt: not a video or photo file" in capsys.readouterr().err
     assert main([str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "out")]) == 2
     assert "nope.mp4: no such file" in capsys.readouterr().err
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not decoded: the settings are checked first")
+    assert main([str(video), "--out", str(tmp_path / "out"), "--faces", "most"]) == 2
+    assert "faces must be 'all', 'largest' or a number of faces >= 1" in capsys.readouterr().err
+    assert main([str(video), "--out", str(tmp_path / "out"), "--detect_every", "0"]) == 2
+    assert "detect_every must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------------ real videos

@@ -342,9 +342,9 @@ def _report(outcomes: list[ClipOutcome], frames_root: Path) -> int:
     print(f"\npreprocess summary: {len(by['ok'])} ok, {len(by['no_face'])} no face, {len(by['failed'])} failed, "
           f"{len(by['skipped'])} skipped (already done) -> {frames_root}")
     if frames:
-        print(f"  {frames} frames of {len(per_video)} videos/photos, {people} people tracked, {faces} face frames "
-              f"over all people ({faces / frames:.1%} of the frames), {sum(o.written for o in outcomes)} images "
-              f"written, {frames / max(secs, 1e-9):.0f} frames/s")
+        print(f"  {frames} frames of {len(per_video)} videos/photos, {people} people tracked, {faces} frames with "
+              f"a tracked face (summed over people), {sum(o.written for o in outcomes)} images written, "
+              f"{frames / max(secs, 1e-9):.0f} frames/s")
     for o in by["no_face"]:
         print(f"  NO FACE {o.clip_id}: {o.reason}")
     for o in by["failed"]:
