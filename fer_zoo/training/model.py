@@ -289,13 +289,18 @@ class TemporalTransformer(nn.Module):
         tok = self.proj[name](self.input_dropout(self.input_norm[name](x)))
         return tok + self.modality_embed[self.modalities.index(name)]
 
-    def _encode(self, tokens: Tensor, token_valid: Tensor, cls: Tensor, encoder: nn.TransformerEncoder) -> Tensor:
-        """Prepend CLS, run the encoder with invalid tokens masked as keys, return the normalised CLS output."""
+    def _run_encoder(self, tokens: Tensor, token_valid: Tensor, cls: Tensor,
+                     encoder: nn.TransformerEncoder) -> Tensor:
+        """Prepend CLS, run the encoder with invalid tokens masked as keys (CLS never is, so every query has a key):
+        the raw outputs ``[B, 1 + L, d_model]``, CLS first."""
         b = tokens.shape[0]
         seq = torch.cat([cls.expand(b, 1, -1), tokens], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=tokens.device), ~token_valid], dim=1)
-        out = encoder(self.embed_dropout(seq), src_key_padding_mask=pad)
-        return self.norm(out[:, 0])
+        return encoder(self.embed_dropout(seq), src_key_padding_mask=pad)
+
+    def _encode(self, tokens: Tensor, token_valid: Tensor, cls: Tensor, encoder: nn.TransformerEncoder) -> Tensor:
+        """The normalised CLS output ``[B, d_model]`` of :meth:`_run_encoder`."""
+        return self.norm(self._run_encoder(tokens, token_valid, cls, encoder)[:, 0])
 
     def forward(self, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
         """Return logits ``[B, num_classes]``; see the module docstring for the masking contract."""
@@ -316,7 +321,15 @@ class TemporalTransformer(nn.Module):
             pooled = (torch.stack(outs, dim=1) * w[..., None]).sum(dim=1) / w.sum(dim=1, keepdim=True)
             return self._with_stats(self.head(pooled), features, valid)
 
-        cls = self.cls_token[None]
+        tokens, token_valid = self._fused_tokens(features, valid, names, time)
+        logits = self.head(self._encode(tokens, token_valid, self.cls_token[None], self.encoder))
+        return self._with_stats(logits, features, valid)
+
+    def _fused_tokens(self, features: dict[str, Tensor], valid: dict[str, Tensor], names: list[str],
+                      time: Tensor) -> tuple[Tensor, Tensor]:
+        """The shared sequence of ``early``/``tokens`` fusion: ``(tokens [B, L, d_model], token_valid [B, L])``,
+        time embedding added. ``early``: ``L = T``, a frame's token is the mean of its valid modalities' tokens (valid
+        where any is); ``tokens``: ``L = M * T``, modality-major ``[m0 t0..tT, m1 t0..tT, ...]`` in ``names`` order."""
         if self.fusion == "early":
             acc = torch.zeros(*valid[names[0]].shape, self.d_model, device=time.device)
             count = torch.zeros(*valid[names[0]].shape, 1, device=time.device)
@@ -329,7 +342,7 @@ class TemporalTransformer(nn.Module):
         else:  # tokens: modality-major layout [m0 t0..tT, m1 t0..tT, ...]
             tokens = torch.cat([self._embed(m, features[m], valid[m]) + time for m in names], dim=1)
             token_valid = torch.cat([valid[m] for m in names], dim=1)
-        return self._with_stats(self.head(self._encode(tokens, token_valid, cls, self.encoder)), features, valid)
+        return tokens, token_valid
 
     def _with_stats(self, logits: Tensor, features: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
         if self.stats_head is None:
