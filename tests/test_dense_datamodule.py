@@ -2,7 +2,8 @@
 
 The tree: empty image files (labels and listings never decode images) and EXPR / VA / AU files whose values are
 known. The stores' features say where each row came from: column 0 = the row's annotation frame + 1 (0 is "no
-row"), column 1 = the clip's number, so every test can check which frame landed where.
+row"), column 1 = the clip's number, so every test can check which frame landed where; the other columns hold the
+frame's expression class (``dim >= 10``: one-hot in columns 2-9 and column 1 zero).
 """
 
 from __future__ import annotations
@@ -77,7 +78,12 @@ def build_tree(root: Path, invalid: dict[str, set[int]] | None = None, frame_cap
         feats = np.zeros((len(frames), dim), np.float32)
         feats[:, 0] = frames + 1
         feats[:, 1] = NUMBER[clip]
-        feats[:, 2:] = np.asarray(expr_of(clip, n))[frames, None]  # the class: something the features really show
+        y = np.asarray(expr_of(clip, n))[frames]  # the class: something the features really show
+        if dim >= 10:  # one-hot in columns 2-9 (no class for -1)
+            feats[np.flatnonzero(y >= 0), 2 + y[y >= 0]] = 1.0
+            feats[:, 1] = 0.0
+        else:
+            feats[:, 2:] = y[:, None]
         valid = ~np.isin(frames, sorted(invalid.get(clip, ())))
         positions = np.searchsorted(np.array([k - 1 for k in range(1, n + 1) if k not in deleted]), frames)
         writer.add(ClipResult(clip, feats, valid, positions, positions / 30.0).from_source(

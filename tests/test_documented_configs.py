@@ -34,8 +34,10 @@ DATA_CONFIGS = {  # configs/data/<x>.yaml -> (source class, fold it sets)
     "ferv39k": ("FERV39KSource", None),
 }
 # my_clips.yaml names your own manifest (a user copies and edits it): tests/test_own_clips.py resolves it.
+# abaw_*.yaml are the dense (per-frame) task on Aff-Wild2: tests/test_dense_configs.py resolves them.
 TRAINING_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml")
-                          if p.name not in {"extract.yaml", "ablation.yaml", "my_clips.yaml"})
+                          if p.name not in {"extract.yaml", "ablation.yaml", "my_clips.yaml"}
+                          and not p.name.startswith("abaw_"))
 
 
 def _fit_args(training: str, *more: str) -> list[str]:
@@ -125,8 +127,9 @@ def test_readme_training_commands_resolve_to_their_dataset(monkeypatch: pytest.M
     _in_repo(monkeypatch)
     commands = _readme_commands()
     # configs/my_clips.yaml and your copy of it name your own manifest: tests/test_own_clips.py resolves those
-    fits = [c for c in commands if c[0] in {"fit", "validate", "test"} and not any(a.endswith("my_clips.yaml")
-                                                                                  for a in c)]
+    # configs/abaw_*.yaml (the dense task on Aff-Wild2): tests/test_dense_configs.py resolves those
+    fits = [c for c in commands if c[0] in {"fit", "validate", "test"} and not any(
+        a.endswith("my_clips.yaml") or Path(a).name.startswith("abaw_") for a in c)]
     assert len(fits) >= 2, f"the fit commands of README.md and docs/*.md were not found: {commands}"
     for cmd in fits:
         args = [a for a in cmd[1:] if not a.startswith("--print_config")]

@@ -100,18 +100,21 @@ class FERCLI(LightningCLI):
     """LightningCLI with linked model/data arguments, run folders, W&B and the checkpoint policy."""
 
     library_log: LibraryLog | None = None  # set by run_lightning_cli(quiet=True)
+    #: The top-level ``task`` this CLI runs (configs say ``task: dense`` for the per-frame task; see run_lightning_cli).
+    task = "clip"
+    #: What the "best" checkpoint maximises, and its file name.
+    monitor = "val/uar"
+    best_filename = "best-epoch{epoch:03d}-uar{val/uar:.4f}"
+    #: What a tested fit adds to its run folder (printed at the end of `fit`).
+    test_files = "results.json, confusion PNGs"
+
+    @classmethod
+    def classes(cls) -> tuple[type, type]:
+        """``(LightningModule class, LightningDataModule class)`` this CLI builds."""
+        return FERLitModule, FeatureDataModule
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.add_argument("--run_name", type=str | None, default=None,
-                            help="run folder name under --runs_dir (default: <modalities>-fold<k>-<time>)")
-        parser.add_argument("--runs_dir", type=str, default="runs")
-        parser.add_argument("--checkpoint_policy", type=str, default="best",
-                            help="which checkpoint `fit` tests: 'best' (best val/uar) or 'last'")
-        parser.add_argument("--test_after_fit", type=bool, default=True)
-        parser.add_argument("--wandb", type=bool, default=True, help="log to W&B (offline unless WANDB_MODE=online)")
-        parser.add_argument("--wandb_project", type=str, default="fer_zoo")
-        parser.add_argument("--wandb_group", type=str | None, default=None)
-        parser.add_argument("--wandb_tags", type=list[str], default=[])
+        self.add_run_arguments(parser)
         parser.link_arguments("data.input_dims", "model.input_dims", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
@@ -123,6 +126,22 @@ class FERCLI(LightningCLI):
             "trainer.log_every_n_steps": 5,
             "trainer.deterministic": True,
         })
+
+    def add_run_arguments(self, parser: Any) -> None:
+        """The arguments every fer_zoo training CLI has (run folder, checkpoint policy, W&B, ``task``)."""
+        parser.add_argument("--task", type=str, default=self.task,
+                            help=f"'clip' (one label per clip) or 'dense' (labels per frame, e.g. ABAW); "
+                                 f"`python -m fer_zoo` picks the CLI from it (default here: {self.task})")
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="run folder name under --runs_dir (default: <modalities>-fold<k>-<time>)")
+        parser.add_argument("--runs_dir", type=str, default="runs")
+        parser.add_argument("--checkpoint_policy", type=str, default="best",
+                            help=f"which checkpoint `fit` tests: 'best' (best {self.monitor}) or 'last'")
+        parser.add_argument("--test_after_fit", type=bool, default=True)
+        parser.add_argument("--wandb", type=bool, default=True, help="log to W&B (offline unless WANDB_MODE=online)")
+        parser.add_argument("--wandb_project", type=str, default="fer_zoo")
+        parser.add_argument("--wandb_group", type=str | None, default=None)
+        parser.add_argument("--wandb_tags", type=list[str], default=[])
 
     # -- run folder, loggers, callbacks --------------------------------------------------------------------------
 
@@ -155,6 +174,9 @@ class FERCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg()
+        if cfg.task != self.task:
+            raise UsageError(f"task: {cfg.task!r} runs through another CLI than this one ({self.task!r}); give it "
+                             f"in a --config file or as --task on the command line of `python -m fer_zoo`")
         if cfg.checkpoint_policy not in POLICIES:
             raise UsageError(f"checkpoint_policy: {cfg.checkpoint_policy!r} is not one of {list(POLICIES)}")
         ckpt = cfg.get("ckpt_path")
@@ -184,8 +206,8 @@ class FERCLI(LightningCLI):
         # "last" policy (or a resume) would silently get a stale epoch. This one writes last.ckpt every epoch.
         self.last_checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=1, filename="last",
                                                enable_version_counter=False)
-        extra = [ModelCheckpoint(dirpath=ckpt_dir, monitor="val/uar", mode="max", save_top_k=1,
-                                 filename="best-epoch{epoch:03d}-uar{val/uar:.4f}", auto_insert_metric_name=False),
+        extra = [ModelCheckpoint(dirpath=ckpt_dir, monitor=self.monitor, mode="max", save_top_k=1,
+                                 filename=self.best_filename, auto_insert_metric_name=False),
                  self.last_checkpoint, StartCheckpoint(ckpt_dir), LearningRateMonitor(logging_interval="epoch")]
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         trainer = super().instantiate_trainer(**kwargs)
@@ -245,7 +267,7 @@ class FERCLI(LightningCLI):
             self._selection_to_wandb()
             self._print_baselines()
             print(f"run folder: {self.run_dir} (config.yaml, metrics.csv, checkpoints/"
-                  + (", results.json, confusion PNGs)" if cfg.test_after_fit else ")"))
+                  + (f", {self.test_files})" if cfg.test_after_fit else ")"))
             if self.library_log is not None and self.library_log.path is not None:
                 print(f"library messages (Lightning, W&B, warnings): {self.library_log.path}")
             wandb_runs = sorted((self.run_dir / "wandb").glob("offline-run-*"))
@@ -377,12 +399,58 @@ def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI, quiet: 
     rank with ``sys.argv``, so it must stay whole (and then LightningCLI has nothing to warn about).
     """
     args = None if list(argv) == sys.argv[1:] else list(argv)
+    if cli_class is FERCLI:
+        cli_class = cli_for_task(requested_task(list(argv)))
     library_log = LibraryLog() if quiet else None
     with library_log or contextlib.nullcontext(), warnings.catch_warnings():
         # In-process callers (the ablation's parse-only check, tests) pass their own args beside pytest's argv.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         cls = type(cli_class.__name__, (cli_class,), {"library_log": library_log}) if quiet else cli_class
-        return cls(FERLitModule, FeatureDataModule, args=args, **CLI_KWARGS)
+        model_class, data_class = cli_class.classes()
+        return cls(model_class, data_class, args=args, **CLI_KWARGS)
+
+
+TASKS = ("clip", "dense")
+
+
+def requested_task(argv: list[str]) -> str:
+    """The ``task`` a command line asks for: the last of ``--task X`` / ``--task=X`` and the top-level ``task:`` of
+    each ``--config`` file, in order (as jsonargparse applies them); ``"clip"`` when none says. Raises
+    :class:`UsageError` for a task that is not one of :data:`TASKS` (a missing or broken config file is left to the
+    parser, which names it)."""
+    import yaml
+
+    task = "clip"
+    i = 0
+    while i < len(argv):
+        arg = str(argv[i])
+        key, eq, value = arg.partition("=")
+        if key in ("--task", "--config"):
+            if not eq:
+                i += 1
+                value = str(argv[i]) if i < len(argv) else ""
+            if key == "--task":
+                task = value
+            else:
+                try:
+                    loaded = yaml.safe_load(Path(value).read_text())
+                except (OSError, yaml.YAMLError):
+                    loaded = None
+                if isinstance(loaded, dict) and "task" in loaded:
+                    task = str(loaded["task"])
+        i += 1
+    if task not in TASKS:
+        raise UsageError(f"task: {task!r} is not one of {list(TASKS)}")
+    return task
+
+
+def cli_for_task(task: str) -> type[FERCLI]:
+    """The CLI class of a task: :class:`FERCLI` for ``clip``, ``fer_zoo.dense.cli.DenseCLI`` for ``dense``."""
+    if task == "dense":
+        from fer_zoo.dense.cli import DenseCLI  # imports this module: loaded only when asked for
+
+        return DenseCLI
+    return FERCLI
 
 
 class _Parsed(Exception):
@@ -396,7 +464,7 @@ def parse_fit_config(args: list[str]) -> Any:
     instantiated: no run folder, no W&B run, no store opened. The ablation grid checks its cells with it, and the
     tests resolve every documented command with it."""
 
-    class _ParseOnly(FERCLI):
+    class _ParseOnly(cli_for_task(requested_task(["fit", *args]))):  # type: ignore[misc]
         def before_instantiate_classes(self) -> None:
             raise _Parsed(self._cfg())
 
