@@ -23,7 +23,6 @@ metric code as the model (torchmetrics: UAR = macro recall, WAR = accuracy, macr
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -265,9 +264,9 @@ def stats_columns(block_dims: Sequence[int], stats: str) -> np.ndarray:
 @dataclass
 class ProbeSelection:
     """A probe chosen by cross-validation (:func:`select_probe`): the refitted ``probe``; which clip statistics
-    (``stats``), the best ``C`` and the Cs averaged (``averaged``); the pooled out-of-fold UAR of every candidate
-    (``cv_uar[stats][C]``); and the out-of-fold logits of the probe (``oof`` ``float64 [N, num_classes]``: the mean
-    over the averaged Cs; rows of clips whose fold could not be fitted (one class) are NaN)."""
+    (``stats``) and ``C``; the pooled out-of-fold UAR of every candidate (``cv_uar[stats][C]``); and the
+    out-of-fold logits of the chosen candidate (``oof`` ``float64 [N, num_classes]``, rows of clips whose fold
+    could not be fitted (one class) are NaN)."""
 
     probe: FittedProbe
     stats: str
@@ -275,12 +274,9 @@ class ProbeSelection:
     cv_uar: dict[str, dict[str, float]]
     oof: np.ndarray
     folds: int
-    averaged: list[float] = field(default_factory=list)  # the Cs whose logits the probe averages
-    se: float = 0.0  # binomial standard error of the best cross-validated UAR
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stats": self.stats, "C": self.C, "averaged_Cs": self.averaged, "cv_se": self.se,
-                "cv_uar": self.cv_uar, "folds": self.folds}
+        return {"stats": self.stats, "C": self.C, "cv_uar": self.cv_uar, "folds": self.folds}
 
 
 def select_probe(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -291,15 +287,9 @@ def select_probe(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence
 
     For each candidate (clip means alone or means and stds, times each ``C``), one logistic regression per fold
     (standardised with the fold's own training rows; ``C`` from small to large, each fit warm-started from the
-    previous one), its out-of-fold logits pooled over the folds and scored by UAR. The best candidate's statistics
-    win (ties: the means alone, then the smaller ``C``). The probe is then the average of the logits of every ``C``
-    of those statistics whose cross-validated UAR lies within one binomial standard error of the best
-    (``sqrt(u (1 - u) / n)``), each refitted on every row: the UAR-by-C curve is flat within noise over a decade
-    or two on real data, and its peak is where the noise put it; averaging the models the data cannot tell apart
-    scored +2.1 (face mesh) and +0.7 (frame embedding) test UAR points above taking the peak alone, over 5
-    person-grouped folds (``benchmarks/bench_probe.py``). One scaler for all of them, so the average is still one
-    linear map of the clip statistics. ``folds``: ``(train_rows, test_rows)`` pairs (:func:`cv_folds`);
-    ``block_dims`` (the widths of the :func:`clip_statistics` blocks) is required.
+    previous one), its out-of-fold logits pooled over the folds and scored by UAR; the best candidate wins (ties:
+    the means alone, then the smaller ``C``) and is refitted on every row. ``folds``: ``(train_rows, test_rows)``
+    pairs (:func:`cv_folds`); ``block_dims`` (the widths of the :func:`clip_statistics` blocks) is required.
 
     Why not ``C`` on the validation split and the training split alone (the rule before issue 28): on multi-frame
     clips that probe trailed a plain logistic regression on the clip means, fitted on training + validation with
@@ -341,19 +331,11 @@ def select_probe(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence
     cv = {st: {str(c): (scores(oof[(st, c)][covered].argmax(axis=1), y[covered], num_classes)["test/uar"]
                         if covered.any() else 0.0) for c in cs} for st in usable}
     order = [(st, c) for st in usable for c in cs]  # tie order: means first, then smaller C
-    st, best_c = max(order, key=lambda k: (cv[k[0]][str(k[1])], -order.index(k)))
-    best = cv[st][str(best_c)]
-    se = math.sqrt(best * (1.0 - best) / max(1, int(covered.sum())))
-    averaged = [c for c in cs if cv[st][str(c)] >= best - se]
-    cols = stats_columns(block_dims, st)
-    fits = [fit_probe(x, y, x[:0], y[:0], num_classes, class_weight, cs=(c,), block_dims=block_dims, columns=cols)
-            for c in averaged]
-    probe = fits[0]
-    probe.coef = np.mean([f.coef for f in fits], axis=0)  # one scaler for all (same columns, same rows): the mean
-    probe.intercept = np.mean([f.intercept for f in fits], axis=0)  # of their logits is one linear map
-    probe.C, probe.val_uar, probe.val_uar_by_C = best_c, best, dict(cv[st])
-    oof_mean = np.mean([oof[(st, c)] for c in averaged], axis=0)
-    return ProbeSelection(probe, st, best_c, cv, oof_mean, len(folds), averaged, se)
+    st, c = max(order, key=lambda k: (cv[k[0]][str(k[1])], -order.index(k)))
+    probe = fit_probe(x, y, x[:0], y[:0], num_classes, class_weight, cs=(c,), block_dims=block_dims,
+                      columns=stats_columns(block_dims, st))
+    probe.val_uar, probe.val_uar_by_C = cv[st][str(c)], dict(cv[st])
+    return ProbeSelection(probe, st, c, cv, oof[(st, c)], len(folds))
 
 
 def floor_std_scales(x: np.ndarray, keep: np.ndarray, scale: np.ndarray, block_dims: Sequence[int]) -> np.ndarray:
