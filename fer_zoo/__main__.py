@@ -12,9 +12,9 @@ COMMANDS = {
     "import-features": ("fer_zoo.imports.command:main", "turn OpenFace / py-feat CSVs or .npy files into a store"),
     "fetch-weights": ("fer_zoo.extraction.fetch_weights:main", "download the pretrained weights a config needs"),
     "ablate": ("fer_zoo.ablation.grid:main", "a grid of modality sets x folds x seeds, with a summary table and chart"),
-    "probe": ("fer_zoo.training.probe_command:main", "linear-probe and majority-class baselines on a fit config's split"),
-    "preprocess": ("fer_zoo.video.preprocess:main", "track the face in raw videos and write DFEW-layout face crops"),
-    "predict-video": ("fer_zoo.video.predict:main", "predict emotions over time on your own videos with a trained run"),
+    "probe": ("fer_zoo.training.probe_command:main", "linear-probe and majority baselines on a fit config's split"),
+    "preprocess": ("fer_zoo.video.preprocess:main", "track every face in raw videos, write DFEW-layout face crops"),
+    "predict-video": ("fer_zoo.video.predict:main", "emotions of every person, per frame, in videos, cameras, streams"),
     "finetune-frames": ("fer_zoo.finetune.command:main", "fine-tune a frame encoder on labeled photos -> encoder file"),
 }
 LIGHTNING = {

@@ -109,7 +109,7 @@ def test_best_policy_weighs_the_start_against_the_best_epoch(sample_stores: Path
     chosen = "best epoch" if cands["best epoch"]["val/uar"] - cands["start"]["val/uar"] > se else "start"
     assert res["candidates"]["chosen"] == chosen and res["checkpoint"] == cands[chosen]["checkpoint"]
     # The choice is also kept beside the checkpoints: predict-video finds it without results.json (test_after_fit off)
-    from fer_zoo.video.predict import _pick_checkpoint
+    from fer_zoo.video.run_info import _pick_checkpoint
 
     kept = json.loads((run / "checkpoints" / "selection.json").read_text())
     assert kept["checkpoint"] == res["checkpoint"] and str(_pick_checkpoint(run, {})) == res["checkpoint"]

@@ -360,5 +360,7 @@ def test_own_clips_end_to_end(face_videos: Path, face_photos: Path, tmp_path: Pa
     pred = json.loads((tmp_path / "predictions" / "single_face" / "predictions.json").read_text())
     assert pred["status"] == "ok" and pred["class_names"] == ["happiness", "neutral"]
     assert pred["face_crops"]["settings_from"].endswith("data/my_clips/preprocess.json")  # cropped as in training
-    assert all(w["probs"] is not None for w in pred["windows"])
+    with open(tmp_path / "predictions" / "single_face" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 72 and all(r["top_class"] in ("happiness", "neutral") for r in rows)  # every frame answered
     assert (tmp_path / "predictions" / "single_face" / "timeline.png").is_file()

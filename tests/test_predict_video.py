@@ -1,54 +1,32 @@
-"""``python -m fer_zoo predict-video``: windows, run resolution, clear errors, and real videos end to end."""
+"""``python -m fer_zoo predict-video``: run resolution, clear errors, and real videos end to end: every person,
+every frame (VFR included), a folder as one tidy table, live streams on loopback, bad live inputs."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fer_zoo.video.predict import PredictError, make_windows, resolve_run, window_frames
+from fer_zoo.video.run_info import PredictError, resolve_run
 
 REPO = Path(__file__).resolve().parents[1]
+SERVER = Path(__file__).with_name("stream_server.py")
 CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
 POSE_META = {"extractor": "pose", "config": {"backend": "mediapipe", "min_detection_confidence": 0.5,
                                              "model_complexity": 1}, "frame_cap": 64, "dim": 132, "version": "1"}
 MESH_META = {"extractor": "facemesh", "config": {"geometry": True, "min_detection_confidence": 0.5,
                                                  "min_tracking_confidence": 0.5, "refine_landmarks": False},
              "frame_cap": 64, "dim": 1413, "version": "1"}
-
-
-# ------------------------------------------------------------------------------------------------ windows
-
-
-@pytest.mark.parametrize("n,window,stride", [(72, 16, 8), (472, 32, 16), (169, 16, 8), (100, 16, 7), (10, 16, 8),
-                                             (16, 16, 8), (1, 16, 8), (95, 30, 30)])
-def test_windows_cover_the_whole_video(n: int, window: int, stride: int) -> None:
-    wins = make_windows(n, window, stride)
-    assert wins[0][0] == 0 and wins[-1][1] == n - 1
-    assert all(e - s + 1 == min(window, n) for s, e in wins)
-    starts = [s for s, _ in wins]
-    assert starts == sorted(set(starts))
-    assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
-
-
-def test_window_frames_follow_the_datamodule_sampling() -> None:
-    held, picked = window_frames(10, 25, frame_cap=None, num_frames=16)
-    assert held.tolist() == list(range(10, 26)) and picked.tolist() == list(range(10, 26))
-    held, picked = window_frames(0, 63, frame_cap=None, num_frames=16)  # TSN eval: middle of 16 segments of 4
-    assert picked.tolist() == list(range(2, 64, 4))
-    held, picked = window_frames(100, 199, frame_cap=20, num_frames=10)  # capped like a stored clip, then TSN
-    assert len(held) == 20 and held[0] == 100 and held[-1] == 199 and len(picked) == 10
-    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16)  # short, stretched (default): all 16 slots
-    assert picked.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
-    held, picked = window_frames(0, 4, frame_cap=None, num_frames=16, short_clips="pad")  # every frame once
-    assert picked.tolist() == [0, 1, 2, 3, 4]
 
 
 # ------------------------------------------------------------------------------------------------ fake runs, errors
@@ -144,10 +122,14 @@ def test_bad_videos_named_on_the_command_line_are_recorded_and_the_batch_goes_on
     half.write_bytes(data[: len(data) // 2])
     out = tmp_path / "out"
     assert main([str(fake), str(half), str(dummy_video), "--ckpt", str(run), "--out", str(out)]) == 3
-    summary = {Path(r["video"]).name: r for r in json.loads((out / "summary.json").read_text())}
+    summary = {Path(r["input"]).name: r for r in json.loads((out / "summary.json").read_text())}
     assert summary["fake.mp4"]["status"] == "failed" and "not a readable video" in summary["fake.mp4"]["message"]
     assert summary["half.mp4"]["status"] == "failed" and "truncated" in summary["half.mp4"]["message"]
     assert summary["clip.mp4"]["status"] == "no_face"  # the good (black) video was still processed
+    # the truncated video's rows (before its end was found missing) are kept apart, never in the run's table
+    assert (out / "half" / "predictions.partial.csv").is_file() and not (out / "half" / "predictions.csv").exists()
+    assert "predictions.partial.csv" in summary["half.mp4"]["message"]
+    assert not [r for r in _read(out / "predictions.csv") if r["video"] == "half"]
     assert (out / "clip" / "predictions.json").is_file()
     err = capfd.readouterr().err
     assert "FAILED" in err and "half.mp4" in err
@@ -201,152 +183,6 @@ def test_a_gone_store_needs_the_meta_saved_in_results_json(tmp_path: Path) -> No
     run = _fake_run(tmp_path / "b", {"facemesh": None}, input_dims={"facemesh": 1413}, saved_meta=True)
     spec = resolve_run(run).modalities[0]
     assert spec.meta_from == "results.json" and spec.extractor == "facemesh" and spec.frame_cap == 64
-
-
-# ------------------------------------------------------------------------------------------------ end to end
-
-
-def _cli(args: list[str], cwd: Path) -> None:
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "fer_zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"`fer_zoo {' '.join(args)}` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-
-
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pose+facemesh model fitted for 1 epoch on a 4-per-class subset of the bundled sample, via the real CLIs."""
-    tmp = tmp_path_factory.mktemp("predict_video_run")
-    images = tmp / "images"
-    for cls in sorted((REPO / "data" / "sample" / "images").iterdir()):
-        if cls.is_dir():
-            (images / cls.name).mkdir(parents=True)
-            for f in sorted(cls.glob("*.jpg"))[:4]:
-                shutil.copy(f, images / cls.name / f.name)
-    _cli(["extract", "--config", "configs/extract.yaml", "--store_root", str(tmp / "features"), "--only",
-          "pose", "facemesh", "--source.class_path", "datamodules.sources.ImageFolderSource",
-          "--source.init_args.root", str(images), "--num_workers", "0"], REPO)
-    _cli(["fit", "--config", "configs/pose_facemesh.yaml", "--data.source.class_path",
-          "datamodules.sources.ImageFolderSource", "--data.source.init_args.root", str(images),
-          "--data.store_root", str(tmp / "features"), "--runs_dir", str(tmp / "runs"), "--run_name", "t",
-          "--trainer.max_epochs", "1", "--data.num_workers", "0", "--wandb", "false",
-          "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"], REPO)
-    run = tmp / "runs" / "t"
-    assert (run / "results.json").is_file() and list((run / "checkpoints").glob("*.ckpt"))
-    return run
-
-
-@pytest.fixture(scope="session")
-def predictions(trained_run: Path, face_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """predict-video over a folder of the short videos, and over the long one with 32-frame windows."""
-    from fer_zoo.video.predict import main
-
-    tmp = tmp_path_factory.mktemp("predict_video_out")
-    folder = tmp / "videos"
-    folder.mkdir()
-    for name in ("single_face.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4"):
-        (folder / name).symlink_to(face_videos / name)
-    out = tmp / "out"
-    rc_folder = main([str(folder), "--ckpt", str(trained_run), "--out", str(out)])
-    rc_long = main([str(face_videos / "WolfgangLanger_Pexels.mp4"), "--ckpt", str(trained_run / "checkpoints"
-                    / "last.ckpt"), "--out", str(tmp / "out_long"), "--window", "32", "--stride", "16"])
-    (out / "WolfgangLanger_Pexels").symlink_to(tmp / "out_long" / "WolfgangLanger_Pexels")
-    return {"out": out, "rc_folder": rc_folder, "rc_long": rc_long, "run": trained_run}
-
-
-def _load(out: Path, stem: str) -> tuple[dict, list[dict[str, str]], list[dict[str, str]]]:
-    d = out / stem
-    doc = json.loads((d / "predictions.json").read_text())
-    with open(d / "predictions.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    with open(d / "boxes.csv", newline="") as f:
-        boxes = list(csv.DictReader(f))
-    return doc, rows, boxes
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stem,frames", [("single_face", 72), ("WolfgangLanger_Pexels", 472)])
-def test_a_face_video_gets_a_timeline_over_the_whole_clip(predictions: dict, stem: str, frames: int) -> None:
-    import matplotlib.image
-
-    doc, rows, _ = _load(predictions["out"], stem)
-    assert doc["status"] == "ok" and doc["frames"] == frames
-    wins = doc["windows"]
-    assert wins[0]["start_frame"] == 0 and wins[0]["start_time"] == 0.0
-    assert wins[-1]["end_frame"] == frames - 1
-    assert all(w["probs"] is not None for w in wins)
-    probs = np.array([[w["probs"][c] for c in doc["class_names"]] for w in wins])
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert [r["top_class"] for r in rows] == [w["top_class"] for w in wins]
-    np.testing.assert_allclose(np.array([[float(r[c]) for c in doc["class_names"]] for r in rows]), probs, atol=1e-5)
-    # exactly the extractors (name + config + frame cap) of the stores the model was trained on
-    results = json.loads((predictions["run"] / "results.json").read_text())
-    for key, store in results["stores"].items():
-        meta = json.loads((Path(store["path"]) / "meta.json").read_text())
-        used = doc["modalities"][key]
-        assert (used["extractor"], used["config"], used["frame_cap"]) == (meta["extractor"], meta["config"],
-                                                                          meta["frame_cap"])
-    png = matplotlib.image.imread(predictions["out"] / stem / "timeline.png")
-    assert png.shape[0] > 400 and png.shape[1] > 1000
-
-
-@pytest.mark.slow
-def test_the_long_video_uses_the_window_and_stride_asked_for(predictions: dict) -> None:
-    doc, _, _ = _load(predictions["out"], "WolfgangLanger_Pexels")
-    assert predictions["rc_long"] == 0
-    assert (doc["window"], doc["stride"], doc["num_frames"]) == (32, 16, 16)
-    assert [w["start_frame"] for w in doc["windows"]][:3] == [0, 16, 32]
-    assert all(w["valid_frames"] == 16 for w in doc["windows"])
-
-
-@pytest.mark.slow
-def test_no_face_video_gives_no_face_found_and_exit_status_4(predictions: dict, face_videos: Path,
-                                                             tmp_path: Path) -> None:
-    from fer_zoo.video.predict import main
-
-    assert predictions["rc_folder"] == 4  # the folder holds no_face.mp4
-    doc, rows, boxes = _load(predictions["out"], "no_face")
-    assert doc["status"] == "no_face" and doc["message"].startswith("no face found in")
-    assert all(w["probs"] is None and w["valid_frames"] == 0 for w in doc["windows"])
-    assert all(r["top_class"] == "" for r in rows) and not any(b["face_found"] == "1" for b in boxes)
-    summary = json.loads((predictions["out"] / "summary.json").read_text())
-    summary = {Path(s["video"]).name: s["status"] for s in summary}
-    assert summary == {"face_noface.mov": "ok", "no_face.mp4": "no_face", "noface_face.mov": "ok",
-                       "single_face.mp4": "ok"}
-    assert main([str(face_videos / "no_face.mp4"), "--ckpt", str(predictions["run"]), "--out", str(tmp_path)]) == 4
-
-
-@pytest.mark.parametrize("flag", ["--window", "--stride"])
-def test_a_zero_window_or_stride_is_refused(predictions: dict, face_videos: Path, tmp_path: Path, flag: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from fer_zoo.video.predict import main
-
-    args = [str(face_videos / "single_face.mp4"), "--ckpt", str(predictions["run"]), "--out", str(tmp_path)]
-    assert main([*args, flag, "0"]) == 2  # never silently replaced by the default
-    assert f"{flag} must be >= 1 frame, got 0" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stem,where", [("face_noface", "end"), ("noface_face", "start")])
-def test_the_gap_without_a_face_is_where_the_face_is_missing(predictions: dict, stem: str, where: str) -> None:
-    doc, _, boxes = _load(predictions["out"], stem)
-    face = np.array([b["face_found"] == "1" for b in boxes])
-    assert len(face) == doc["frames"] == 169 and 0 < face.sum() < len(face)
-    has = [w["probs"] is not None for w in doc["windows"]]
-    for w, h in zip(doc["windows"], has):
-        s, e = w["start_frame"], w["end_frame"]
-        assert w["face_frames"] == int(face[s:e + 1].sum())
-        if not face[s:e + 1].any():
-            assert not h and w["top_class"] is None, f"window {s}-{e} has no face but got a prediction"
-        if face[s:e + 1].all():
-            assert h, f"window {s}-{e} is all face but got no prediction"
-    missing = [i for i, h in enumerate(has) if not h]
-    assert missing, "the no-face part must show as a gap"
-    if where == "end":  # the face leaves: the gap is a run of windows at the end
-        assert missing == list(range(missing[0], len(has)))
-        assert doc["windows"][missing[0]]["start_time"] >= float(boxes[int(np.flatnonzero(face).max())]["timestamp"])
-    else:  # the face enters: the gap is a run of windows at the start
-        assert missing == list(range(len(missing)))
-        assert doc["windows"][missing[-1]]["end_time"] < float(boxes[int(np.flatnonzero(face).min())]["timestamp"])
 
 
 def test_crops_follow_the_training_trees_preprocess_settings(tmp_path: Path) -> None:
@@ -426,43 +262,302 @@ def test_crop_record_counts_preprocess_crops(tmp_path: Path) -> None:
     assert rec["uncropped_examples"] == [str(tmp_path / "photo.jpg")]
 
 
-# ------------------------------------------------------------------------------------------ smoothing, valid frames
 
 
-def test_smoothing_averages_only_windows_with_a_prediction() -> None:
-    from fer_zoo.video.predict import smooth_probs
+def test_tracking_follows_every_face_whatever_the_training_tree_did(tmp_path: Path) -> None:
+    """A run trained on crops made one face at a time (a tree from before `faces`) still answers for every person:
+    only the settings that change a crop's pixels come from the training tree."""
+    import yaml
 
-    p = np.array([[1.0, 0.0], [0.0, 1.0], [np.nan, np.nan], [0.5, 0.5], [1.0, 0.0]])
-    s = smooth_probs(p, 3)
-    np.testing.assert_allclose(s[0], [0.5, 0.5])  # edges: the windows that exist
-    np.testing.assert_allclose(s[1], [0.5, 0.5])  # the NaN neighbour is left out, not counted as zero
-    assert np.isnan(s[2]).all()  # no prediction stays no prediction
-    np.testing.assert_allclose(s[3], [0.75, 0.25])
-    np.testing.assert_allclose(smooth_probs(p, 1)[[0, 1, 3, 4]], p[[0, 1, 3, 4]])
-    with pytest.raises(ValueError, match="odd"):
-        smooth_probs(p, 4)
+    run = _fake_run(tmp_path, {"facemesh": MESH_META})
+    tree = tmp_path / "old"
+    tree.mkdir()
+    (tree / "preprocess.json").write_text(json.dumps({"margin": 0.3, "size": 224, "version": "1"}))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["source"] = {"class_path": "datamodules.sources.DFEWSource", "init_args": {"root": str(tree)}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    info = resolve_run(run)
+    assert (info.track.margin, info.track.snap) == (0.3, 0.0)  # pixels as trained (snap: before it existed)
+    assert (info.track.faces, info.track.detect_every) == ("all", 1)
+    assert resolve_run(run, {"faces": "largest", "detect_every": 3}).track.faces == "largest"
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def _cli(args: list[str], cwd: Path) -> None:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "fer_zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"`fer_zoo {' '.join(args)}` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A facemesh model fitted for 1 epoch on the face crops of a 4-per-class subset of the bundled sample, via the
+    real CLIs (preprocess, extract, fit)."""
+    tmp = tmp_path_factory.mktemp("predict_video_run")
+    images = tmp / "images"
+    for cls in sorted((REPO / "data" / "sample" / "images").iterdir()):
+        if cls.is_dir():
+            (images / cls.name).mkdir(parents=True)
+            for f in sorted(cls.glob("*.jpg"))[:4]:
+                shutil.copy(f, images / cls.name / f.name)
+    labels = tmp / "labels.csv"
+    labels.write_text("video,label\n" + "".join(f"{f.name},{f.parent.name}\n" for f in sorted(images.rglob("*.jpg"))))
+    proc = subprocess.run([sys.executable, "-m", "fer_zoo", "preprocess", str(images), "--out", str(tmp / "crops"),
+                           "--labels", str(labels)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode in (0, 4), proc.stderr[-2000:]  # 4: a photo without a face is left out
+    source = ["--source.class_path", "datamodules.sources.ManifestSource", "--source.init_args.csv",
+              str(tmp / "crops" / "manifest.csv")]
+    _cli(["extract", "--config", "configs/extract.yaml", "--store_root", str(tmp / "features"), "--only",
+          "facemesh", *source, "--num_workers", "0"], REPO)
+    _cli(["fit", "--config", "configs/facemesh.yaml", *[a.replace("--source", "--data.source") for a in source],
+          "--data.store_root", str(tmp / "features"), "--runs_dir", str(tmp / "runs"), "--run_name", "t",
+          "--trainer.max_epochs", "1", "--data.num_workers", "0", "--wandb", "false",
+          "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"], REPO)
+    run = tmp / "runs" / "t"
+    assert (run / "results.json").is_file() and list((run / "checkpoints").glob("*.ckpt"))
+    return run
+
+
+def _frame_times(video: Path) -> list[float]:
+    import av
+
+    with av.open(str(video)) as c:
+        return [float(f.time) for f in c.decode(video=0)]
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="session")
+def predictions(trained_run: Path, face_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """predict-video over a folder of the short videos (rows per frame), and over the long one with 32-frame
+    windows (rows per window)."""
+    from fer_zoo.video.predict import main
+
+    tmp = tmp_path_factory.mktemp("predict_video_out")
+    folder = tmp / "videos"
+    folder.mkdir()
+    for name in ("single_face.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4"):
+        (folder / name).symlink_to(face_videos / name)
+    out = tmp / "out"
+    rc_folder = main([str(folder), "--ckpt", str(trained_run), "--out", str(out)])
+    rc_long = main([str(face_videos / "WolfgangLanger_Pexels.mp4"), "--ckpt", str(trained_run / "checkpoints"
+                    / "last.ckpt"), "--out", str(tmp / "out_long"), "--window", "32", "--stride", "16",
+                    "--per", "window"])
+    return {"out": out, "out_long": tmp / "out_long", "rc_folder": rc_folder, "rc_long": rc_long,
+            "run": trained_run, "videos": folder}
 
 
 @pytest.mark.slow
-def test_nothing_is_smoothed_unless_asked_and_each_window_says_its_valid_frames(
-        predictions: dict, face_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_folder_gives_one_tidy_table_with_every_frame_of_every_person(predictions: dict, face_videos: Path) -> None:
+    out = predictions["out"]
+    assert predictions["rc_folder"] == 4  # the folder holds no_face.mp4
+    rows = _read(out / "predictions.csv")
+    assert list(rows[0])[:6] == ["video", "person", "frame", "time", "valid", "windows"]
+    assert list(rows[0])[-2:] == ["top_class", "top_prob"] and set(CLASSES) <= set(rows[0])
+    assert {r["video"] for r in rows} == {"single_face", "face_noface", "noface_face"}  # no_face: no person
+    summary = {s["video"]: s["status"] for s in json.loads((out / "summary.json").read_text())}
+    assert summary == {"face_noface": "ok", "no_face": "no_face", "noface_face": "ok", "single_face": "ok"}
+    for video in ("single_face", "face_noface", "noface_face"):
+        mine = [r for r in rows if r["video"] == video]
+        assert mine == _read(out / video / "predictions.csv")  # the folder table is the videos' tables, together
+        times = _frame_times(face_videos / f"{video}.{'mp4' if video == 'single_face' else 'mov'}")
+        boxes = _read(out / video / "boxes.csv")
+        for person in {r["person"] for r in mine}:
+            frames = [int(r["frame"]) for r in mine if r["person"] == person]
+            assert frames == list(range(frames[0], frames[-1] + 1))  # every frame of the person's span, once
+            face = {int(b["frame"]) for b in boxes if b["person"] == person and b["face_found"] == "1"}
+            assert frames[0] == min(face) and frames[-1] == max(face)  # from its first to its last face frame
+            for r in (r for r in mine if r["person"] == person):
+                assert float(r["time"]) == pytest.approx(times[int(r["frame"])], abs=1e-6)  # its own time (to the us)
+                assert r["valid"] == ("1" if int(r["frame"]) in face else "0")
+                probs = np.array([float(r[c]) for c in CLASSES])
+                assert int(r["windows"]) >= 1 and probs.sum() == pytest.approx(1.0, abs=1e-4)
+                assert r["top_class"] == CLASSES[int(np.argmax(probs))]
+    single = [r for r in rows if r["video"] == "single_face"]
+    assert [int(r["frame"]) for r in single] == list(range(72))  # first and last frame included
+    doc = json.loads((out / "single_face" / "predictions.json").read_text())
+    assert doc["status"] == "ok" and doc["frames"] == 72 and list(doc["people"]) == ["1"]
+    assert {"decode", "detect", "track+crop", "model", "extract:facemesh"} <= set(doc["compute_seconds"])
+    import matplotlib.image
+
+    png = matplotlib.image.imread(out / "single_face" / "timeline.png")
+    assert png.shape[0] > 300 and png.shape[1] > 1000
+
+
+@pytest.mark.slow
+def test_per_frame_answers_are_the_mean_of_the_windows_covering_each_frame(predictions: dict) -> None:
+    """The folder run's per-frame rows against its own window outputs, recomputed with --per window."""
     from fer_zoo.video.predict import main
 
-    doc, rows, _ = _load(predictions["out"], "face_noface")
-    assert doc["smoothing"] is None and not any(k.startswith("smoothed") for k in rows[0])
-    assert doc["short_clips"] == "stretch"  # the run's DataModule setting, read from its config.yaml
-    face = [w["face_frames"] for w in doc["windows"]]
-    counts = [w["valid_frames"] for w in doc["windows"]]
-    assert [int(r["valid_frames"]) for r in rows] == counts
-    assert counts[0] == 16 and 0 in counts and all(c <= 16 for c in counts)
-    assert all(c == 0 for c, f in zip(counts, face) if f == 0)
-    args = [str(face_videos / "single_face.mp4"), "--ckpt", str(predictions["run"]), "--out", str(tmp_path)]
-    assert main([*args, "--smooth", "2"]) == 2 and "--smooth must be 0 (off) or an odd" in capsys.readouterr().err
-    assert main([*args, "--smooth", "3"]) == 0
-    doc3, rows3, _ = _load(tmp_path, "single_face")
-    assert doc3["smoothing"]["windows"] == 3
-    raw = np.array([[w["probs"][c] for c in doc3["class_names"]] for w in doc3["windows"]])
-    sm = np.array([[float(r[f"smoothed_{c}"]) for c in doc3["class_names"]] for r in rows3])
-    np.testing.assert_allclose(sm[1], raw[0:3].mean(axis=0), atol=1e-5)
-    np.testing.assert_allclose(np.array([[float(r[c]) for c in doc3["class_names"]] for r in rows3]), raw, atol=1e-5)
-    assert [r["smoothed_top_class"] for r in rows3] == [doc3["class_names"][int(i)] for i in sm.argmax(1)]
+    out = predictions["out"].parent / "win"
+    assert main([str(predictions["videos"] / "single_face.mp4"), "--ckpt", str(predictions["run"]), "--out",
+                 str(out), "--per", "window"]) == 0
+    wins = _read(out / "predictions.csv")
+    frames = _read(predictions["out"] / "single_face" / "predictions.csv")
+    assert [(int(w["start_frame"]), int(w["end_frame"])) for w in wins] == [(s, s + 15) for s in range(0, 57, 8)]
+    probs = np.array([[float(w[c]) for c in CLASSES] for w in wins])
+    for r in frames:
+        f = int(r["frame"])
+        cover = [i for i, w in enumerate(wins) if int(w["start_frame"]) <= f <= int(w["end_frame"])]
+        assert int(r["windows"]) == len(cover)
+        np.testing.assert_allclose([float(r[c]) for c in CLASSES], probs[cover].mean(axis=0), atol=2e-6)
+
+
+@pytest.mark.slow
+def test_the_long_video_uses_the_window_and_stride_asked_for(predictions: dict) -> None:
+    assert predictions["rc_long"] == 0
+    doc = json.loads((predictions["out_long"] / "WolfgangLanger_Pexels" / "predictions.json").read_text())
+    assert (doc["window"], doc["stride"], doc["num_frames"], doc["per"]) == (32, 16, 16, "window")
+    wins = _read(predictions["out_long"] / "predictions.csv")
+    assert [int(w["start_frame"]) for w in wins][:3] == [0, 16, 32]
+    assert all(int(w["valid_frames"]) == 16 for w in wins)
+    seconds = _read(predictions["out_long"] / "WolfgangLanger_Pexels" / "seconds.csv")
+    assert [int(s["second"]) for s in seconds] == list(range(len(seconds)))
+    assert sum(int(s["frames"]) for s in seconds) == doc["frames"] == 472
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem,where", [("face_noface", "end"), ("noface_face", "start")])
+def test_the_person_is_answered_only_while_on_screen(predictions: dict, stem: str, where: str) -> None:
+    rows = _read(predictions["out"] / stem / "predictions.csv")
+    boxes = _read(predictions["out"] / stem / "boxes.csv")
+    seen = sorted({int(b["frame"]) for b in boxes if b["face_found"] == "1"})
+    frames = sorted({int(r["frame"]) for r in rows})
+    assert seen and frames[0] == seen[0] and frames[-1] == seen[-1]
+    if where == "end":  # the face leaves: no row after it has gone
+        assert frames[0] == 0 and frames[-1] < 168
+    else:  # the face enters: no row before it comes
+        assert frames[0] > 0 and frames[-1] >= 160
+
+
+def _vfr_video(face_videos: Path, path: Path) -> list[float]:
+    """single_face.mp4's first 40 frames re-encoded with irregular timestamps (variable frame rate)."""
+    from fractions import Fraction
+
+    import av
+
+    from fer_zoo.video.face_track import open_video
+
+    with open_video(face_videos / "single_face.mp4") as (_, it):
+        frames = [rgb for i, _, rgb in it if i < 40]
+    gaps_ms = [33, 33, 100, 16, 50, 250, 33, 20]
+    pts = np.cumsum([0] + [gaps_ms[i % len(gaps_ms)] for i in range(len(frames) - 1)]).tolist()
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        s.time_base = Fraction(1, 1000)
+        s.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1:bframes=0"}
+        for rgb, t in zip(frames, pts):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = int(t), Fraction(1, 1000)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return [t / 1000.0 for t in pts]
+
+
+@pytest.mark.slow
+def test_variable_frame_rate_rows_carry_each_frames_own_time(trained_run: Path, face_videos: Path,
+                                                             tmp_path: Path) -> None:
+    from fer_zoo.video.predict import main
+
+    video = tmp_path / "vfr.mp4"
+    written = _vfr_video(face_videos, video)
+    times = _frame_times(video)
+    assert times == pytest.approx(written, abs=1e-3)  # the container kept the irregular clock
+    out = tmp_path / "out"
+    assert main([str(video), "--ckpt", str(trained_run), "--out", str(out)]) == 0
+    rows = _read(out / "predictions.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(40))
+    assert [float(r["time"]) for r in rows] == pytest.approx(times, abs=1e-6)
+    seconds = _read(out / "vfr" / "seconds.csv")
+    expect = np.bincount(np.floor(np.array(times)).astype(int))
+    assert [int(s["frames"]) for s in seconds] == [int(n) for n in expect if n]
+
+
+@pytest.mark.slow
+def test_two_people_get_their_own_rows_and_panels(trained_run: Path, face_videos: Path, tmp_path: Path) -> None:
+    from video_data import two_person_composite
+
+    from fer_zoo.video.predict import main
+
+    video = two_person_composite(face_videos, tmp_path / "two.mp4")
+    out = tmp_path / "out"
+    assert main([str(video), "--ckpt", str(trained_run), "--out", str(out)]) == 0
+    rows = _read(out / "predictions.csv")
+    assert {r["person"] for r in rows} == {"1", "2"}
+    boxes = _read(out / "two" / "boxes.csv")
+    centre = {p: np.median([(float(b["x0"]) + float(b["x1"])) / 2 for b in boxes
+                            if b["person"] == p and b["face_found"] == "1"]) for p in ("1", "2")}
+    assert sorted(centre.values())[0] < 640 < sorted(centre.values())[1]  # one face in each half
+    for p in ("1", "2"):
+        assert len([r for r in rows if r["person"] == p]) >= 60  # each tracked through (nearly) all 72 frames
+    assert main([str(video), "--ckpt", str(trained_run), "--out", str(tmp_path / "one"), "--faces", "largest"]) == 0
+    assert {r["person"] for r in _read(tmp_path / "one" / "predictions.csv")} == {"1"}
+
+
+# ------------------------------------------------------------------------------------------------ live input
+
+
+@contextlib.contextmanager
+def _serve(video: Path) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, str(SERVER), str(video)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("ready "), f"stream server did not start (said {line!r})"
+        yield f"tcp://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_stream_on_loopback_is_answered_live_second_by_second(trained_run: Path, face_videos: Path,
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from fer_zoo.video.predict import main
+
+    out = tmp_path / "live"
+    with _serve(face_videos / "single_face.mp4") as url:
+        assert main([url, "--ckpt", str(trained_run), "--out", str(out)]) == 0
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if "person 1:" in ln]
+    assert len(printed) == 3 and all("latency" in ln for ln in printed)  # seconds 0, 1, 2 of a 2.4 s stream
+    [folder] = [d for d in out.iterdir() if d.is_dir()]
+    assert folder.name == url.split("://")[1].replace(":", "_")  # host_port
+    rows = _read(out / "predictions.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(72))  # every frame of the stream, live
+    assert float(rows[-1]["time"]) == pytest.approx(71 / 30, abs=0.02)
+    doc = json.loads((folder / "predictions.json").read_text())
+    lat = doc["live_latency_s"]
+    assert lat["seconds"] == 3 and 0 <= lat["median"] < 30
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("source, expect", [("/dev/video9", "no such device"), ("9", "no such device"),
+                                            (None, "connection refused")])
+def test_a_camera_that_does_not_exist_or_a_dead_url_is_one_line_and_exit_2(
+        source: str | None, expect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fer_zoo.video.predict import main
+
+    if source is None:
+        source = f"tcp://127.0.0.1:{_closed_port()}"
+    elif not sys.platform.startswith("linux"):
+        pytest.skip("v4l2 camera devices are Linux's")
+    st = {"margin": 0.25, "size": 224, "min_confidence": 0.5, "detector": "short", "jpeg_quality": 95, "snap": 0.08,
+          "version": "1"}
+    run = _fake_run(tmp_path, {"facemesh": {**MESH_META, "face_crops": _crops(20, 0, [st])}})  # no crop warning
+    assert main([source, "--ckpt", str(run), "--out", str(tmp_path / "o"), "--open_timeout", "2"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("predict-video: error:") and expect in err[0], err

@@ -162,7 +162,7 @@ def test_reloaded_checkpoint_applies_the_saved_transform(fixture: tuple, tmp_pat
 
     from fer_zoo.training.cli import run_lightning_cli
     from fer_zoo.training.lit_module import FERLitModule
-    from fer_zoo.video.predict import load_model, resolve_run
+    from fer_zoo.video.run_info import load_model, resolve_run
 
     csv, _ = fixture
     monkeypatch.setenv("WANDB_MODE", "offline")

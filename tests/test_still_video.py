@@ -20,7 +20,7 @@ from fer_zoo.video.consistency import Jitter, encode_still_video, flip_rate
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "images"
-PER_CLASS = 6
+PER_CLASS = 12
 VIDEO_FRAMES = 8
 
 

@@ -283,7 +283,7 @@ def test_extract_with_fer_zoo_debug_shows_the_traceback(tiny_backbones: dict, tm
 
 def test_predict_video_names_the_file_cut_short(tiny_backbones: dict, tmp_path: Path) -> None:
     """predict-video rebuilds each extractor from its store's meta: the error names the file there too."""
-    from fer_zoo.video.predict import PredictError, build_extractors
+    from fer_zoo.video.run_info import PredictError, build_extractors
 
     bad = cut(tiny_backbones["convnext_atto"], tmp_path / "convnext_atto.safetensors")
     m = SimpleNamespace(key="frames", extractor="timm", config={"model": "convnext_atto", "pretrained": str(bad)},

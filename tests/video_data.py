@@ -28,3 +28,34 @@ def cover_then_video(path: Path, frames: np.ndarray) -> Path:
     with av.open(str(path)) as c:  # the premise: the cover really is the first video stream
         assert c.streams.video[0].codec_context.name == "mjpeg" and len(c.streams.video) == 2
     return path
+
+
+#: Columns of WolfgangLanger_Pexels.mp4 left out on the left of the composite (its face stays in the right half).
+COMPOSITE_SHIFT = 240
+
+
+def two_person_composite(face_videos: Path, out: Path, frames: int = 72) -> Path:
+    """Two real people side by side: single_face.mp4 (left, 640 px) and WolfgangLanger_Pexels.mp4 without its
+    left :data:`COMPOSITE_SHIFT` columns (right), ``frames`` frames at 30 fps, H.264 (reproducible pixels)."""
+    import av
+
+    from fer_zoo.video.face_track import open_video
+
+    def read(name: str) -> list[np.ndarray]:
+        with open_video(face_videos / name) as (_, it):
+            return [rgb for i, _, rgb in it if i < frames]
+
+    a, b = read("single_face.mp4"), read("WolfgangLanger_Pexels.mp4")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(out), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 640 + 640 - COMPOSITE_SHIFT, 360, "yuv420p"
+        s.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1:sync-lookahead=0:rc-lookahead=0"}
+        for x, y in zip(a, b):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.hstack([x, y[:, COMPOSITE_SHIFT:]])),
+                                               format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return out

@@ -23,17 +23,8 @@ from typing import Any
 import numpy as np
 
 from fer_zoo.video.face_track import FaceDetector, track_video
-from fer_zoo.video.predict import (
-    RunInfo,
-    build_extractors,
-    extract_features,
-    load_model,
-    make_windows,
-    resolve_run,
-    score_windows,
-    window_dataset,
-    window_frames,
-)
+from fer_zoo.video.pipeline import window_dataset
+from fer_zoo.video.run_info import RunInfo, build_extractors, load_model, resolve_run
 
 
 @dataclass(frozen=True)
@@ -130,15 +121,41 @@ def load_runs(runs: dict[str, str | Path]) -> tuple[list[LoadedRun], dict[str, A
     return loaded, build_extractors(first.info, first.model)
 
 
+class _Collector:
+    """A :class:`fer_zoo.video.pipeline.VideoSink` that keeps every window row and every tracked person's face
+    frames of one video."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[int, list[dict[str, Any]]]] = {}
+        self.face_frames: dict[int, int] = {}
+
+    def frames(self, scorer: str, person: int, rows: list[dict[str, Any]]) -> None:
+        pass
+
+    def windows(self, scorer: str, person: int, rows: list[dict[str, Any]]) -> None:
+        self.rows.setdefault(scorer, {}).setdefault(person, []).extend(rows)
+
+    def person_ended(self, person: int) -> None:
+        pass
+
+    def decisions(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            self.face_frames[r["person"]] = self.face_frames.get(r["person"], 0) + int(r["face_found"])
+
+
 def score_videos(videos: list[Path], runs: list[LoadedRun], extractors: dict[str, Any], window: int | None = None,
                  stride: int | None = None, detector: FaceDetector | None = None,
                  keep_features: bool = False) -> list[VideoScores]:
-    """Each video through the predict-video path once (track, extract), its windows scored by every run.
+    """Each video through the predict-video pipeline once (track, crop, extract), its windows scored by every run;
+    the windows of the person seen in the most frames are kept (a still video shows one face).
 
     ``window`` defaults to the first run's ``num_frames``, ``stride`` to half a window (predict-video's defaults).
-    ``keep_features``: keep each video's per-frame features in its :class:`VideoScores` (for
+    ``keep_features``: keep that person's per-frame features in its :class:`VideoScores` (for
     :func:`agreement_breakdown`; ~5 KB per frame for resnet + facemesh).
     Raises ``datamodules.frames.ClipReadError`` for a video that cannot be decoded."""
+    from fer_zoo.video.inputs import open_input, parse_inputs
+    from fer_zoo.video.pipeline import Scorer, VideoPipeline
+
     first = runs[0].info
     window = window or first.num_frames
     stride = stride or max(1, window // 2)
@@ -147,25 +164,37 @@ def score_videos(videos: list[Path], runs: list[LoadedRun], extractors: dict[str
     out = []
     try:
         for video in videos:
-            track = track_video(video, first.track, detector=det)
-            wins = make_windows(track.n_frames, window, stride)
-            needed = np.zeros(track.n_frames, bool)
-            for r in runs:
-                for s, e in wins:
-                    for m in r.info.modalities:
-                        needed[window_frames(s, e, m.frame_cap, r.info.num_frames, r.info.short_clips)[1]] = True
+            kept: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]]] = {}
+
+            def hook(person: int, frames: np.ndarray, feats: dict[str, np.ndarray], valid: dict[str, np.ndarray],
+                     kept: dict = kept) -> None:
+                if keep_features:
+                    kept.setdefault(person, []).append((frames, feats, valid))
+
+            pipe = VideoPipeline([Scorer(r.name, r.info, r.model) for r in runs], extractors, first.track, window,
+                                 stride, detector=det, on_features=hook)
+            sink = _Collector()
+            with open_input(parse_inputs([str(video)])[0]) as (_info, frames):
+                stats = pipe.process(frames, sink)
+            person = max(sink.face_frames, key=lambda p: (sink.face_frames[p], -p), default=None)
             probs, counts = {}, {}
+            wins: list[tuple[int, int]] = []
+            for r in runs:
+                rows = sink.rows.get(r.name, {}).get(person, []) if person is not None else []
+                wins = [(w["start_frame"], w["end_frame"]) for w in rows]
+                probs[r.name] = (np.stack([w["vec"] for w in rows]) if rows
+                                 else np.zeros((0, len(r.model.class_names))))
+                counts[r.name] = np.array([w["valid_frames"] for w in rows], np.int64)
             feats, valid = {}, {}
-            if track.face_found.any():
-                feats, valid = extract_features(track, needed, first, extractors, log=lambda *a: None)
-                for r in runs:
-                    probs[r.name], counts[r.name] = score_windows(r.model, r.info, wins, feats, valid)
-            else:
-                for r in runs:
-                    probs[r.name] = np.full((len(wins), len(r.model.class_names)), np.nan)
-                    counts[r.name] = np.zeros(len(wins), np.int64)
-            out.append(VideoScores(video, track.n_frames, track.face_frames, wins, probs, counts,
-                                   feats if keep_features else None, valid if keep_features else None))
+            if keep_features and person in kept:
+                for m, d in pipe.dims.items():
+                    feats[m] = np.zeros((stats.frames, d), np.float16)
+                    valid[m] = np.zeros(stats.frames, bool)
+                    for frames_, f, v in kept[person]:
+                        feats[m][frames_], valid[m][frames_] = f[m], v[m]
+            out.append(VideoScores(video, stats.frames, sink.face_frames.get(person, 0) if person else 0, wins,
+                                   probs, counts, feats if keep_features else None,
+                                   valid if keep_features else None))
     finally:
         if own:
             det.close()
