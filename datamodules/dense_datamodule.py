@@ -325,6 +325,7 @@ class DenseDataModule(L.LightningDataModule):
         for line in self.provenance_warnings:
             log.warning("%s", line)
         self.grids, self.dropped = self._build_grids(bool(strict))
+        self._check_labeled()
         self.expr_class_weights: list[float] | None = (
             self._inverse_frequency() if class_balance == "weighted_loss" else None)
         self._datasets: dict[str, Dataset] = {}
@@ -403,6 +404,23 @@ class DenseDataModule(L.LightningDataModule):
         if not face.any():
             raise _Unusable(f"no valid frame in any modality ({', '.join(self.stores)})")
         return ClipGrid(cid, labels, rows, face)
+
+    def _check_labeled(self) -> None:
+        """Every split needs labeled frames of every task: training frames with a valid feature to learn from,
+        validation frames to choose checkpoints by (else ``val/score`` is NaN and the "best" epoch is the first),
+        test frames to score. Raises ``ValueError`` naming the split, the task and its clips."""
+        for split in SPLITS:
+            ids = self.split_ids[split]
+            for task in self.tasks:
+                frames = [labeled(self.grids[c].labels, task) & (self.grids[c].face if split == "train" else True)
+                          for c in ids]
+                if not any(f.any() for f in frames):
+                    what = "labeled frame with a valid feature" if split == "train" else "labeled frame"
+                    raise ValueError(
+                        f"{self.source.name}: the {split} split ({len(ids)} clips: {ids[:8]}"
+                        f"{' ...' if len(ids) > 8 else ''}) has no {what} for {task}"
+                        + ("; checkpoints would be chosen blind: raise data.val_fraction or change data.seed"
+                           if split == "val" else ""))
 
     def _trainable_expr(self) -> np.ndarray:
         """EXPR class of every trainable training frame (labeled, with a valid feature), int64 ``[F]``."""

@@ -268,3 +268,15 @@ def test_feature_stats_come_from_valid_training_rows_only(tree: tuple[Path, Path
     np.testing.assert_allclose(st.mean, x.mean(axis=0), rtol=1e-9)
     assert st.count == len(x)
     assert json.dumps(dm.describe()["sizes"])  # serialisable as results.json wants it
+
+
+def test_a_split_without_labels_for_a_task_is_refused_naming_it(tmp_path: Path) -> None:
+    root, stores = build_tree(tmp_path)
+    for clip in ("e", "f"):  # the test clips: VA unlabeled everywhere
+        path = root / "VA_Set" / "Validation_Set" / f"{clip}.txt"
+        n = len(path.read_text().splitlines()) - 1
+        write(path, "valence,arousal", ["-5,-5"] * n)
+    dm = module((root, stores), ("EXPR",))  # EXPR alone is fine
+    assert dm.labeled_frames("test") == {"EXPR": 95}
+    with pytest.raises(ValueError, match=r"the test split \(2 clips: \['e', 'f'\]\) has no labeled frame for VA"):
+        module((root, stores), ("EXPR", "VA"))
