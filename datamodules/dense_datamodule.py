@@ -50,7 +50,7 @@ from datamodules.feature_datamodule import (
     split_clips,
 )
 from datamodules.feature_stats import ColumnStats
-from datamodules.feature_store import FeatureStore
+from datamodules.feature_store import FeatureStore, StoreError
 from datamodules.frame_labels import AU_NAMES, FrameLabels, frame_grid
 from datamodules.labels import ABAW_EXPR
 from datamodules.provenance import check_sources
@@ -312,7 +312,11 @@ class DenseDataModule(L.LightningDataModule):
         self.au_names: list[str] = list(AU_NAMES)
 
         # The clip task's store checks: one finished store per modality, built for this source, not random weights.
-        self.stores, self.store_paths = FeatureDataModule._open_stores(self)  # type: ignore[arg-type]
+        try:
+            self.stores, self.store_paths = FeatureDataModule._open_stores(self)  # type: ignore[arg-type]
+        except StoreError as err:  # the clip task's hint names its own extraction config
+            raise StoreError(str(err).replace("--config configs/extract.yaml",
+                                              "--config configs/extract/abaw.yaml")) from None
         self.input_dims: dict[str, int] = {m: s.dim for m, s in self.stores.items()}
 
         records = source.clips()

@@ -255,6 +255,10 @@ def test_argument_errors_are_named(tree: tuple[Path, Path]) -> None:
         DenseDataModule(AffWild2Source(tree[0], "EXPR"), str(tree[1]), ["face"], tasks=["EXPR", "XYZ"])
     with pytest.raises(ValueError, match="data.val_fraction must be in"):
         module(tree, val_fraction=0.0)
+    from datamodules.feature_store import StoreError
+
+    with pytest.raises(StoreError, match=r"no feature store for .mesh.*extract --config configs/extract/abaw"):
+        DenseDataModule(AffWild2Source(tree[0], "EXPR"), str(tree[1]), ["mesh"])
 
 
 def test_feature_stats_come_from_valid_training_rows_only(tree: tuple[Path, Path]) -> None:
