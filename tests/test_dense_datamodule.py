@@ -257,7 +257,7 @@ def test_argument_errors_are_named(tree: tuple[Path, Path]) -> None:
         module(tree, val_fraction=0.0)
     from datamodules.feature_store import StoreError
 
-    with pytest.raises(StoreError, match=r"no feature store for .mesh.*extract --config configs/extract/abaw"):
+    with pytest.raises(StoreError, match=r"for modality .mesh.*fer_zoo extract --config configs/extract/abaw"):
         DenseDataModule(AffWild2Source(tree[0], "EXPR"), str(tree[1]), ["mesh"])
 
 
