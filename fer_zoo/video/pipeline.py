@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -202,6 +203,8 @@ class VideoPipeline:
         self._stats, self._sink, self._sound = stats, sink, soundtrack
         self._people: dict[int, _Person] = {}
         self._queue: list[tuple[_Person, int, np.ndarray, float]] = []  # face crops waiting for the extractors
+        self._inflight: tuple[Any, Any] | None = None  # (batch, future): features being extracted
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract")
         pixels: dict[int, tuple[float, np.ndarray, float]] = {}
         self._last_time = 0.0
         cfg = self.track
@@ -221,6 +224,8 @@ class VideoPipeline:
             for pid in list(self._people):
                 self._end(pid)
         finally:
+            self._inflight = None
+            self._pool.shutdown(wait=True)
             if own:
                 det.close()
         frame_s = 1.0 / stats.fps if stats.fps else 0.0
@@ -250,7 +255,7 @@ class VideoPipeline:
             t = times.add("track+crop", t)
             if len(self._queue) >= self.batch_frames or (
                     live and self._queue and time.monotonic() - self._oldest_wait() > self.max_wait_s):
-                self._flush()
+                self._flush(wait=live)
             if progress is not None:
                 progress(1)
             t = time.perf_counter()
@@ -295,30 +300,55 @@ class VideoPipeline:
 
     # ------------------------------------------------------------------------------------- features and windows
 
-    def _flush(self) -> None:
-        """Extract the queued crops (one batch per extractor), move every person's decided frames into its ring
-        and score the windows that became complete."""
-        times = self._stats.times
-        crops = {}
-        if self._queue:
-            batch = np.stack([c for _, _, c, _ in self._queue])
-            for key, ext in self.extractors.items():
-                if ext.kind == "audio":
-                    continue
-                t = time.perf_counter()
-                f, v = ext.extract(batch)
-                times.add(f"extract:{key}", t)
-                crops[key] = (np.asarray(f).astype(np.float16), np.asarray(v, bool))
-        index = {(p.pid, f): i for i, (p, f, _, _) in enumerate(self._queue)}
+    def _flush(self, wait: bool = True) -> None:
+        """Hand the queued crops to the extractors as one batch, with every person's frames decided so far.
+
+        ``wait`` False (file inputs, mid-video): the batch is extracted in a worker thread while the main thread
+        decodes, detects and crops the next frames (two cores busy); the previous batch's features are applied
+        first, so people's frames always enter their rings in order. ``wait`` True: everything decided so far is
+        extracted, applied and scored before this returns (a person's end, the end of the video, live input)."""
+        if self._inflight is not None:
+            self._apply(*self._inflight[0], self._inflight[1].result())
+            self._inflight = None
+        batch = (list(self._queue), [(p, p.pending) for p in self._people.values() if p.pending])
         self._queue = []
-        for p in list(self._people.values()):
-            if not p.pending:
+        for p, _ in batch[1]:
+            p.pending = []
+        if not batch[0] and not batch[1]:
+            return
+        crops = np.stack([c for _, _, c, _ in batch[0]]) if batch[0] else None
+        future = self._pool.submit(self._extract, crops)
+        if wait:
+            self._apply(*batch, future.result())
+        else:
+            self._inflight = (batch, future)
+
+    def _extract(self, crops: np.ndarray | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every image extractor on one batch of crops (worker thread): ``{modality: (float16 [n, D], bool [n])}``."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if crops is None:
+            return out
+        for key, ext in self.extractors.items():
+            if ext.kind == "audio":
                 continue
-            n = len(p.pending)
-            frames = np.array([f for f, _, _, _ in p.pending], np.int64)
-            ts = np.array([t for _, t, _, _ in p.pending])
-            face = np.array([fc for _, _, fc, _ in p.pending], bool)
-            arrived = np.array([a for _, _, _, a in p.pending])
+            t = time.perf_counter()
+            f, v = ext.extract(crops)
+            self._stats.times.add(f"extract:{key}", t)
+            out[key] = (np.asarray(f).astype(np.float16), np.asarray(v, bool))
+        return out
+
+    def _apply(self, queue: list[tuple[_Person, int, np.ndarray, float]],
+               persons: list[tuple[_Person, list[tuple[int, float, bool, float]]]],
+               crops: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """One extracted batch into the people's rings (in frame order), then their windows scored."""
+        times = self._stats.times
+        index = {(p.pid, f): i for i, (p, f, _, _) in enumerate(queue)}
+        for p, pending in persons:
+            n = len(pending)
+            frames = np.array([f for f, _, _, _ in pending], np.int64)
+            ts = np.array([t for _, t, _, _ in pending])
+            face = np.array([fc for _, _, fc, _ in pending], bool)
+            arrived = np.array([a for _, _, _, a in pending])
             feats = {m: np.zeros((n, d), np.float16) for m, d in self.dims.items()}
             valid = {m: np.zeros(n, bool) for m in self.dims}
             rows = [index.get((p.pid, int(f))) for f in frames]
@@ -341,7 +371,6 @@ class VideoPipeline:
             p.ring.append(feats, valid, ts, face, arrived)
             if self.on_features is not None:
                 self.on_features(p.pid, frames, feats, valid)
-            p.pending = []
             self._advance(p)
 
     def _audio(self, ext: Any, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -62,6 +62,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +203,33 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
+class _OtherVideos(Mapping[str, str]):
+    """Clip id -> video, for the clip ids that belong to videos other than ``video`` (``owners``: every known clip
+    id's video). Looked up one id at a time, resolving each path once (``cache``): building the whole mapping for
+    every video made preprocessing a folder quadratic (2,045 photos: ~4 million path resolutions)."""
+
+    def __init__(self, owners: dict[str, str], video: Path, cache: dict[str, Path]) -> None:
+        self.owners, self.cache = owners, cache
+        self.video = self._resolve(str(video))
+
+    def _resolve(self, v: str) -> Path:
+        if v not in self.cache:
+            self.cache[v] = Path(v).resolve()
+        return self.cache[v]
+
+    def __getitem__(self, cid: str) -> str:
+        v = self.owners[cid]
+        if self._resolve(v) == self.video:
+            raise KeyError(cid)
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        return (cid for cid, v in self.owners.items() if self._resolve(v) != self.video)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def _write_index(out: Path, outcomes: list[ClipOutcome]) -> None:
     """Merge this run's outcomes into ``DIR/clips.csv`` (one row per clip id, the latest run wins; the rows of a
     video redone in this run are replaced by its new ones, so a video now split into people leaves no stale row)."""
@@ -292,14 +320,15 @@ def main(argv: list[str] | None = None) -> int:
 
     outcomes: list[ClipOutcome] = []
     owners = {r["clip_id"]: r["video"] for r in _read_index(out)}
+    known = {**owners, **{ids[w]: str(w) for w in videos}}  # every clip id's video; this run's ids win
+    resolved: dict[str, Path] = {}
     detector = FaceDetector(cfg)
     try:
         bar = tqdm(videos, unit="clip", desc="preprocess", dynamic_ncols=True)
         for video in bar:
             clip_dir = frames_root / ids[video]
             bar.set_postfix_str(video.name)
-            taken = {cid: v for cid, v in owners.items() if not _same_file(v, video)}
-            taken.update({ids[w]: str(w) for w in videos if w != video})
+            taken = _OtherVideos(known, video, resolved)
             if video_done(frames_root, ids[video], taken) and not args.overwrite:
                 outcomes.append(ClipOutcome(ids[video], str(video), "skipped", reason="already done"))
                 continue
@@ -307,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.extend(done)
             for cid, v in ((o.clip_id, o.video) for o in done if o.status != "failed"):
                 owners[cid] = v
+                known[cid] = v
             if done[0].status == "failed":
                 bar.write(f"FAILED {video}: {done[0].reason}")
             elif done[0].status == "no_face":
