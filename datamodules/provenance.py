@@ -170,7 +170,7 @@ def check_sources(stores: Mapping[str, Any], clips: Sequence[ClipRecord], store_
         rows = prov.reindex(ids)
         has = rows["source_fingerprint"].fillna(UNKNOWN).ne(UNKNOWN).to_numpy()
         if not has.all():  # clips packed before provenance was recorded, then more clips added to the store
-            line = (f"feature store {store.path} ({m}): {int((~has).sum())} of {len(ids)} clips were packed before "
+            line = (f"feature store {stores[m].path} ({m}): {int((~has).sum())} of {len(ids)} clips were packed before "
                     "stores recorded each clip's source, so whether their files changed since is unknown (refresh: "
                     "extract into a new store root)")
             if strict:

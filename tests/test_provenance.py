@@ -450,5 +450,7 @@ def test_clips_without_provenance_in_a_newer_store_are_counted(tmp_path: Path) -
     _fake_store(tmp_path / "s", "pose", now)
     dm = _dm(tmp_path / "s", clips)
     assert len(dm.provenance_warnings) == 1 and "1 of 3 clips were packed before" in dm.provenance_warnings[0]
+    named = dm.provenance_warnings[0].split(" (face)")[0]  # the store with the unknown clip, not the last one opened
+    assert f"{tmp_path / 's' / 'face'}" in named and "pose" not in named
     with pytest.raises(ProvenanceError, match="strict_provenance"):
         _dm(tmp_path / "s", clips, strict_provenance=True)
