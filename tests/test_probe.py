@@ -229,3 +229,18 @@ def test_fewer_clips_than_columns_fit_in_the_row_space_to_the_same_optimum() -> 
     direct = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit((x - x.mean(0)) / x.std(0), y)
     np.testing.assert_allclose(probe.coef, direct.coef_, atol=2e-3)
     np.testing.assert_allclose(probe.intercept, direct.intercept_, atol=2e-3)
+
+
+def test_on_many_clips_the_candidates_are_searched_on_a_subset_and_the_choice_fitted_on_all() -> None:
+    from fer_zoo.training.probe import cv_folds, search_subset, select_probe
+
+    rng = np.random.default_rng(2)
+    x, y = _clips(rng, 150, "mean")
+    ids = [str(i) for i in range(len(y))]
+    assert search_subset(ids, y, {}, limit=150) is None  # small enough: search on every clip
+    rows, sub_folds = search_subset(ids, y, {}, limit=60)
+    assert len(rows) == 60 and np.bincount(y[rows]).tolist() == [20, 20, 20]  # stratified
+    assert sorted(np.concatenate([te for _, te in sub_folds]).tolist()) == list(range(60))  # folds of the subset
+    sel = select_probe(x, y, 3, cv_folds(ids, y, {}), block_dims=[20], search=(rows, sub_folds))
+    assert np.isfinite(sel.oof).all()  # the chosen candidate's out-of-fold logits cover every clip
+    np.testing.assert_allclose(sel.probe.mean, x[:, :20].mean(axis=0) if sel.stats == "mean" else x.mean(axis=0))

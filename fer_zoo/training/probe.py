@@ -281,7 +281,8 @@ class ProbeSelection:
 
 def select_probe(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence[tuple[np.ndarray, np.ndarray]],
                  class_weight: str | None = None, block_dims: Sequence[int] | None = None,
-                 cs: Sequence[float] = PROBE_CS, stats_options: Sequence[str] = PROBE_STATS) -> ProbeSelection:
+                 cs: Sequence[float] = PROBE_CS, stats_options: Sequence[str] = PROBE_STATS,
+                 search: tuple[np.ndarray, Sequence[tuple[np.ndarray, np.ndarray]]] | None = None) -> ProbeSelection:
     """The probe every run gets: which clip statistics and which ``C`` chosen by cross-validation over all the
     clips it may learn from (``x``, ``y``: a run's training and validation clips), then refitted on all of them.
 
@@ -297,16 +298,43 @@ def select_probe(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence
     is mostly frame-to-frame noise (means alone: +4.6 to +8 points at the same ``C``), and ``C`` chosen on a
     validation split of a few dozen clips from a model that never saw them cost another ~3.5 points.
     Cross-validated, both choices see every clip once, and the final fit uses every clip, as the plain probe does.
-    Raises ``ValueError`` when ``y`` holds fewer than 2 classes, :class:`NoVaryingColumn` when no column varies."""
+
+    ``search``: ``(rows, folds over those rows)``: search the candidates on a subset of the rows only (large data
+    sets: :func:`search_subset`); the chosen candidate's out-of-fold logits still come from ``folds`` over every
+    row. Raises ``ValueError`` when ``y`` holds fewer than 2 classes, :class:`NoVaryingColumn` when no column
+    varies."""
     if block_dims is None:
         raise ValueError("select_probe needs block_dims (the widths of the clip-statistics blocks)")
     if len(np.unique(y)) < 2:
         raise ValueError(f"the linear probe needs >= 2 classes in the training split, got {np.unique(y)}")
     cs = sorted(cs)
+    rows_s, folds_s = search if search is not None else (np.arange(len(y)), folds)
+    xs, ys = x[rows_s], y[rows_s]
+    oof_s, usable = _candidates(xs, ys, num_classes, folds_s, class_weight, block_dims, cs, stats_options)
+    if not usable:
+        raise NoVaryingColumn(f"none of the {x.shape[1]} clip-statistics columns varies in the cross-validation "
+                              "folds: nothing to fit")
+    covered = np.isfinite(oof_s[(usable[0], cs[0])]).all(axis=1)
+    cv = {st: {str(c): (scores(oof_s[(st, c)][covered].argmax(axis=1), ys[covered], num_classes)["test/uar"]
+                        if covered.any() else 0.0) for c in cs} for st in usable}
+    order = [(st, c) for st in usable for c in cs]  # tie order: means first, then smaller C
+    st, c = max(order, key=lambda k: (cv[k[0]][str(k[1])], -order.index(k)))
+    if search is None:
+        oof = oof_s[(st, c)]
+    else:  # the chosen candidate's out-of-fold logits over every row
+        oof = _candidates(x, y, num_classes, folds, class_weight, block_dims, [c], [st])[0][(st, c)]
+    probe = fit_probe(x, y, x[:0], y[:0], num_classes, class_weight, cs=(c,), block_dims=block_dims,
+                      columns=stats_columns(block_dims, st))
+    probe.val_uar, probe.val_uar_by_C = cv[st][str(c)], dict(cv[st])
+    return ProbeSelection(probe, st, c, cv, oof, len(folds))
+
+
+def _candidates(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                class_weight: str | None, block_dims: Sequence[int], cs: Sequence[float],
+                stats_options: Sequence[str]) -> tuple[dict[tuple[str, float], np.ndarray], list[str]]:
+    """Out-of-fold logits ``float64 [N, num_classes]`` of every (statistics, C) candidate (NaN rows: clips of a
+    fold that could not be fitted, one class), and the statistics that could be fitted at all."""
     folds = [(tr, te) for tr, te in folds if len(np.unique(y[tr])) >= 2]
-    covered = np.zeros(len(y), dtype=bool)
-    for _, te in folds:
-        covered[te] = True
     oof = {(st, c): np.full((len(y), num_classes), np.nan) for st in stats_options for c in cs}
     usable = []
     for st in stats_options:
@@ -325,17 +353,28 @@ def select_probe(x: np.ndarray, y: np.ndarray, num_classes: int, folds: Sequence
             usable.append(st)
         except NoVaryingColumn:  # e.g. the means of a modality that is constant in some fold: skip this option
             continue
-    if not usable:
-        raise NoVaryingColumn(f"none of the {x.shape[1]} clip-statistics columns varies in the cross-validation "
-                              "folds: nothing to fit")
-    cv = {st: {str(c): (scores(oof[(st, c)][covered].argmax(axis=1), y[covered], num_classes)["test/uar"]
-                        if covered.any() else 0.0) for c in cs} for st in usable}
-    order = [(st, c) for st in usable for c in cs]  # tie order: means first, then smaller C
-    st, c = max(order, key=lambda k: (cv[k[0]][str(k[1])], -order.index(k)))
-    probe = fit_probe(x, y, x[:0], y[:0], num_classes, class_weight, cs=(c,), block_dims=block_dims,
-                      columns=stats_columns(block_dims, st))
-    probe.val_uar, probe.val_uar_by_C = cv[st][str(c)], dict(cv[st])
-    return ProbeSelection(probe, st, c, cv, oof[(st, c)], len(folds))
+    return oof, usable
+
+
+#: Above this many training + validation clips, the probe's candidates are searched on a stratified subset of this
+#: size (:func:`search_subset`): on DFEW's ~9,000 clips the full search would be 110 fits of thousands of clips
+#: (tens of minutes on a CPU); the chosen one is still fitted, and its out-of-fold logits computed, on every clip.
+SEARCH_CLIPS = 2000
+
+
+def search_subset(ids: Sequence[str], y: np.ndarray, subjects: dict[str, str], limit: int = SEARCH_CLIPS
+                  ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]] | None:
+    """``(rows, folds over them)``: a class-stratified random subset of ``limit`` clips (seed 0) and its
+    :func:`cv_folds`, or None when there are no more than ``limit`` clips (search on all of them)."""
+    if len(y) <= limit:
+        return None
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    strat = y if (counts[counts > 0] >= 2).all() else None
+    rows, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=strat, random_state=0)
+    rows = np.sort(rows)
+    return rows, cv_folds([ids[i] for i in rows], y[rows], subjects)
 
 
 def floor_std_scales(x: np.ndarray, keep: np.ndarray, scale: np.ndarray, block_dims: Sequence[int]) -> np.ndarray:
@@ -430,8 +469,9 @@ def _pool(dm: Any) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[np.nda
         x, y = _train_val(dm)
         ids = list(dm.split_ids["train"]) + list(dm.split_ids["val"])
         y_pool = np.concatenate([y["train"], y["val"]])
-        cache["pool"] = (ids, np.concatenate([x["train"], x["val"]]), y_pool,
-                         cv_folds(ids, y_pool, getattr(dm, "subjects", None) or {}))
+        subjects = getattr(dm, "subjects", None) or {}
+        cache["pool"] = (ids, np.concatenate([x["train"], x["val"]]), y_pool, cv_folds(ids, y_pool, subjects))
+        cache["search"] = search_subset(ids, y_pool, subjects)
     return cache["pool"]
 
 
@@ -441,7 +481,8 @@ def _selection(dm: Any, name: str, cols: slice, block_dims: list[int]) -> ProbeS
     key = f"selection:{name}"
     if key not in cache:
         _, x, y, folds = _pool(dm)
-        cache[key] = select_probe(x[:, cols], y, dm.num_classes, folds, _class_weight(dm), block_dims)
+        cache[key] = select_probe(x[:, cols], y, dm.num_classes, folds, _class_weight(dm), block_dims,
+                                  search=cache["search"])
     return cache[key]
 
 
