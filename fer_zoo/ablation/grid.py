@@ -45,6 +45,20 @@ every W&B run's config under ``modalities``, so folders, table rows and dashboar
   single modality, ranked by mean UAR) and ``summary.png`` (bars with std error bars), also logged to a summary
   W&B run (``job_type="summary"``) in the same group. See :mod:`fer_zoo.ablation.report`.
 
+The dense (per-frame, ABAW) task
+--------------------------------
+A base config with ``task: dense`` (``configs/abaw_*.yaml``; ``configs/ablation_abaw.yaml`` is a grid over them)
+makes every cell a dense ``fit``, and the grid scores what its results.json holds (:mod:`fer_zoo.ablation.scoring`):
+``test/score`` (the mean of the configured tasks' official ABAW metrics) and each task's metric (``test/expr_f1``,
+``test/va_ccc``, ``test/au_f1_labeled``; cells.csv also V and A CCC and the official 12-AU F1) in place of UAR and
+WAR, the per-frame linear probe and the prior (majority class / training mean) in place of the clip probe and the
+majority class. A cell is finished when its results.json is a dense run of the same tasks with a finite
+``test/score`` and task metrics; one that finished with other tasks (another base config under the same ``name``)
+or a NaN metric is recorded as failed with the reason and its folder kept (``--force=true`` reruns it). Folds: a
+source's ``n_folds`` (``--data.source.init_args.n_folds=5``) gives folds 1..n; without it the one "fold 0" is
+ABAW's official split (Validation_Set as test). The zero-shot row (``zero_shot``) scores a class per clip: a dense
+grid skips it with a message.
+
 Dashboard (W&B)
 ---------------
 Runs are offline unless ``WANDB_MODE=online`` is set. To look at them in the W&B web UI, upload every cell and the
@@ -86,10 +100,11 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from fer_zoo.ablation.scoring import CLIP, Scoring, for_task
+
 EXIT_OK, EXIT_BAD_CONFIG, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 LOG_TAIL_LINES = 40
 CELL_RECORD = "ablation_cell.json"  # written into a cell's run folder once it has finished well
-REQUIRED_METRICS = ("test/uar", "test/war")
 
 
 # ------------------------------------------------------------------------------------------------------------ grid
@@ -129,12 +144,20 @@ class Cell:
 
 @dataclass(frozen=True)
 class Protocol:
-    """What the base configs + overrides resolve to: the data set, its folds, where its stores are."""
+    """What the base configs + overrides resolve to: the data set, its folds, where its stores are, and the task
+    the cells train (``clip``, or ``dense`` with its ABAW ``tasks``): what the summary scores."""
 
     dataset: str
     folds: list[int]
     fold_override: int | None
     store_root: str
+    task: str = "clip"
+    tasks: tuple[str, ...] = ()
+
+    @property
+    def scoring(self) -> Scoring:
+        """What the grid's cells are scored on (:mod:`fer_zoo.ablation.scoring`)."""
+        return for_task(self.task, self.tasks)
 
 
 def build_cells(modality_sets: Sequence[Sequence[str]], folds: Sequence[int | None],
@@ -182,7 +205,7 @@ def build_parser() -> ArgumentParser:
 
 def resolve_protocol(base: list[str], overrides: list[str], first: Cell, seed_args: list[str]) -> Protocol:
     """Parse the first cell's fit arguments (so a typo in base/overrides stops the grid before it starts) and read
-    the data set's name and folds off its source."""
+    the data set's name and folds off its source, and the task (``task: dense`` configs: their ``data.tasks``)."""
     from fer_zoo.training.cli import instantiate_spec, parse_fit_config
 
     args = [a for b in base for a in ("--config", b)] + list(overrides)
@@ -191,8 +214,10 @@ def resolve_protocol(base: list[str], overrides: list[str], first: Cell, seed_ar
     source = instantiate_spec(cfg.data.source)
     where = getattr(source, "root", None)
     dataset = f"{source.name} ({where})" if where else str(source.name)
+    task = str(cfg.get("task") or "clip")
+    tasks = tuple(cfg.data.get("tasks") or ()) if task == "dense" else ()
     return Protocol(dataset=dataset, folds=list(source.folds), fold_override=cfg.data.fold,
-                    store_root=str(cfg.data.store_root))
+                    store_root=str(cfg.data.store_root), task=task, tasks=tasks)
 
 
 def has_store(store_root: str, modality: str) -> bool:
@@ -256,16 +281,27 @@ def shell_line(cmd: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------------ cell state
 
 
-def read_results(run_dir: Path) -> dict[str, Any] | None:
-    """The cell's results.json when it holds finite test UAR and WAR, else None (missing, partial or broken)."""
+NO_RESULTS = "no results.json with test metrics"
+
+
+def check_results(run_dir: Path, scoring: Scoring = CLIP) -> tuple[dict[str, Any] | None, str]:
+    """(the cell's results.json, "") when it is a finished run of the grid's task: finite ``scoring.required``
+    metrics (clip: test UAR and WAR; dense: ``test/score`` and each task's metric, for the grid's tasks), else
+    (None, why). The clip task keeps its one reason, "no results.json with test metrics"."""
     try:
         res = json.loads((run_dir / "results.json").read_text())
-        metrics = res["metrics"]
-        if all(math.isfinite(float(metrics[k])) for k in REQUIRED_METRICS):
-            return res
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
+    except (OSError, ValueError):
+        return None, NO_RESULTS
+    why = scoring.problem(res)
+    if why is None:
+        return res, ""
+    return None, NO_RESULTS if scoring.task == "clip" else why
+
+
+def read_results(run_dir: Path, scoring: Scoring = CLIP) -> dict[str, Any] | None:
+    """The cell's results.json when it holds the grid's finite test metrics, else None (missing, partial, broken,
+    or another task's: see :func:`check_results`)."""
+    return check_results(run_dir, scoring)[0]
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -382,11 +418,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'joins the grid' if m in present else 'left out: no finished store under ' + protocol.store_root}")
         modality_sets = [list(s) for s in all_subsets([*cfg.modalities, *present])]
 
+    try:
+        scoring = protocol.scoring
+    except ValueError as err:
+        print(f"ablate: {err}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if cfg.zero_shot and scoring.task != "clip":
+        print(f"ablate: zero_shot={cfg.zero_shot!r} skipped: the zero-shot row scores a class per clip (the clip "
+              f"task), this grid trains the {scoring.task} task (per frame)", file=sys.stderr)
+
     cells = build_cells(modality_sets, folds, cfg.seeds)
     abl_dir = Path(cfg.runs_dir) / cfg.name
     commands = {cell: cell_command(cell, cfg) for cell in cells}
     n = len(cells)
-    print(f"ablation {cfg.name!r} on {protocol.dataset}, stores {protocol.store_root}: {n} cells = "
+    what = "" if scoring.task == "clip" else f", {scoring.task} task {list(scoring.tasks)}: {scoring.main.label}"
+    print(f"ablation {cfg.name!r} on {protocol.dataset}{what}, stores {protocol.store_root}: {n} cells = "
           f"{len(modality_sets)} modality sets x {len(folds)} fold(s) x {len(cfg.seeds)} seed(s); "
           f"folder {abl_dir}/, W&B group {cfg.name!r} ({os.environ['WANDB_MODE']})"
           + ("" if cfg.wandb else " [W&B off]"), flush=True)
@@ -402,14 +448,18 @@ def main(argv: list[str] | None = None) -> int:
             (abl_dir / "commands.txt").write_text(
                 f"# ablation {cfg.name}: one fit+test per cell; run from {Path.cwd()}\n"
                 + "".join(f"# [{i}/{n}] {c.name}\n{shell_line(commands[c])}\n" for i, c in enumerate(cells, 1)))
-            records, interrupted = _run_grid(cells, commands, abl_dir, cfg)
+            records, interrupted = _run_grid(cells, commands, abl_dir, cfg, scoring)
             meta = {"name": cfg.name, "dataset": protocol.dataset, "store_root": protocol.store_root,
                     "folds": [0 if f is None else f for f in folds], "seeds": list(cfg.seeds),
                     "modality_sets": labels, "base": list(cfg.base), "overrides": list(cfg.overrides),
-                    "wandb_project": cfg.wandb_project, "wandb": cfg.wandb}
-            if cfg.zero_shot:
+                    "wandb_project": cfg.wandb_project, "wandb": cfg.wandb, "task": scoring.task,
+                    "tasks": list(scoring.tasks)}
+            if cfg.zero_shot and scoring.task == "clip":
                 meta["zero_shot"] = _zero_shot(cfg, folds)
-            out = report.write_summary(records, abl_dir, meta)
+            elif cfg.zero_shot:
+                meta["zero_shot"] = {"modality": cfg.zero_shot, "error": "the zero-shot row is clip-only (a class "
+                                     f"per clip); this grid trains the {scoring.task} task"}
+            out = report.write_summary(records, abl_dir, meta, scoring)
     except GridBusy as err:
         print(f"ablate: {err}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -448,9 +498,10 @@ def _zero_shot(cfg: Namespace, folds: list[int | None]) -> dict[str, Any]:
         return {"modality": cfg.zero_shot, "error": f"{type(err).__name__}: {err}"}
 
 
-def _run_grid(cells: list[Cell], commands: dict[Cell, list[str]], abl_dir: Path,
-              cfg: Namespace) -> tuple[list[dict[str, Any]], bool]:
-    """Run (or skip) every cell in order, printing one line per cell; returns the cell records."""
+def _run_grid(cells: list[Cell], commands: dict[Cell, list[str]], abl_dir: Path, cfg: Namespace,
+              scoring: Scoring = CLIP) -> tuple[list[dict[str, Any]], bool]:
+    """Run (or skip) every cell in order, printing one line per cell (its ``scoring`` metrics); returns the cell
+    records."""
     records: list[dict[str, Any]] = []
     n, width = len(cells), max(len(c.label) for c in cells)
     interrupted = False
@@ -462,7 +513,13 @@ def _run_grid(cells: list[Cell], commands: dict[Cell, list[str]], abl_dir: Path,
                                "fold": cell.fold_index, "seed": cell.seed, "status": "", "rc": None,
                                "elapsed_s": float("nan"), "run_dir": str(run_dir), "log": str(log_path),
                                "error": "", "stale": False}
-        done = read_results(run_dir)
+        done, why_not = check_results(run_dir, scoring)
+        if done is None and why_not != NO_RESULTS and not cfg.force:
+            # A finished run this grid cannot score (dense: other tasks, a NaN metric): kept, never deleted
+            rec.update(status="failed", rc=0, error=f"{run_dir / 'results.json'}: {why_not}")
+            print(f"{head}  FAILED   {rec['error']}; the folder is kept (--force=true reruns the cell)", flush=True)
+            records.append(rec)
+            continue
         if cfg.summary_only or (done is not None and not cfg.force):
             if done is None:
                 rec.update(status="missing")
@@ -471,8 +528,8 @@ def _run_grid(cells: list[Cell], commands: dict[Cell, list[str]], abl_dir: Path,
                 prev = _read_json(run_dir / CELL_RECORD)
                 rec.update(status="skipped", rc=0, elapsed_s=float(prev.get("elapsed_s", float("nan"))),
                            stale=bool(prev) and prev.get("args") != _args_key(cmd))
-                m, took = done["metrics"], rec["elapsed_s"]
-                print(f"{head}  skipped  UAR {m['test/uar']:.3f}  WAR {m['test/war']:.3f}  "
+                took = rec["elapsed_s"]
+                print(f"{head}  skipped  {scoring.progress(done['metrics'])}  "
                       f"{_fmt_seconds(took) if math.isfinite(took) else '?'} (earlier run; has results.json"
                       + (", STALE: run with another command" if rec["stale"] else "") + ")", flush=True)
             records.append(rec)
@@ -490,18 +547,16 @@ def _run_grid(cells: list[Cell], commands: dict[Cell, list[str]], abl_dir: Path,
         except KeyboardInterrupt:
             rc, interrupted = 130, True
         elapsed = time.monotonic() - t0
-        res = read_results(run_dir)
+        res, why_not = check_results(run_dir, scoring)
         rec.update(rc=rc, elapsed_s=elapsed)
         if rc == 0 and res is not None:
             rec["status"] = "done"
             _write_json(run_dir / CELL_RECORD, {"command": shell_line(cmd), "args": _args_key(cmd),
                                                 "elapsed_s": elapsed, "finished": time.strftime("%F %T")})
-            m = res["metrics"]
-            print(f"{head}  done     UAR {m['test/uar']:.3f}  WAR {m['test/war']:.3f}  {_fmt_seconds(elapsed)}",
-                  flush=True)
+            print(f"{head}  done     {scoring.progress(res['metrics'])}  {_fmt_seconds(elapsed)}", flush=True)
         else:
             tail = log_tail(log_path)
-            why = (f"exit {rc}" if rc != 0 else "exit 0 but no results.json with test metrics") + (
+            why = (f"exit {rc}" if rc != 0 else f"exit 0 but {why_not}") + (
                 " (interrupted)" if interrupted else " (timeout)" if rc == 124 else "")
             rec.update(status="missing" if interrupted else "failed", error=f"{why}: {_last_error_line(tail)}")
             word = "STOPPED " if interrupted else "FAILED  "
