@@ -66,8 +66,9 @@ static2dynamic: finetune-frames
 bench: install
 	$(PY) benchmarks/run_all.py
 
-# Model vs linear probe vs majority class (mean ± std over 3 seeds) on the sample and, when ../shared/data is there,
-# on faces-static (its stores are built once into features/faces_static: a few minutes on 2 cores).
+# Model vs linear probe vs majority class (mean ± std: 5 seeded splits of the sample, 20 epochs each) and, when
+# ../shared/data is there, on faces-static (its 5 person-grouped folds; its stores are built once into
+# features/faces_static: a few minutes on 2 cores).
 bench-accuracy: install
 	$(PY) -m fer_zoo extract --config $(EXTRACT_CONFIG)
 	$(PY) benchmarks/bench_accuracy.py -- --trainer.max_epochs=20

@@ -21,7 +21,7 @@ COCO17_KEYPOINTS: tuple[str, ...] = (
 
 _INSTALL_HINT = (
     'openpifpaf is not installed: run "make install-openpifpaf" (a patched source build against current torch; '
-    "see README)"
+    "see docs/troubleshooting.md)"
 )
 
 

@@ -12,8 +12,10 @@ is searched recursively for both) becomes one clip folder; a photo's folder hold
 ``DIR/manifest.csv`` lists every clip folder with face crops for ``ManifestSource(csv=DIR/manifest.csv)``; its
 labels come from ``--labels`` (a CSV ``video,label[,subject]``) or are left empty for you to fill in, and a rerun
 keeps labels and rows you added (see :mod:`fer_zoo.video.manifest`). The tree is also read by
-``DFEWSource(root=DIR)`` (whose default ``frames_subdir`` is ``Clip/clip_224x224``) once ``DIR/EmoLabel_DataSplit``
-holds DFEW-style label files, and by ``read_frames``. With ``--size`` other than 224 the folder is
+``DFEWSource(root=DIR, label_order=...)`` (whose default ``frames_subdir`` is ``Clip/clip_224x224``) once
+``DIR/EmoLabel_DataSplit`` holds DFEW-style label files (integers: ``label_order="dfew"`` for DFEW's 1-7, or your
+class names listed in the order of your integers, 0-based; see ``datamodules.label_orders``), and by
+``read_frames``. With ``--size`` other than 224 the folder is
 ``Clip/clip_<S>x<S>``: pass that as DFEWSource's ``frames_subdir``. ``<clip_id>`` is the video's stem (a numeric
 stem is zero-padded to 5 digits as DFEW's ids are; two videos with one stem get ``_<ext>`` / ``_2`` suffixes).
 
