@@ -291,7 +291,7 @@ def test_dense_summary_of_one_track_names_its_metric(tmp_path: Path) -> None:
     assert "| – | majority per AU | 1 | 0.100 | | | | |" in md
     assert ("**Best: `fer2013`**, test ABAW score (mean of AU F1 (AUs with labels)) 0.520 over 1 run(s); a single "
             "modality: the best fused set `facemesh+fer2013` is -0.030 behind it (0.490)") in md
-    assert "fold 0 = the source's official split" in md
+    assert "fold 0: the source's official split, ABAW's Validation_Set as test" in md
     cells = pd.read_csv(tmp_path / "cells.csv").set_index("cell")
     assert cells.loc["fer2013-fold0-seed1", "au_f1_labeled"] == pytest.approx(0.52)
     assert math.isnan(cells.loc["fer2013-fold0-seed1", "au_f1"])  # the official 12-AU F1 was NaN: kept NaN

@@ -35,7 +35,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fer_zoo.ablation.scoring import CLIP, Metric, Scoring, for_task
+from fer_zoo.ablation.scoring import CLIP, DENSE_PRIOR_LABEL, Metric, Scoring, for_task
 from fer_zoo.plots import save_figure
 
 OK = ("done", "skipped")
@@ -175,7 +175,7 @@ def _intro(table: pd.DataFrame, meta: dict[str, Any], scoring: Scoring) -> str:
                 f"error. " + tail)
     per_task = "" if len(scoring.tasks) == 1 else (
         "; beside it each task's metric (" + ", ".join(m.label for m in scoring.table[1:]) + ")")
-    folds = ("fold 0 = the source's official split (ABAW: Validation_Set as test)" if meta["folds"] == [0]
+    folds = ("fold 0: the source's official split, ABAW's Validation_Set as test" if meta["folds"] == [0]
              else f"folds {meta['folds']} of the source's n_folds")
     return (f"Dense (per-frame) task, ABAW tasks {list(scoring.tasks)}: test {scoring.main.label}{per_task}, "
             f"each an official ABAW metric on every labeled frame of the test clips (EXPR: macro F1 over the 8 "
@@ -185,8 +185,8 @@ def _intro(table: pd.DataFrame, meta: dict[str, Any], scoring: Scoring) -> str:
             f"({best or 'none in the grid'}). Probe: per-frame linear probe on the same stores (logistic regression "
             f"for EXPR and each AU, ridge for V and A), fitted on the same training clips and scored on the same "
             f"frames, its score the mean of its task metrics as the model's; Δprobe = model minus probe. "
-            f"Prior: {scoring.prior_label}, fitted on the same training clips and scored on the same frames (a "
-            f"constant V/A has CCC 0). " + tail)
+            f"Prior ({', '.join(f'{t}: {DENSE_PRIOR_LABEL[t]}' for t in scoring.tasks)}): fitted on the same "
+            f"training clips and scored on the same frames (a constant V/A has CCC 0). " + tail)
 
 
 def markdown(table: pd.DataFrame, meta: dict[str, Any], scoring: Scoring = CLIP, notes: Sequence[str] = ()) -> str:
@@ -237,6 +237,12 @@ def _prior(table: pd.DataFrame, scoring: Scoring = CLIP) -> tuple[int, dict[str,
     return int(r["n"]), {m.key: (float(r[f"{p}_{m.key}_mean"]), float(r[f"{p}_{m.key}_std"])) for m in scoring.table}
 
 
+def _nanmax(values: Sequence[float]) -> float:
+    """The largest finite value, NaN when there is none (``np.nanmax`` without its all-NaN warning)."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return max(finite) if finite else float("nan")
+
+
 def conclusion(table: pd.DataFrame, scoring: Scoring = CLIP) -> str:
     """One paragraph: the metric and the best set, its gain over the best single modality and over its own probe
     (in the main metric's mean), the spread (sample std over folds x seeds), and a warning for every gap smaller
@@ -257,7 +263,7 @@ def conclusion(table: pd.DataFrame, scoring: Scoring = CLIP) -> str:
         gap = float(top[mean] - single[mean])
         parts.append(f"{s.gain(gap)}{s.gain_unit} over the best single modality `{single['modalities']}` "
                      f"({s.fmt(single[mean], single[std])}{s.unit})")
-        sp = np.nanmax([spread(top), spread(single)])
+        sp = _nanmax([spread(top), spread(single)])
         if math.isfinite(sp) and sp > abs(gap):
             warnings.append(f"the gain over `{single['modalities']}` ({s.gain(gap)}) is smaller than the spread over "
                             f"folds x seeds ({s.spread(sp)})")
@@ -268,7 +274,7 @@ def conclusion(table: pd.DataFrame, scoring: Scoring = CLIP) -> str:
             gap = float(top[mean] - f[mean])
             parts.append(f"a single modality: the best fused set `{f['modalities']}` is {s.gain(-gap)}{s.gain_unit} "
                          f"behind it ({s.fmt(f[mean], f[std])}{s.unit})")
-            sp = np.nanmax([spread(top), spread(f)])
+            sp = _nanmax([spread(top), spread(f)])
             if math.isfinite(sp) and sp > abs(gap):
                 warnings.append(f"its lead over `{f['modalities']}` ({s.gain(gap)}) is smaller than the spread "
                                 f"({s.spread(sp)})")
@@ -277,7 +283,7 @@ def conclusion(table: pd.DataFrame, scoring: Scoring = CLIP) -> str:
         probe_std = float(top[f"probe_{std}"])
         parts.append(f"{s.gain(gap_p)}{s.gain_unit} over its own {s.probe_name} "
                      f"({s.fmt(top[f'probe_{mean}'], probe_std)}{s.unit})")
-        sp = np.nanmax([spread(top), probe_std if math.isfinite(probe_std) else np.nan])
+        sp = _nanmax([spread(top), probe_std])
         if math.isfinite(sp) and sp > abs(gap_p):
             warnings.append(f"the difference to its probe ({s.gain(gap_p)}) is smaller than the spread "
                             f"({s.spread(sp)})")
