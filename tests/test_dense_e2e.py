@@ -195,3 +195,28 @@ def test_each_track_learns_the_segments_far_above_the_prior(extracted: dict, tra
     margin = {"EXPR": 0.25, "VA": 0.3, "AU": 0.3}[task]
     assert model > prior + margin, (model, prior, probe)
     assert model > probe - 0.1, (model, prior, probe)  # a model far below its own linear probe is a bug to chase
+
+
+def test_predict_video_answers_expression_valence_arousal_and_action_units_per_frame(
+        extracted: dict, face_videos: Path, tmp_path: Path) -> None:
+    """A model of all three tracks on a real video through predict-video: one row per frame of the person with
+    the 8 class probabilities (summing to 1), valence and arousal in [-1, 1], 12 AU activations in [0, 1]."""
+    import csv
+
+    fit(extracted, "expr", "all", "--data.tasks", "[EXPR, VA, AU]", "--data.source.init_args.task",
+        "[EXPR, VA, AU]", "--trainer.max_epochs", "3")
+    out = tmp_path / "pred"
+    _run("predict-video", str(face_videos / "single_face.mp4"), "--ckpt", str(extracted["work"] / "runs" / "all"),
+         "--out", str(out))
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["frame"]) for r in rows] == list(range(72)) and {r["person"] for r in rows} == {"1"}
+    classes = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise", "other"]
+    assert list(rows[0])[6:] == [*classes, "valence", "arousal", *AU_NAMES, "top_class", "top_prob"]
+    for r in rows:
+        assert sum(float(r[c]) for c in classes) == pytest.approx(1.0, abs=1e-4)
+        assert all(-1.0 <= float(r[k]) <= 1.0 for k in ("valence", "arousal"))
+        assert all(0.0 <= float(r[a]) <= 1.0 for a in AU_NAMES)
+    doc = json.loads((out / "single_face" / "predictions.json").read_text())
+    assert doc["task"] == "dense" and doc["columns"] == [*classes, "valence", "arousal", *AU_NAMES]
+    assert (out / "single_face" / "timeline.png").stat().st_size > 10_000

@@ -52,8 +52,20 @@ class Scorer:
     model: Any
 
     @property
+    def dense(self) -> bool:
+        """A per-frame (dense task) model: each window gives one output per frame token."""
+        return self.run.task == "dense"
+
+    @property
     def layout(self) -> OutputLayout:
-        return OutputLayout(classes=tuple(self.model.class_names))
+        """The columns of its per-frame output: class probabilities; for a dense model, those of its tasks (EXPR
+        class probabilities, valence and arousal in [-1, 1], action-unit activation probabilities)."""
+        if not self.dense:
+            return OutputLayout(classes=tuple(self.model.class_names))
+        tasks = list(self.model.tasks)
+        return OutputLayout(classes=tuple(self.model.class_names) if "EXPR" in tasks else (),
+                            values=("valence", "arousal") if "VA" in tasks else (),
+                            activations=tuple(self.model.au_names) if "AU" in tasks else ())
 
 
 class VideoSink(Protocol):
@@ -413,6 +425,10 @@ class VideoPipeline:
         ids = [f"{s}:{e}" for s, e in wins]
         for sc in self.scorers:
             t = time.perf_counter()
+            if sc.dense:
+                self._score_dense(sc, p, wins)
+                times.add("model", t)
+                continue
             stores = {m.key: _WindowStore(p.ring, m.key, m.frame_cap) for m in sc.run.modalities}
             ds = FeatureDataset(stores, ids, [0] * len(ids), sc.run.num_frames, train=False,
                                 short_clips=sc.run.short_clips)
@@ -431,6 +447,37 @@ class VideoPipeline:
             times.add("model", t)
             self._sink.windows(sc.name, p.pid, rows)
         p.windows_done += len(wins)
+
+    def _score_dense(self, sc: Scorer, p: _Person, wins: list[tuple[int, int]]) -> None:
+        """A dense model's windows: consecutive frames in, one output per frame token out (softmax for EXPR,
+        sigmoid for AUs, values for V/A), each added to the frames it speaks for; a window row is the mean over its
+        frames. Windows of equal length are batched."""
+        import torch
+
+        rows = []
+        for length in sorted({e - s + 1 for s, e in wins}):
+            group = [(s, e) for s, e in wins if e - s + 1 == length]
+            idx = np.stack([np.arange(s, e + 1) - p.ring.base for s, e in group])
+            feats = {m.key: torch.from_numpy(p.ring.feats[m.key][idx].astype(np.float32)) for m in sc.run.modalities}
+            valid = {m.key: torch.from_numpy(p.ring.valid[m.key][idx]) for m in sc.run.modalities}
+            with torch.inference_mode():
+                out = sc.model(feats, valid)
+            parts = []
+            for task in sc.model.tasks:
+                o = out[task].float()
+                parts.append(o.softmax(dim=-1) if task == "EXPR" else o.sigmoid() if task == "AU" else o)
+            values = torch.cat(parts, dim=-1).numpy().astype(np.float64)
+            seen = torch.stack(list(valid.values())).any(dim=0)  # [W, T]: a token with no valid feature
+            values[~seen.numpy()] = np.nan  # no evidence at that frame: it gives no answer
+            for (s, e), v, ok in zip(group, values, seen.numpy()):
+                p.averagers[sc.name].add(np.arange(s, e + 1), v)
+                rows.append({"start_frame": s, "end_frame": e, "start_time": float(p.ring.time[s - p.ring.base]),
+                             "end_time": float(p.ring.time[e - p.ring.base]), "valid_frames": int(ok.sum()),
+                             "vec": np.nanmean(v, axis=0) if ok.any() else np.full(v.shape[1], np.nan)})
+        rows.sort(key=lambda r: r["start_frame"])
+        for i, r in enumerate(rows):
+            r["window"] = p.windows_done + i
+        self._sink.windows(sc.name, p.pid, rows)
 
 
 def _box_row(d: Any, ts: float) -> dict[str, Any]:

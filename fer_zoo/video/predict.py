@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from datamodules.frames import ClipReadError
 from fer_zoo.native_stderr import native_stderr_to
 from fer_zoo.perframe.outputs import PER, OutputLayout, SecondBinner, TidyCsv
@@ -65,6 +67,7 @@ NATIVE_LOG = "native_stderr.log"  # in --out: MediaPipe's C++ log and tracebacks
 CROP_NOTE = ("features computed on the tracked face crops (square, margin, resized), the same crops `preprocess` "
              "writes; the model learned from the features of its training clips")
 BOX_COLUMNS = ["video", "person", *CSV_COLUMNS[:-2], "interpolated", "reason"]
+PLOT_FRAMES = 6000  # up to this many person-frames the timeline is drawn frame by frame, beyond it per second
 
 
 @dataclass
@@ -93,6 +96,7 @@ class TableSink:
     tables: dict[str, TidyCsv] = field(default_factory=dict)
     binners: dict[int, SecondBinner] = field(default_factory=dict)
     seconds: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    points: dict[int, list[dict[str, Any]]] | None = field(default_factory=dict)  # per-frame plot points, if few
     last_arrival: dict[int, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     answered: int = 0
@@ -158,6 +162,13 @@ class TableSink:
                         "valid": int(r["valid"]), "windows": r["windows"], **self.layout.cells(vec)})
             done.extend(binner.add(r["time"], r["valid"], vec))
             self.last_arrival[person] = r["arrived"]
+            if self.points is not None:  # short videos plot frame by frame; long ones per second (flat memory)
+                pts = self.points.setdefault(person, [])
+                if pts:
+                    pts[-1]["t1"] = r["time"] if r["time"] > pts[-1]["t0"] else pts[-1]["t1"]
+                pts.append({"t0": r["time"], "t1": r["time"], "valid": r["valid"], "mean": vec})
+                if sum(len(v) for v in self.points.values()) > PLOT_FRAMES:
+                    self.points = None
         self._emit("frame", out)
         self._seconds(person, done)
 
@@ -169,6 +180,16 @@ class TableSink:
     def person_ended(self, person: int) -> None:
         if person in self.binners:
             self._seconds(person, self.binners[person].flush())
+
+    def plot_points(self) -> dict[int, list[dict[str, Any]]]:
+        """What the timeline draws: every frame for short videos, else every second."""
+        if self.points is not None:
+            for pts in self.points.values():  # each frame spans to the next; the last one a typical spacing
+                if len(pts) > 1:
+                    pts[-1]["t1"] = pts[-1]["t0"] + float(np.median([q["t1"] - q["t0"] for q in pts[:-1]]))
+            return self.points
+        return {p: [{"t0": r["second"], "t1": r["second"] + 1, "valid": r["valid_frames"] > 0, "mean": r["mean"]}
+                    for r in rows] for p, rows in self.seconds.items()}
 
     def _seconds(self, person: int, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -240,7 +261,7 @@ def predict_input(spec: Any, out_dir: Path, pipeline: VideoPipeline, scorer: Sco
         _write_json(res, stats, sink, pipeline, scorer, per)
         from fer_zoo.video.timeline import plot_people
 
-        plot_people(sink.seconds, list(scorer.layout.classes), stats.duration, out_dir / "timeline.png",
+        plot_people(sink.plot_points(), scorer.layout, stats.duration, out_dir / "timeline.png",
                     title=spec.label, subtitle=f"model: {scorer.run.run_dir.name} ({scorer.run.ckpt.name}); "
                     f"{message}")
     return res
@@ -284,6 +305,7 @@ def _write_json(res: VideoResult, stats: VideoStats, sink: TableSink, pipeline: 
         "frames": stats.frames, "fps": stats.fps, "duration_s": stats.duration,
         "people": {str(p): v for p, v in sorted(stats.people.items())},
         "run_dir": str(run.run_dir), "checkpoint": str(run.ckpt), "class_names": list(scorer.layout.classes),
+        "task": run.task, "columns": scorer.layout.columns,
         "per": per, "num_frames": run.num_frames, "window": pipeline.window, "stride": pipeline.stride,
         "per_frame": "each frame of a person: the mean of the class probabilities of the windows covering it "
                      "(windows without a valid frame give none); seconds: the mean over the person's frames with "

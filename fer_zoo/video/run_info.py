@@ -53,8 +53,9 @@ class RunInfo:
     ckpt: Path
     config: dict[str, Any]
     results: dict[str, Any]
-    num_frames: int
+    num_frames: int  # frames per model input: data.num_frames (clip task) or data.window (dense task)
     short_clips: str = "stretch"  # what the run's DataModule made of clips shorter than num_frames
+    task: str = "clip"  # clip: one answer per window (TSN-sampled); dense: one answer per frame token
     modalities: list[ModalitySpec] = field(default_factory=list)
     track: TrackConfig = field(default_factory=TrackConfig)
     track_from: str = "defaults"
@@ -132,8 +133,12 @@ def resolve_run(ckpt_arg: str | Path, track_overrides: dict[str, Any] | None = N
     if not modalities:
         raise PredictError(f"{cfg_file}: no data.modalities")
     # Runs from before the option padded short clips; their config.yaml has no data.short_clips.
-    run = RunInfo(run_dir, ckpt, config, results, int(data.get("num_frames") or 16),
-                  str(data.get("short_clips") or "pad"))
+    task = str(config.get("task") or "clip")
+    if task == "dense":  # per-frame model: windows of consecutive frames, no TSN sampling
+        run = RunInfo(run_dir, ckpt, config, results, int(data.get("window") or 32), "pad", task)
+    else:
+        run = RunInfo(run_dir, ckpt, config, results, int(data.get("num_frames") or 16),
+                      str(data.get("short_clips") or "pad"))
     from datamodules.feature_datamodule import modality_keys
 
     keys = modality_keys(modalities)
@@ -251,10 +256,14 @@ def _track_config(data: dict[str, Any], run_dir: Path, overrides: dict[str, Any]
 
 
 def load_model(run: RunInfo) -> Any:
-    from fer_zoo.training.lit_module import FERLitModule
+    """The run's LightningModule in eval mode: ``FERLitModule`` (clip task) or ``DenseLitModule`` (dense task)."""
+    if run.task == "dense":
+        from fer_zoo.dense.lit_module import DenseLitModule as Module
+    else:
+        from fer_zoo.training.lit_module import FERLitModule as Module
 
     try:
-        model = FERLitModule.load_from_checkpoint(str(run.ckpt), map_location="cpu")
+        model = Module.load_from_checkpoint(str(run.ckpt), map_location="cpu")
     except Exception as err:  # a truncated file, not a Lightning checkpoint, another model class
         raise PredictError(f"cannot load checkpoint {run.ckpt}: {type(err).__name__}: {err}") from err
     model.eval()
