@@ -107,9 +107,10 @@ def test_dense_grid_summarises_each_cells_abaw_metrics_probe_and_prior(grid: dic
     assert f"test {SCORE}" in md and "UAR" not in md and "WAR" not in md
     assert (abl / "summary.png").stat().st_size > 20_000
 
+    assert "summary W&B run failed" not in out, out
     summary_runs = list((abl / "wandb").glob("offline-run-*"))
     assert len(summary_runs) == 1
-    tables = [p for p in summary_runs[0].rglob("*.table.json")]
+    tables = list(summary_runs[0].rglob("*.table.json"))
     assert tables, "the summary W&B run holds no table"
     logged = [json.loads(p.read_text()) for p in tables]
     assert any("score_mean" in t["columns"] and "prior_score_mean" in t["columns"] for t in logged)
