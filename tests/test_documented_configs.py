@@ -36,8 +36,10 @@ DATA_CONFIGS = {  # configs/data/<x>.yaml -> (source class, fold it sets)
 # my_clips.yaml names your own manifest (a user copies and edits it): tests/test_own_clips.py resolves it.
 # abaw_*.yaml are the dense (per-frame) task on Aff-Wild2: tests/test_dense_configs.py resolves them.
 # ablation_abaw.yaml is an ablation grid over them: tests/test_ablate.py resolves it.
+# demo_faces.yaml is the quick path's manifest of face crops that `make demo` writes: tests/test_quick_path.py runs it.
 TRAINING_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml")
-                          if p.name not in {"extract.yaml", "ablation.yaml", "ablation_abaw.yaml", "my_clips.yaml"}
+                          if p.name not in {"extract.yaml", "ablation.yaml", "ablation_abaw.yaml", "my_clips.yaml",
+                                            "demo_faces.yaml"}
                           and not p.name.startswith("abaw_"))
 
 

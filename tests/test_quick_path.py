@@ -53,3 +53,14 @@ def test_the_demo_model_answers_real_video_frame_by_frame_and_is_not_constant(fa
     assert len(tops) >= 2, f"a constant predictor: {tops}"
     long = np.array([[float(r[c]) for c in names] for r in rows if r["video"] == "WolfgangLanger_Pexels"])
     assert len(long) >= 400 and long.std(axis=0).max() > 0.02  # the answer moves with the talking face
+
+
+def test_the_demo_config_resolves_to_the_face_crops_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fer_zoo.training.cli import instantiate_spec, parse_fit_config
+
+    monkeypatch.chdir(REPO)
+    cfg = parse_fit_config(["--config", "configs/demo_faces.yaml", "--config", "configs/demo.yaml"])
+    source = instantiate_spec(cfg.data.source)
+    assert type(source).__name__ == "ManifestSource" and source.vocabulary.name == "faces8"
+    assert str(source.csv).endswith("features/sample-crops/manifest.csv")
+    assert cfg.data.modalities == ["fer2013", "facemesh"] and cfg.data.store_root == "features/sample-crops-store"

@@ -20,9 +20,10 @@ Written to ``--out`` (default ``predictions/``):
   and ``timeline.png`` (per person: class probabilities per second and the top class).
 - ``summary.json``: one entry per input with its status.
 
-Live inputs (cameras, streams) print one line per person and second as soon as it is final, with its latency (time
-from the arrival of the second's last frame to the line), and append to the CSVs as they go; Ctrl-C stops and
-keeps everything written.
+Live inputs (cameras, streams) print one line per person and second as soon as it is final, with its latency: how
+long after the stream showed the second's last frame the line comes (the stream's own clock, anchored at the frame
+that arrived earliest for its time, so a backlog of frames waiting to be decoded counts too), and append to the
+CSVs as they go; Ctrl-C stops and keeps everything written.
 
 Crops and models: the crop settings default to those the run's training crops were made with (its tree's
 ``preprocess.json`` or the stores' ``face_crops`` record); where the model learned from other pixels (whole photos,
@@ -97,7 +98,7 @@ class TableSink:
     binners: dict[int, SecondBinner] = field(default_factory=dict)
     seconds: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     points: dict[int, list[dict[str, Any]]] | None = field(default_factory=dict)  # per-frame plot points, if few
-    last_arrival: dict[int, float] = field(default_factory=dict)
+    clock: float | None = None  # min(arrival - frame time): when the stream showed time 0, on the monotonic clock
     latencies: list[float] = field(default_factory=list)
     answered: int = 0
 
@@ -161,7 +162,8 @@ class TableSink:
             out.append({"video": self.label, "person": person, "frame": r["frame"], "time": r["time"],
                         "valid": int(r["valid"]), "windows": r["windows"], **self.layout.cells(vec)})
             done.extend(binner.add(r["time"], r["valid"], vec))
-            self.last_arrival[person] = r["arrived"]
+            lead = r["arrived"] - r["time"]
+            self.clock = lead if self.clock is None else min(self.clock, lead)
             if self.points is not None:  # short videos plot frame by frame; long ones per second (flat memory)
                 pts = self.points.setdefault(person, [])
                 if pts:
@@ -200,9 +202,9 @@ class TableSink:
         self._emit("second", table)
         if self.live:
             now = time.monotonic()
-            lat = now - self.last_arrival.get(person, now)
-            self.latencies.append(lat)
             for r in table:
+                lat = now - ((self.clock or now) + float(r["end_time"]))  # behind the stream's own clock
+                self.latencies.append(lat)
                 what = (f"{r['top_class']} {r['top_prob']:.2f}" if r.get("top_class") else "no answer")
                 print(f"[{self.label}] {_clock(r['start_time'])} person {person}: {what} ({r['valid_frames']}/"
                       f"{r['frames']} frames with the face; latency {lat:.2f} s)", flush=True)
@@ -352,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", type=_faces, default=None,
                    help="whose faces: all (default), largest (one person), or a number N (at most N at once)")
     p.add_argument("--detect_every", type=int, default=None,
-                   help="run the face detector every K frames (boxes in between interpolated; default: the "
-                        "training crops' setting, else 1)")
+                   help="run the face detector every K frames, boxes in between interpolated (default 1: every "
+                        "frame)")
     p.add_argument("--window", type=int, default=None, help="frames per window (default: the run's num_frames)")
     p.add_argument("--stride", type=int, default=None, help="frames between window starts (default: window // 2)")
     p.add_argument("--batch_frames", type=int, default=32, help="face crops per extractor call")
