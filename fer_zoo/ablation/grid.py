@@ -232,14 +232,16 @@ def has_store(store_root: str, modality: str) -> bool:
 
 
 def grid_folds(requested: list[int] | None, protocol: Protocol) -> list[int | None]:
-    """The folds to run: requested ones (checked against the protocol), else the protocol's, else ``[None]``."""
+    """The folds to run: requested ones (checked against the protocol), else every fold of the protocol, else
+    ``[None]``. A ``data.fold`` that a base config sets (``configs/data/dfew.yaml`` sets fold 1 for a single fit)
+    does not shrink ``folds: null`` to that one fold: the grid runs every fold, and :func:`main` says so."""
     if not protocol.folds:
         if requested and any(f != 0 for f in requested):
             raise ValueError(f"{protocol.dataset} has no folds (one seeded split, reported as fold 0), but folds="
                              f"{requested}: leave folds null and repeat with seeds instead")
         return [None]
     if requested is None:
-        return [protocol.fold_override] if protocol.fold_override is not None else list(protocol.folds)
+        return list(protocol.folds)
     bad = [f for f in requested if f not in protocol.folds]
     if bad:
         raise ValueError(f"folds {bad} are not folds of {protocol.dataset} (its folds: {protocol.folds})")
@@ -410,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError, ImportError) as err:
         print(f"ablate: {err}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    if cfg.folds is None and protocol.fold_override is not None and protocol.folds:
+        print(f"ablate: the base configs set data.fold={protocol.fold_override}; folds: null runs every fold of "
+              f"{protocol.dataset} ({protocol.folds}) (folds: [{protocol.fold_override}] runs that one only)")
 
     if cfg.optional_modalities and not cfg.modality_sets:
         present = [m for m in cfg.optional_modalities if m not in cfg.modalities and has_store(protocol.store_root, m)]
