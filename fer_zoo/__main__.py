@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     cmd = argv[0]
+    from fer_zoo.progress import line_buffered_stdout
+
+    line_buffered_stdout()  # piped or under nohup, each message arrives when printed, not at the end
     if cmd not in COMMANDS and cmd not in LIGHTNING:
         print(f"python -m fer_zoo: error: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
