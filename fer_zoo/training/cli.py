@@ -16,7 +16,6 @@ import dataclasses
 import importlib
 import json
 import logging
-import logging.handlers
 import os
 import sys
 import time
@@ -37,6 +36,9 @@ from fer_zoo.cli_errors import (
     from_config_value_error,
     parser_keys,
 )
+from fer_zoo.library_log import LibraryLog
+from fer_zoo.lightning_progress import LineProgressBar, wants_line_progress
+from fer_zoo.progress import line_buffered_stdout
 from fer_zoo.training.lit_module import FERLitModule
 from fer_zoo.training.selection import SELECTION_FILE, START_CHECKPOINT, Selection, StartCheckpoint, choose
 
@@ -46,54 +48,6 @@ log = logging.getLogger(__name__)
 SAMPLE_SOURCE = {"class_path": "datamodules.sources.SampleSource"}
 POLICIES = ("best", "last")
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-
-
-# Libraries whose log lines (device banners, tips, seeds, W&B's offline notes) and Python warnings go to the run
-# folder's `<command>.log` instead of the terminal when `python -m fer_zoo` runs a command (quiet=True).
-LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "wandb", "py.warnings")
-
-
-class LibraryLog:
-    """Holds library log records in memory until the run folder exists, then writes them (and later ones) there."""
-
-    def __init__(self) -> None:
-        self.memory = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
-        self.memory.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
-        self.path: Path | None = None
-        self._saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
-
-    def __enter__(self) -> LibraryLog:
-        logging.captureWarnings(True)
-        os.environ.setdefault("WANDB_SILENT", "true")
-        for name in LIBRARY_LOGGERS:
-            lg = logging.getLogger(name)
-            self._saved.append((lg, list(lg.handlers), lg.propagate))
-            for h in list(lg.handlers):
-                lg.removeHandler(h)
-            lg.addHandler(self.memory)
-            lg.propagate = False
-        return self
-
-    def to_file(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path)
-        handler.setFormatter(self.memory.formatter)
-        self.memory.setTarget(handler)
-        self.memory.flushLevel = logging.DEBUG  # from now on every record goes straight to the file
-        self.memory.flush()
-        self.path = path
-
-    def __exit__(self, *exc: Any) -> None:
-        self.memory.flush()
-        target = self.memory.target
-        for lg, handlers, propagate in self._saved:
-            lg.removeHandler(self.memory)
-            for h in handlers:
-                lg.addHandler(h)
-            lg.propagate = propagate
-        logging.captureWarnings(False)
-        if target is not None:
-            target.close()
 
 
 class FERCLI(LightningCLI):
@@ -209,6 +163,8 @@ class FERCLI(LightningCLI):
         extra = [ModelCheckpoint(dirpath=ckpt_dir, monitor=self.monitor, mode="max", save_top_k=1,
                                  filename=self.best_filename, auto_insert_metric_name=False),
                  self.last_checkpoint, StartCheckpoint(ckpt_dir), LearningRateMonitor(logging_interval="epoch")]
+        if wants_line_progress(cfg.trainer.get("enable_progress_bar"), [*kwargs.get("callbacks", []), *extra]):
+            extra.append(LineProgressBar())  # piped or in a log file: plain lines, not a bar redrawn with \r
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.loggers = loggers
@@ -255,7 +211,8 @@ class FERCLI(LightningCLI):
             if self.trainer.is_global_zero:
                 (Path(path).parent / SELECTION_FILE).write_text(json.dumps(self.selection.as_dict(), indent=2) + "\n")
         if cfg.test_after_fit:
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
+            # verbose=False: Lightning's table of test metrics would repeat the one _print_baselines prints
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None, verbose=False)
             self._write_results(path)
         if self.trainer.is_global_zero:
             if self.selection is not None and "start" in self.selection.candidates:
@@ -299,7 +256,8 @@ class FERCLI(LightningCLI):
                 logger.experiment.summary.update(summary)
 
     def _print_baselines(self) -> None:
-        """The tested model beside its linear probe and the majority class, on the same test split."""
+        """The tested model beside its linear probe and the majority class, on the same test split; the model alone
+        (and why) when the baselines failed. The only table of test results ``fit`` prints."""
         from fer_zoo.training.probe import format_table
 
         res_file = self.run_dir / "results.json"
@@ -307,9 +265,15 @@ class FERCLI(LightningCLI):
             return
         res = json.loads(res_file.read_text())
         base, metrics = res.get("baselines") or {}, res.get("metrics") or {}
-        if "probe" in base and "test/uar" in metrics:
-            print(f"test split ({res['split_sizes']['test']} clips): the model beside its baselines\n"
-                  + format_table(base, metrics))
+        if "test/uar" not in metrics:
+            return
+        n = res["split_sizes"]["test"]
+        if "probe" in base and "majority" in base:
+            print(f"test split ({n} clips): the model beside its baselines\n" + format_table(base, metrics))
+        else:
+            print(f"test split ({n} clips): model UAR {100 * metrics['test/uar']:.1f}%, WAR "
+                  f"{100 * metrics['test/war']:.1f}%, F1 {100 * metrics['test/f1']:.1f}% (no baselines: "
+                  f"{base.get('error', 'not computed')})")
 
     def after_test(self) -> None:
         self._write_results(self._cfg().get("ckpt_path"))
@@ -393,7 +357,8 @@ CLI_KWARGS: dict[str, Any] = {"save_config_kwargs": {"overwrite": True}, "seed_e
 
 def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI, quiet: bool = False) -> FERCLI:
     """Run ``fit|validate|test|predict`` with ``argv``. ``quiet`` (what ``python -m fer_zoo`` uses) keeps library
-    chatter out of the terminal: it goes to ``<run folder>/<command>.log``; progress bars and results stay.
+    chatter out of the terminal: it goes to ``<run folder>/<command>.log``; progress (a bar on a terminal, plain lines
+    with rate and ETA otherwise: :mod:`fer_zoo.lightning_progress`) and results stay.
 
     When ``argv`` is the process's own command line, LightningCLI reads ``sys.argv`` itself: DDP re-launches each
     rank with ``sys.argv``, so it must stay whole (and then LightningCLI has nothing to warn about).
@@ -402,6 +367,8 @@ def run_lightning_cli(argv: list[str], cli_class: type[FERCLI] = FERCLI, quiet: 
     if cli_class is FERCLI:
         cli_class = cli_for_task(requested_task(list(argv)))
     library_log = LibraryLog() if quiet else None
+    if quiet:
+        line_buffered_stdout()  # under nohup / `> log 2>&1`, results arrive in order with the progress lines
     with library_log or contextlib.nullcontext(), warnings.catch_warnings():
         # In-process callers (the ablation's parse-only check, tests) pass their own args beside pytest's argv.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
