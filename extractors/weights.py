@@ -6,7 +6,10 @@ Weights are never fetched silently on a machine that cannot: an unavailable down
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +51,10 @@ def offline_mobilenet_path() -> Path:
 
 
 def torchvision_weights(arch: str, name: str) -> LoadedWeights:
-    """Load a torchvision weights enum member (``IMAGENET1K_V1``, ``DEFAULT``...), from the torch cache if present."""
+    """Load a torchvision weights enum member (``IMAGENET1K_V1``, ``DEFAULT``...), from the torch cache if present,
+    else downloaded by ``torch.hub``. Raises :class:`WeightsUnavailableError` when the download fails; its message
+    names the URL and the cache file, so torch.hub's own ``Downloading: ...`` line is printed only when the
+    download succeeded (after it)."""
     import torchvision.models as tvm
     from torch.hub import get_dir
 
@@ -61,14 +67,20 @@ def torchvision_weights(arch: str, name: str) -> LoadedWeights:
     cached = Path(get_dir()) / "checkpoints" / Path(w.url).name
     if cached.is_file():  # read by fer_zoo, not torch.hub: a file cut short is named as such, not as "offline"
         return LoadedWeights(read_state_dict(cached), f"torchvision {arch} {w.name} ({w.url})")
+    said = io.StringIO()  # torch.hub prints `Downloading: "<url>" to <cache>` before it tries
     try:
-        sd = w.get_state_dict(progress=False, check_hash=False)
-    except OSError as err:  # URLError is an OSError: no network
+        with contextlib.redirect_stdout(said):
+            sd = w.get_state_dict(progress=False, check_hash=False)
+    except OSError as err:  # URLError is an OSError: no network. The message below names the URL and the cache file
         raise WeightsUnavailableError(
             f"{arch} {w.name} weights are not in the torch cache ({cached}) and cannot be downloaded here "
             f"({err}). On a machine with internet run `python -m fer_zoo fetch-weights` (or download {w.url}) and "
             f"copy the file to {cached}, or set TORCH_HOME; or use the offline `mobilenet_v2` extractor."
         ) from err
+    except BaseException:
+        sys.stdout.write(said.getvalue())
+        raise
+    sys.stdout.write(said.getvalue())  # it was downloaded: say where it went, as torch.hub would have
     return LoadedWeights(sd, f"torchvision {arch} {w.name} ({w.url})")
 
 

@@ -80,6 +80,8 @@ def print_summary(summaries: list[StoreSummary], skipped: list[tuple[str, str]] 
         print(f"{s.modality:<10} {s.clips:>6} {s.skipped:>8} {s.ok:>6} {len(s.failed):>7} {s.valid_frames:>12.1%}  "
               f"{s.path}")
     for s in summaries:
+        if s.requested:  # the store's name says it too; this says it in words, with the reason
+            print(f"  [{s.modality}] -> {s.extractor} (fallback for {s.requested}: {s.fallback_reason})")
         if s.extracted:
             print(f"  [{s.modality}] extracted: " + ", ".join(f"{n} {why}" for why, n in s.extracted.items()))
         for cid, how in list(s.changed.items())[:LIST_AT_MOST]:

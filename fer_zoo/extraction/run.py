@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ from extractors.registry import extractor_class
 from extractors.weights import WeightsUnavailableError
 from fer_zoo.extraction.clip_item import ClipItem
 from fer_zoo.extraction.plan import plan_store_rerun
+from fer_zoo.library_log import LibraryLog
 from fer_zoo.native_stderr import native_stderr_to
 
 WORKER_LOG = "worker_stderr.log"  # in the store folder: what extraction workers (or, with 0 workers, MediaPipe
 # running in the main process) wrote to stderr
 RANDOM_LABEL = "RANDOM"  # in a random-weights store's folder name: <extractor>-RANDOM-<key> (tests only)
+LIBRARY_LOG = "extract.log"  # in the store folder: Lightning's messages (devices, tips) and Python warnings
 
 
 @dataclass
@@ -217,6 +220,9 @@ class StoreSummary:
     changed: dict[str, str] = field(default_factory=dict)
     gone: dict[str, str] = field(default_factory=dict)
     unknown: int = 0
+    extractor: str = ""  # the extractor that ran: the configured fallback's name when the requested one could not
+    requested: str = ""  # the extractor the config asked for, when the fallback ran instead (else empty)
+    fallback_reason: str = ""  # why it could not: the first sentence of the reason (in full in meta.json)
 
 
 def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Path, modality: str,
@@ -264,50 +270,74 @@ def extract_modality(source: Any, clips: list[ClipRecord], store_root: str | Pat
         log(f"[{modality}] {len(plan.unknown)} clips were packed before stores recorded their source: kept unchecked "
             "(extract into a new --store_root to record where every clip came from)")
     unpacked = any((path / "shards").glob("shard-*.npz")) if path.exists() else False
+    ran = {"extractor": extractor.name, **fallback_words(fallback_note)}
     if not todo and not unpacked and (path / "meta.json").exists():  # a no-op rerun: no Trainer, no pack
-        return summarize(modality, path, len(order), plan)
+        return summarize(modality, path, len(order), plan, **ran)
     import lightning as L  # only when there is work (see fer_zoo.extraction.lightning_parts)
 
     from fer_zoo.extraction.lightning_parts import ClipProgressBar, ExtractionModule, StoreWriter
+    from fer_zoo.lightning_progress import LineProgressBar, wants_line_progress
 
-    kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
-              "enable_model_summary": False, **(trainer_kwargs or {})}
-    callbacks: list[Any] = [StoreWriter(path, request, flush_every)]
-    if kwargs.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback when bars are off
-        callbacks.append(ClipProgressBar(f"extract {modality}"))
-    trainer = L.Trainer(callbacks=callbacks, **kwargs)
-    if todo:
-        context = _worker_context(extractor) if num_workers else None
-        stderr_log = str(path / WORKER_LOG) if extractor.runs_in_workers else None
-        init = functools.partial(_worker_init, stderr_log=stderr_log) if num_workers else None
-        sources = [current[c.clip_id] for c in todo]
-        loader = DataLoader(ClipFrames(todo, extractor, frame_cap, decoder_threads, sources), batch_size=1,
-                            collate_fn=_one,
-                            num_workers=num_workers, worker_init_fn=init,
-                            multiprocessing_context=context, persistent_workers=False)
-        # With 0 workers MediaPipe runs here: its C++ log goes to the same file the workers' would, not the terminal.
-        quiet = native_stderr_to(path / WORKER_LOG) if stderr_log and not num_workers else contextlib.nullcontext()
-        with quiet:
-            trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
-    elif not (path / "meta.json").exists():
-        check_request(path, request, create=True)  # nothing to extract but never packed: put the request on disk
-    trainer.strategy.barrier()
-    # Packs also when only shards are new: a run killed after its last shard, before the pack, left them unpacked.
-    if trainer.is_global_zero and (todo or unpacked or not (path / "meta.json").exists()):
-        meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,
-                "source": {"name": source.name, "num_clips": len(order)}, "libraries": library_versions(),
-                **extractor.describe(), "random_weights": random_weights, **fallback_note,
-                # which clips are `preprocess` face crops (predict-video compares them with its own crops)
-                "face_crops": crop_record((c.path for c in clips), sum(c.box is not None for c in clips))}
-        pack(path, order, meta, current)
-    trainer.strategy.barrier()
+    # Lightning's device lines and tips, and Python warnings, go to the store's extract.log, not the terminal
+    # (Lightning is imported first: its import gives its loggers their console handlers, which this then holds).
+    with LibraryLog() as library_log:
+        library_log.to_file(path / LIBRARY_LOG)
+        kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_checkpointing": False,
+                  "enable_model_summary": False, **(trainer_kwargs or {})}
+        callbacks: list[Any] = [StoreWriter(path, request, flush_every)]
+        label = f"extract {modality}"
+        if wants_line_progress(kwargs.get("enable_progress_bar"), callbacks):  # piped, in a log file: plain lines
+            callbacks.append(LineProgressBar(predict_label=label, predict_unit="clip"))
+        elif kwargs.get("enable_progress_bar", True) is not False:  # Lightning refuses a bar callback when bars are off
+            callbacks.append(ClipProgressBar(label))
+        trainer = L.Trainer(callbacks=callbacks, **kwargs)
+        if todo:
+            context = _worker_context(extractor) if num_workers else None
+            stderr_log = str(path / WORKER_LOG) if extractor.runs_in_workers else None
+            init = functools.partial(_worker_init, stderr_log=stderr_log) if num_workers else None
+            sources = [current[c.clip_id] for c in todo]
+            loader = DataLoader(ClipFrames(todo, extractor, frame_cap, decoder_threads, sources), batch_size=1,
+                                collate_fn=_one,
+                                num_workers=num_workers, worker_init_fn=init,
+                                multiprocessing_context=context, persistent_workers=False)
+            # With 0 workers MediaPipe runs here: its C++ log goes to the workers' file, not the terminal.
+            quiet = native_stderr_to(path / WORKER_LOG) if stderr_log and not num_workers else contextlib.nullcontext()
+            with quiet:
+                trainer.predict(ExtractionModule(extractor), loader, return_predictions=False)
+        elif not (path / "meta.json").exists():
+            check_request(path, request, create=True)  # nothing to extract but never packed: put the request on disk
+        trainer.strategy.barrier()
+        # Packs also when only shards are new: a run killed after its last shard, before the pack, left them unpacked.
+        if trainer.is_global_zero and (todo or unpacked or not (path / "meta.json").exists()):
+            meta = {**request, "dim": extractor.dim, "schema": extractor.schema, "store_key": key,
+                    "source": {"name": source.name, "num_clips": len(order)}, "libraries": library_versions(),
+                    **extractor.describe(), "random_weights": random_weights, **fallback_note,
+                    # which clips are `preprocess` face crops (predict-video compares them with its own crops)
+                    "face_crops": crop_record((c.path for c in clips), sum(c.box is not None for c in clips))}
+            pack(path, order, meta, current)
+        trainer.strategy.barrier()
+    logs = f"Lightning's messages and warnings: {path / LIBRARY_LOG}"
     if todo and extractor.runs_in_workers and (path / WORKER_LOG).exists():
-        log(f"[{modality}] MediaPipe's C++ log (native stderr) is in {path / WORKER_LOG}")
-    return summarize(modality, path, len(order), plan)
+        logs += f"; MediaPipe's C++ log (native stderr): {path / WORKER_LOG}"
+    log(f"[{modality}] logs: {logs}")
+    return summarize(modality, path, len(order), plan, **ran)
 
 
-def summarize(modality: str, path: Path, num_clips: int, plan: Any) -> StoreSummary:
-    """The packed store's counts plus what ``plan`` (a ``RerunPlan``) extracted, kept and found gone."""
+def fallback_words(note: dict[str, Any]) -> dict[str, str]:
+    """``build_extractor``'s note as the summary's ``requested`` (the extractor the config asked for) and
+    ``fallback_reason`` (the first sentence of why it could not run: it names the weights and the cause); empty
+    when nothing fell back."""
+    if not note:
+        return {}
+    reason = " ".join(str(note.get("fallback_reason", "")).split())
+    first = re.split(r"(?<=[.)])\s+(?=[A-Z])", reason, maxsplit=1)[0].rstrip(".")
+    return {"requested": str(note["requested"]["name"]), "fallback_reason": first}
+
+
+def summarize(modality: str, path: Path, num_clips: int, plan: Any, extractor: str = "", requested: str = "",
+              fallback_reason: str = "") -> StoreSummary:
+    """The packed store's counts plus what ``plan`` (a ``RerunPlan``) extracted, kept and found gone; ``extractor``
+    ran, instead of ``requested`` for ``fallback_reason`` when the configured fallback ran (:func:`fallback_words`)."""
     import pandas as pd
 
     idx = pd.read_parquet(path / "index.parquet", columns=["clip_id", "length", "valid_count", "status", "reason"])
@@ -315,4 +345,5 @@ def summarize(modality: str, path: Path, num_clips: int, plan: Any) -> StoreSumm
     total = int(idx.length.sum())
     return StoreSummary(modality, path, len(idx), num_clips - len(plan.todo), int((idx.status == "ok").sum()),
                         failed, float(idx.valid_count.sum() / total) if total else 0.0, plan.counts(),
-                        dict(plan.changes), dict(plan.gone), len(plan.unknown))
+                        dict(plan.changes), dict(plan.gone), len(plan.unknown), extractor, requested,
+                        fallback_reason)
