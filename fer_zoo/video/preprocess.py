@@ -8,6 +8,7 @@ is searched recursively for both) becomes one clip folder; a photo's folder hold
     DIR/preprocess.json                                       the settings (a rerun with others is refused)
     DIR/clips.csv                                             clip_id, video, status, frame counts, reason
     DIR/manifest.csv                                          path,label,subject: the training list (below)
+    DIR/native_stderr.log                                     MediaPipe's C++ log (kept off the terminal)
 
 ``DIR/manifest.csv`` lists every clip folder with face crops for ``ManifestSource(csv=DIR/manifest.csv)``; its
 labels come from ``--labels`` (a CSV ``video,label[,subject]``) or are left empty for you to fill in, and a rerun
@@ -69,6 +70,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.frames import ClipReadError, cap_indices
+from fer_zoo.native_stderr import native_stderr_to
+from fer_zoo.progress import Progress
 from fer_zoo.video.face_track import (
     SNAP,
     FaceDetector,
@@ -84,6 +87,7 @@ from fer_zoo.video.face_track import (
 from fer_zoo.video.manifest import match_labels, print_summary, read_labels, write_manifest
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_NO_FACE = 0, 2, 3, 4
+NATIVE_LOG = "native_stderr.log"  # in --out: MediaPipe's C++ log (native stderr), appended by every run
 
 
 def default_frames_subdir(size: int) -> str:
@@ -318,35 +322,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preprocess: {len(videos) - n_photos} video(s), {n_photos} photo(s) -> {frames_root}/<clip_id>/ "
           f"(crop {cfg.size}px, margin {cfg.margin}, detector {cfg.detector}, min_confidence {cfg.min_confidence}, "
           f"faces {cfg.faces}" + (f", detection every {cfg.detect_every} frames" if cfg.detect_every > 1 else "") + ")")
-    from tqdm import tqdm
-
     outcomes: list[ClipOutcome] = []
     owners = {r["clip_id"]: r["video"] for r in _read_index(out)}
     known = {**owners, **{ids[w]: str(w) for w in videos}}  # every clip id's video; this run's ids win
     resolved: dict[str, Path] = {}
-    detector = FaceDetector(cfg)
-    try:
-        bar = tqdm(videos, unit="clip", desc="preprocess", dynamic_ncols=True)
-        for video in bar:
-            clip_dir = frames_root / ids[video]
-            bar.set_postfix_str(video.name)
-            taken = _OtherVideos(known, video, resolved)
-            if video_done(frames_root, ids[video], taken) and not args.overwrite:
-                outcomes.append(ClipOutcome(ids[video], str(video), "skipped", reason="already done"))
-                continue
-            done = preprocess_video(video, clip_dir, cfg, args.frame_cap, detector=detector, taken=taken)
-            outcomes.extend(done)
-            for cid, v in ((o.clip_id, o.video) for o in done if o.status != "failed"):
-                owners[cid] = v
-                known[cid] = v
-            if done[0].status == "failed":
-                bar.write(f"FAILED {video}: {done[0].reason}")
-            elif done[0].status == "no_face":
-                bar.write(f"no face found in {video} ({done[0].frames} frames); {clip_dir} holds only boxes.csv")
-            elif len(done) > 1:
-                bar.write(f"{video}: {len(done)} people -> {', '.join(o.clip_id for o in done)}")
-    finally:
-        detector.close()
+    unit = "photo" if n_photos == len(videos) else "video" if not n_photos else "file"
+    # MediaPipe's C++ log (TensorFlow Lite's delegate line, feedback-manager warnings) goes to DIR/native_stderr.log;
+    # progress and fer_zoo's messages still reach the terminal (fer_zoo.native_stderr).
+    with native_stderr_to(out / NATIVE_LOG), Progress("preprocess", total=len(videos), unit=unit) as bar:
+        detector = FaceDetector(cfg)
+        try:
+            for video in videos:
+                clip_dir = frames_root / ids[video]
+                if bar.tty:  # the file being worked on, on the bar (a plain line would name it after the fact)
+                    bar.set_postfix(video.name)
+                taken = _OtherVideos(known, video, resolved)
+                if video_done(frames_root, ids[video], taken) and not args.overwrite:
+                    outcomes.append(ClipOutcome(ids[video], str(video), "skipped", reason="already done"))
+                    bar.update()
+                    continue
+                done = preprocess_video(video, clip_dir, cfg, args.frame_cap, detector=detector, taken=taken)
+                outcomes.extend(done)
+                for cid, v in ((o.clip_id, o.video) for o in done if o.status != "failed"):
+                    owners[cid] = v
+                    known[cid] = v
+                if done[0].status == "failed":
+                    bar.write(f"FAILED {video}: {done[0].reason}")
+                elif done[0].status == "no_face":
+                    bar.write(f"no face found in {video} ({done[0].frames} frames); {clip_dir} holds only boxes.csv")
+                elif len(done) > 1:
+                    bar.write(f"{video}: {len(done)} people -> {', '.join(o.clip_id for o in done)}")
+                bar.update()
+        finally:
+            detector.close()
     _write_index(out, outcomes)
     status = _report(outcomes, frames_root)
     index = _read_index(out)
@@ -360,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preprocess: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     print_summary(summary, bool(args.labels), unmatched)
+    print(f"MediaPipe's C++ log (native stderr): {out / NATIVE_LOG}")
     _exit_note(status)
     return status
 
