@@ -256,3 +256,15 @@ def _data_kwargs(face_photos: Path, stores: Path) -> dict:
 
     return {"source": ImageFolderSource(root=str(face_photos), legend=str(face_photos.parent / "legend.csv")),
             "store_root": str(stores), "modalities": ["facemesh"], "num_workers": 0}
+
+
+def test_callbacks_of_the_config_are_kept(sample_stores: Path, tmp_path: Path) -> None:
+    """A trainer.callbacks entry (EarlyStopping) reaches the Trainer beside fer_zoo's own checkpoint callbacks:
+    LightningCLI merges {**trainer config, **kwargs}, so the callbacks FERCLI passes replaced the user's."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    cli = run_lightning_cli([*fit_args(sample_stores, tmp_path, "cb", "pose", epochs=1), "--trainer.callbacks+",
+                             "EarlyStopping", "--trainer.callbacks.monitor", "val/uar",
+                             "--trainer.callbacks.mode", "max"])
+    kinds = [type(c) for c in cli.trainer.callbacks]
+    assert EarlyStopping in kinds and ModelCheckpoint in kinds

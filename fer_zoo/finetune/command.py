@@ -74,7 +74,9 @@ class FinetuneCLI(LightningCLI):
                                                auto_insert_metric_name=False)
         self.last_checkpoint = ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=1, filename="last",
                                                enable_version_counter=False)
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), self.best_checkpoint, self.last_checkpoint]
+        configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []  # kept: see FERCLI
+        configured = list(configured) if isinstance(configured, list | tuple) else [configured]
+        kwargs["callbacks"] = [*configured, *kwargs.get("callbacks", []), self.best_checkpoint, self.last_checkpoint]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.loggers = loggers
         _share_cpu_cores(trainer, cfg.data.num_workers)

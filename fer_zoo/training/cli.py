@@ -163,9 +163,14 @@ class FERCLI(LightningCLI):
         extra = [ModelCheckpoint(dirpath=ckpt_dir, monitor=self.monitor, mode="max", save_top_k=1,
                                  filename=self.best_filename, auto_insert_metric_name=False),
                  self.last_checkpoint, StartCheckpoint(ckpt_dir), LearningRateMonitor(logging_interval="epoch")]
-        if wants_line_progress(cfg.trainer.get("enable_progress_bar"), [*kwargs.get("callbacks", []), *extra]):
-            extra.append(LineProgressBar())  # piped or in a log file: plain lines, not a bar redrawn with \r
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
+        # The config's own trainer.callbacks (an EarlyStopping, say): LightningCLI merges {**trainer config,
+        # **kwargs}, so callbacks passed here would replace them without a word; they are kept in front.
+        configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        configured = list(configured) if isinstance(configured, list | tuple) else [configured]
+        ours = [*kwargs.get("callbacks", []), *extra]
+        if wants_line_progress(cfg.trainer.get("enable_progress_bar"), [*configured, *ours]):
+            ours.append(LineProgressBar())  # piped or in a log file: plain lines, not a bar redrawn with \r
+        kwargs["callbacks"] = [*configured, *ours]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.loggers = loggers
         _share_cpu_cores(trainer, cfg.data.num_workers)
