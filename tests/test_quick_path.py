@@ -63,4 +63,5 @@ def test_the_demo_config_resolves_to_the_face_crops_manifest(monkeypatch: pytest
     source = instantiate_spec(cfg.data.source)
     assert type(source).__name__ == "ManifestSource" and source.vocabulary.name == "faces8"
     assert str(source.csv).endswith("features/sample-crops/manifest.csv")
-    assert cfg.data.modalities == ["fer2013", "facemesh"] and cfg.data.store_root == "features/sample-crops-store"
+    assert cfg.data.modalities == ["resnet", "fer2013", "facemesh"]
+    assert cfg.data.store_root == "features/sample-crops-store"
