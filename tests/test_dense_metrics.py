@@ -255,3 +255,32 @@ def test_baselines_errors() -> None:
         dense_baselines([clip], [bare], tasks=["VA"])
     with pytest.raises(ValueError, match="needs features"):
         DenseClip("x", clip.labels, {"face": clip.features["face"][:3]}, clip.valid)
+
+
+def test_baselines_read_only_the_sampled_training_rows_and_one_evaluation_clip_at_a_time() -> None:
+    """Memory stays bounded on Aff-Wild2-sized splits: the training features read are the sampled rows (never a
+    whole split), evaluation clips are read one at a time, and the scores equal those of clips held in memory."""
+    rng = np.random.default_rng(3)
+    train = [synthetic_clip(f"t{i}", [0, 4, 1], rng) for i in range(6)]
+    val = [synthetic_clip(f"v{i}", [4, 0], rng, invalid=3) for i in range(2)]
+
+    class Counting:
+        reads: list[int] = []
+
+        def __init__(self, clip: DenseClip) -> None:
+            self.clip, self.clip_id, self.labels = clip, clip.clip_id, clip.labels
+
+        def frame_valid(self) -> dict[str, np.ndarray]:
+            return self.clip.valid
+
+        def frame_features(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+            Counting.reads.append(len(frames))
+            return self.clip.frame_features(frames)
+
+    out = dense_baselines([Counting(c) for c in train], [Counting(c) for c in val], ["EXPR"], max_train_frames=40,
+                          seed=2)
+    train_reads, eval_reads = Counting.reads[:-len(val)], Counting.reads[-len(val):]
+    assert sum(train_reads) == 40  # the sampled rows only
+    assert eval_reads == [int(c.valid["face"].sum()) for c in val]  # one clip at a time, its valid frames
+    held = dense_baselines(train, val, ["EXPR"], max_train_frames=40, seed=2)
+    assert out["EXPR"]["probe"].score == held["EXPR"]["probe"].score

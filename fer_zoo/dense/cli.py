@@ -21,6 +21,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from datamodules.dense_datamodule import DenseDataModule
 from fer_zoo.dense.lit_module import MAIN_METRIC, DenseLitModule
 from fer_zoo.training.cli import FERCLI
@@ -94,14 +96,10 @@ class DenseCLI(FERCLI):
 def _baselines(dm: DenseDataModule) -> dict[str, Any]:
     """The per-frame prior and linear probe of each task, fitted on the training clips and scored on every labeled
     frame of the test clips (fer_zoo.dense.baselines); a failure is reported, never fatal."""
-    from fer_zoo.dense.baselines import DenseClip, dense_baselines
+    from fer_zoo.dense.baselines import dense_baselines
 
-    def clips(split: str) -> list[DenseClip]:
-        out = []
-        for cid in dm.split_ids[split]:
-            feats, valid = dm.clip_arrays(cid)
-            out.append(DenseClip(cid, dm.grids[cid].labels, feats, valid))
-        return out
+    def clips(split: str) -> list[_StoreClip]:
+        return [_StoreClip(dm, cid) for cid in dm.split_ids[split]]
 
     try:
         found = dense_baselines(clips("train"), clips("test"), dm.tasks, list(dm.stores), seed=dm.seed)
@@ -117,6 +115,28 @@ def _baselines(dm: DenseDataModule) -> dict[str, Any]:
             out[task][name] = {MAIN_METRIC[task]: main, "score": score, "n_train": res.n_train,
                                "n_fallback": res.n_fallback}
     return out
+
+
+class _StoreClip:
+    """A clip of the DataModule as the per-frame baselines read it (``fer_zoo.dense.baselines.ClipFrames``): labels,
+    valid masks, and features of the frames asked for, read from the memory-mapped stores (never the whole split)."""
+
+    def __init__(self, dm: DenseDataModule, clip_id: str) -> None:
+        self.dm, self.clip_id = dm, clip_id
+        self.labels = dm.grids[clip_id].labels
+
+    def frame_valid(self) -> dict[str, np.ndarray]:
+        from datamodules.dense_datamodule import read_rows
+
+        g = self.dm.grids[self.clip_id]
+        return {m: read_rows(st, self.clip_id, g.rows[m], features=False)[1] for m, st in self.dm.stores.items()}
+
+    def frame_features(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        from datamodules.dense_datamodule import read_rows
+
+        g = self.dm.grids[self.clip_id]
+        return {m: read_rows(st, self.clip_id, g.rows[m][frames])[0].astype(np.float32)
+                for m, st in self.dm.stores.items()}
 
 
 def _jsonable(x: Any) -> Any:
