@@ -220,3 +220,9 @@ def test_predict_video_answers_expression_valence_arousal_and_action_units_per_f
     doc = json.loads((out / "single_face" / "predictions.json").read_text())
     assert doc["task"] == "dense" and doc["columns"] == [*classes, "valence", "arousal", *AU_NAMES]
     assert (out / "single_face" / "timeline.png").stat().st_size > 10_000
+    # a window longer than the model's (16 frames here) is refused before any frame is read, not failed mid-video
+    wide = subprocess.run([sys.executable, "-m", "fer_zoo", "predict-video", str(face_videos / "single_face.mp4"),
+                           "--ckpt", str(extracted["work"] / "runs" / "all"), "--out", str(tmp_path / "wide"),
+                           "--window", "64"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert wide.returncode == 2 and "at most 16 frames" in wide.stderr

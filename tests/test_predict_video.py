@@ -561,3 +561,42 @@ def test_a_camera_that_does_not_exist_or_a_dead_url_is_one_line_and_exit_2(
     assert main([source, "--ckpt", str(run), "--out", str(tmp_path / "o"), "--open_timeout", "2"]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("predict-video: error:") and expect in err[0], err
+
+
+def test_a_person_back_within_the_same_second_keeps_one_row_for_that_second(tmp_path: Path) -> None:
+    """A re-identified person (a new segment of the same id) that returns within the second it left: seconds.csv
+    keeps one row per (video, person, second), its frames counted together (review finding: two rows)."""
+    from fer_zoo.perframe.outputs import OutputLayout, TidyCsv
+    from fer_zoo.video.predict import TableSink
+
+    layout = OutputLayout(classes=("a", "b"))
+    run_table = TidyCsv(tmp_path / "all.csv", layout.header("second"))
+    sink = TableSink("v", tmp_path / "v", layout, "second", run_table)
+
+    def rows(times: list[float], p: float) -> list[dict]:
+        return [{"frame": int(t * 25), "time": t, "valid": True, "windows": 1, "vec": np.array([p, 1 - p]),
+                 "arrived": 0.0} for t in times]
+
+    sink.frames("model", 1, rows([3.0, 3.04, 3.08], 1.0))
+    sink.person_ended(1)
+    sink.frames("model", 1, rows([3.6, 3.64], 0.0))
+    sink.person_ended(1)
+    sink.finish_people()
+    sink.finish(ok=True)
+    run_table.close()
+    seconds = _read(tmp_path / "v" / "seconds.csv")
+    assert [(s["second"], s["frames"]) for s in seconds] == [("3", "5")]
+    assert float(seconds[0]["a"]) == pytest.approx(0.6)  # the mean over all five frames of that second
+    points = sink.plot_points()[1]
+    assert points[2]["t1"] <= 3.12  # the timeline does not draw the person across the gap
+
+
+def test_a_stride_longer_than_the_window_is_refused(dummy_video: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Frames between two windows would get no answer at all: refused before anything is read (exit 2)."""
+    from fer_zoo.video.predict import main
+
+    run = _fake_run(tmp_path, {"facemesh": MESH_META})
+    assert main([str(dummy_video), "--ckpt", str(run), "--out", str(tmp_path / "o"), "--window", "8", "--stride",
+                 "9"]) == 2
+    assert "--stride 9 is longer than --window 8" in capsys.readouterr().err

@@ -89,7 +89,10 @@ class VideoSink(Protocol):
 
 @dataclass
 class StageTimes:
-    """Seconds of compute per stage of one video (wall clock of the main process, which runs every stage)."""
+    """Seconds per stage of one video, wall clock of the thread that runs it: decode, detect, track+crop and model in
+    the main thread; ``extract:<modality>`` in the extraction worker thread, overlapping the main thread's stages
+    (file inputs), so the stages add up to more than the wall time; ``wait:extract`` is the main thread idle,
+    waiting for the worker (where extraction is the bottleneck)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -214,6 +217,7 @@ class VideoPipeline:
         stats = VideoStats(fps=fps)
         self._stats, self._sink, self._sound = stats, sink, soundtrack
         self._people: dict[int, _Person] = {}
+        self._windows: dict[int, int] = {}  # person -> windows scored so far (window numbers go on across segments)
         self._queue: list[tuple[_Person, int, np.ndarray, float]] = []  # face crops waiting for the extractors
         self._inflight: tuple[Any, Any] | None = None  # (batch, future): features being extracted
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract")
@@ -221,9 +225,13 @@ class VideoPipeline:
         self._last_time = 0.0
         cfg = self.track
         histograms = cfg.faces != "legacy" and cfg.reid_seconds > 0 and cfg.reid_appearance > 0
+        self._stop = False
+        restore = _catch_ctrl_c(self) if live else None
         try:
             try:
                 self._frames(frames, tracker, det, pixels, live, progress, histograms, stats)
+                if self._stop:
+                    stats.ended_early = "stopped (Ctrl-C)"
             except (KeyboardInterrupt, ClipReadError) as err:
                 if not live:  # a file that breaks part way is not a result (the caller keeps its rows apart)
                     raise
@@ -236,6 +244,8 @@ class VideoPipeline:
             for pid in list(self._people):
                 self._end(pid)
         finally:
+            if restore is not None:
+                restore()
             self._inflight = None
             self._pool.shutdown(wait=True)
             if own:
@@ -250,6 +260,8 @@ class VideoPipeline:
         times = stats.times
         t = time.perf_counter()
         for fr, last in _with_last(frames):
+            if self._stop:  # Ctrl-C on a live input: stop between frames, never inside a batch
+                break
             t = times.add("decode", t)
             # the last frame is always detected, so no person's segment ends on interpolated frames
             dets = det(fr.rgb) if tracker.wants_detection(fr.index) or last else None
@@ -296,7 +308,8 @@ class VideoPipeline:
 
     def _new_person(self, pid: int, first: int) -> _Person:
         p = _Person(pid, _Ring(self.dims, first), WindowCutter(self.window, self.stride, first),
-                    {s.name: OverlapAverager(s.layout.width, first) for s in self.scorers}, first)
+                    {s.name: OverlapAverager(s.layout.width, first) for s in self.scorers}, first,
+                    windows_done=self._windows.get(pid, 0))
         self._people[pid] = p
         return p
 
@@ -320,7 +333,10 @@ class VideoPipeline:
         first, so people's frames always enter their rings in order. ``wait`` True: everything decided so far is
         extracted, applied and scored before this returns (a person's end, the end of the video, live input)."""
         if self._inflight is not None:
-            self._apply(*self._inflight[0], self._inflight[1].result())
+            t = time.perf_counter()
+            done = self._inflight[1].result()
+            self._stats.times.add("wait:extract", t)  # the main thread idle, waiting for the worker
+            self._apply(*self._inflight[0], done)
             self._inflight = None
         batch = (list(self._queue), [(p, p.pending) for p in self._people.values() if p.pending])
         self._queue = []
@@ -331,7 +347,10 @@ class VideoPipeline:
         crops = np.stack([c for _, _, c, _ in batch[0]]) if batch[0] else None
         future = self._pool.submit(self._extract, crops)
         if wait:
-            self._apply(*batch, future.result())
+            t = time.perf_counter()
+            done = future.result()
+            self._stats.times.add("wait:extract", t)
+            self._apply(*batch, done)
         else:
             self._inflight = (batch, future)
 
@@ -447,6 +466,7 @@ class VideoPipeline:
             times.add("model", t)
             self._sink.windows(sc.name, p.pid, rows)
         p.windows_done += len(wins)
+        self._windows[p.pid] = p.windows_done
 
     def _score_dense(self, sc: Scorer, p: _Person, wins: list[tuple[int, int]]) -> None:
         """A dense model's windows: consecutive frames in, one output per frame token out (softmax for EXPR,
@@ -512,3 +532,20 @@ def _with_last(frames: Iterator[Any]) -> Iterator[tuple[Any, bool]]:
         nxt = next(it, None)
         yield prev, nxt is None
         prev = nxt
+
+
+def _catch_ctrl_c(pipeline: VideoPipeline) -> Callable[[], None] | None:
+    """While a live input runs, Ctrl-C (SIGINT) only sets ``pipeline._stop``: the frame loop stops before the next
+    frame, so no batch of crops is half handed over (an interrupt there lost the batch being extracted). Returns the
+    function that restores the previous handler; None off the main thread (signals are not ours to catch there)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(_signum: int, _frame: Any) -> None:
+        pipeline._stop = True
+
+    previous = signal.signal(signal.SIGINT, stop)
+    return lambda: signal.signal(signal.SIGINT, previous)

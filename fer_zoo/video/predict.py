@@ -166,7 +166,7 @@ class TableSink:
             self.clock = lead if self.clock is None else min(self.clock, lead)
             if self.points is not None:  # short videos plot frame by frame; long ones per second (flat memory)
                 pts = self.points.setdefault(person, [])
-                if pts:
+                if pts and not pts[-1].get("ended"):  # a frame spans to the next frame of the same segment
                     pts[-1]["t1"] = r["time"] if r["time"] > pts[-1]["t0"] else pts[-1]["t1"]
                 pts.append({"t0": r["time"], "t1": r["time"], "valid": r["valid"], "mean": vec})
                 if sum(len(v) for v in self.points.values()) > PLOT_FRAMES:
@@ -180,15 +180,26 @@ class TableSink:
                               for r in rows])
 
     def person_ended(self, person: int) -> None:
-        if person in self.binners:
-            self._seconds(person, self.binners[person].flush())
+        """A segment of the person ended; the person may come back (re-identified). Their current second stays open
+        until a frame of a later second (of any segment) or the end of the video, so (video, person, second) stays
+        one row; the timeline does not draw across the gap."""
+        if self.points is not None and self.points.get(person):
+            self.points[person][-1]["ended"] = True
+
+    def finish_people(self) -> None:
+        """End of the video: every person's last second."""
+        for person, binner in self.binners.items():
+            self._seconds(person, binner.flush())
 
     def plot_points(self) -> dict[int, list[dict[str, Any]]]:
         """What the timeline draws: every frame for short videos, else every second."""
         if self.points is not None:
-            for pts in self.points.values():  # each frame spans to the next; the last one a typical spacing
-                if len(pts) > 1:
-                    pts[-1]["t1"] = pts[-1]["t0"] + float(np.median([q["t1"] - q["t0"] for q in pts[:-1]]))
+            for pts in self.points.values():  # a segment's last frame spans a typical frame spacing
+                spans = [q["t1"] - q["t0"] for q in pts if q["t1"] > q["t0"]]
+                step = float(np.median(spans)) if spans else 0.0
+                for q in pts:
+                    if q["t1"] <= q["t0"]:
+                        q["t1"] = q["t0"] + step
             return self.points
         return {p: [{"t0": r["second"], "t1": r["second"] + 1, "valid": r["valid_frames"] > 0, "mean": r["mean"]}
                     for r in rows] for p, rows in self.seconds.items()}
@@ -227,22 +238,42 @@ def predict_input(spec: Any, out_dir: Path, pipeline: VideoPipeline, scorer: Sco
     t0 = time.perf_counter()
     sink = TableSink(spec.label, out_dir, scorer.layout, per, run_table, live=spec.live)
     stats: VideoStats | None = None
-    status, message = "failed", ""
+    message = ""
     try:
         with open_input(spec, *(timeouts or ())) as (info, frames):
             total = _frame_count(spec) if not spec.live else None
             with Progress(spec.label, total=total, unit="frame") as bar:
                 stats = pipeline.process(frames, sink, live=spec.live, soundtrack=_soundtrack(spec, pipeline, log),
                                          progress=bar.update, fps=info.fps)
+            sink.finish_people()
     except ClipReadError as err:  # a file that broke part way (live inputs end early instead, with stats)
         message = f"cannot read {spec.target}: {err.reason}"
     except BaseException:
         sink.finish(ok=False)
         raise
+    try:
+        res = _result(spec, out_dir, stats, sink, message, t0)
+        if stats is not None:  # the files that say what the rows are, before the rows join the run's table
+            _write_json(res, stats, sink, pipeline, scorer, per)
+            from fer_zoo.video.timeline import plot_people
+
+            plot_people(sink.plot_points(), scorer.layout, stats.duration, out_dir / "timeline.png",
+                        title=spec.label, subtitle=f"model: {scorer.run.run_dir.name} ({scorer.run.ckpt.name}); "
+                        f"{res.message}")
+    except BaseException:
+        sink.finish(ok=False)
+        raise
     sink.finish(ok=stats is not None)
+    res.rows = sink.tables["main"].rows
+    return res
+
+
+def _result(spec: Any, out_dir: Path, stats: VideoStats | None, sink: TableSink, message: str,
+            t0: float) -> VideoResult:
+    """Status and message of one input from what the pipeline returned (None: the file broke part way)."""
+    status = "failed"
     if stats is None:
-        if (out_dir / "predictions.partial.csv").is_file():
-            message += f"; rows before the failure: {out_dir / 'predictions.partial.csv'} (not in the run's table)"
+        message += f"; rows before the failure: {out_dir / 'predictions.partial.csv'} (not in the run's table)"
     elif stats.ended_early and not stats.frames:
         message = f"{spec.target}: {stats.ended_early}"
     elif not stats.people:
@@ -257,16 +288,8 @@ def predict_input(spec: Any, out_dir: Path, pipeline: VideoPipeline, scorer: Sco
     if stats is not None and stats.ended_early:
         status = "stopped" if stats.ended_early.startswith("stopped") else "failed"
         message = f"{message}; the input ended early: {stats.ended_early}"
-    res = VideoResult(spec.label, spec.target, out_dir, status, message, time.perf_counter() - t0,
-                      len(stats.people) if stats else 0, stats.frames if stats else 0, sink.tables["main"].rows)
-    if stats is not None:
-        _write_json(res, stats, sink, pipeline, scorer, per)
-        from fer_zoo.video.timeline import plot_people
-
-        plot_people(sink.plot_points(), scorer.layout, stats.duration, out_dir / "timeline.png",
-                    title=spec.label, subtitle=f"model: {scorer.run.run_dir.name} ({scorer.run.ckpt.name}); "
-                    f"{message}")
-    return res
+    return VideoResult(spec.label, spec.target, out_dir, status, message, time.perf_counter() - t0,
+                       len(stats.people) if stats else 0, stats.frames if stats else 0, sink.tables["main"].rows)
 
 
 def _frame_count(spec: Any) -> int | None:
@@ -392,6 +415,12 @@ def prepare(args: argparse.Namespace) -> Prepared:
             raise InputError(f"--{key} must be >= 1, got {getattr(args, key)}")
     window = args.window if args.window is not None else run.num_frames
     stride = args.stride if args.stride is not None else max(1, window // 2)
+    if stride > window:  # frames between two windows would get no answer at all
+        raise InputError(f"--stride {stride} is longer than --window {window}: the frames between windows would get "
+                         "no answer; use a stride <= the window")
+    if run.task == "dense" and window > run.num_frames:
+        raise InputError(f"--window {window}: this per-frame model takes windows of at most {run.num_frames} frames "
+                         "(its training window)")
     if run.crop_mismatch and args.crop_mismatch == "error":
         raise PredictError("the model was not trained on the face crops it would be given here (--crop_mismatch "
                            "error):\n  " + "\n  ".join(run.crop_mismatch))
