@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(seconds, newline="") as f:
             rows = list(csv.DictReader(f))
         print(f"  {VIDEO.name}, per person and second: " + "; ".join(
-            f"person {r['person']} {float(r['start_time']):.0f}s {r['top_class']} {float(r['top_prob']):.2f}"
-            for r in rows))
+            f"person {r['person']} {float(r['start_time']):.0f}s "
+            + (f"{r['top_class']} {float(r['top_prob']):.2f}" if r["top_class"] else "no answer") for r in rows))
     print(f"  run folder:     {run_dir}/  (config.yaml, results.json, checkpoints/, confusion PNGs, fit.log)")
     print(f"  predictions:    {out}/  (predictions.csv per frame, {VIDEO.stem}/seconds.csv, timeline.png)")
     wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))

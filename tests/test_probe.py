@@ -244,3 +244,26 @@ def test_on_many_clips_the_candidates_are_searched_on_a_subset_and_the_choice_fi
     sel = select_probe(x, y, 3, cv_folds(ids, y, {}), block_dims=[20], search=(rows, sub_folds))
     assert np.isfinite(sel.oof).all()  # the chosen candidate's out-of-fold logits cover every clip
     np.testing.assert_allclose(sel.probe.mean, x[:, :20].mean(axis=0) if sel.stats == "mean" else x.mean(axis=0))
+
+
+def test_cv_folds_of_one_person_fall_back_to_plain_folds() -> None:
+    """Own clips of one actor: folds cannot be whole persons; plain stratified folds instead of an error that
+    switched the clip-statistics head off and failed the baselines (review finding)."""
+    from fer_zoo.training.probe import cv_folds
+
+    ids = [f"c{i}" for i in range(30)]
+    y = np.arange(30) % 3
+    folds = cv_folds(ids, y, {c: "anna" for c in ids})
+    assert len(folds) == 5 and sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(30))
+
+
+@pytest.mark.parametrize("args, needle", [(["--out"], "--out needs a file name"),
+                                          (["--config", "configs/abaw_expr.yaml"], "is for the clip task")])
+def test_probe_command_mistakes_are_one_line(args: list[str], needle: str, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from fer_zoo.__main__ import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main(["probe", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]

@@ -680,6 +680,11 @@ def cv_folds(ids: Sequence[str], y: np.ndarray, subjects: dict[str, str]) -> lis
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     groups = [subjects.get(c) or f"\0clip:{c}" for c in ids]
+    if len(set(groups)) < 2:  # one person in all of it: folds cannot be whole persons; plain folds, and say so
+        log.warning("the probe's cross-validation folds are not grouped by person: the %d training and validation "
+                    "clips show one person", len(ids))
+        subjects = {}
+        groups = [f"\0clip:{c}" for c in ids]
     n = min(CV_FOLDS, max(2, int(np.bincount(y).max())), len(set(groups)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes smaller than the number of folds: expected on small data

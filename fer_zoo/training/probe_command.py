@@ -24,14 +24,34 @@ def datamodule_from_args(args: list[str]) -> Any:
     return FeatureDataModule(**data)
 
 
+def _says_dense(arg: str) -> bool:
+    """A config file that sets ``task: dense``."""
+    import yaml
+
+    path = Path(arg)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return False
+    try:
+        return (yaml.safe_load(path.read_text()) or {}).get("task") == "dense"
+    except yaml.YAMLError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m fer_zoo probe [--out FILE.json] <fit arguments>``: print (and optionally save) the baselines."""
+    from fer_zoo.cli_errors import UsageError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     out: Path | None = None
     if "--out" in argv:
         i = argv.index("--out")
+        if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+            raise UsageError("--out needs a file name (FILE.json)")
         out = Path(argv[i + 1])
         argv = argv[:i] + argv[i + 2:]
+    if "dense" in argv or any(_says_dense(a) for a in argv):
+        raise UsageError("the probe command is for the clip task; a per-frame (dense) run reports its per-frame "
+                         "baselines in results.json (fer_zoo.dense.baselines)")
     if any(a in ("-h", "--help") for a in argv):
         print("usage: python -m fer_zoo probe [--out FILE.json] --config FIT_CONFIG [--data.* overrides]\n"
               + (__doc__ or "").split("\n\n")[1])
