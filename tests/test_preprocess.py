@@ -447,3 +447,30 @@ def test_a_photo_with_two_faces_is_one_clip_of_its_most_confident_face(tmp_path:
     assert pre.main([str(photo), "--out", str(tmp_path / "out")]) == 0
     (row,) = _boxes(tmp_path / "out" / "Clip" / "clip_224x224" / "two" / "boxes.csv")
     assert (row["x0"], row["confidence"], row["person"]) == ("5.0", "0.95", "1")
+
+
+class _LateDetector(_FakeDetector):
+    """LEFT on every frame; RIGHT only from frame 30 on (a second person who walks in late)."""
+
+    def __init__(self, cfg: TrackConfig) -> None:
+        self.n = 0
+
+    def __call__(self, rgb: np.ndarray) -> list[Detection]:
+        self.n += 1
+        return [Detection(*LEFT)] + ([Detection(*RIGHT)] if self.n > 30 else [])
+
+
+def test_frame_cap_with_several_people_spreads_over_each_persons_own_face_frames(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--frame_cap 4 on a 40-frame video where the second person is on screen for the last 10 frames: the cap picked
+    frames 0, 13, 26, 39 of the whole video, so that person's clip got 1 image, status ok (review finding)."""
+    import fer_zoo.video.preprocess as pre
+
+    monkeypatch.setattr(pre, "FaceDetector", _LateDetector)
+    video = _tiny_video(tmp_path / "in" / "w.mp4", frames=40)
+    out = tmp_path / "out"
+    assert pre.main([str(video), "--out", str(out), "--frame_cap", "4"]) == 0
+    root = out / "Clip" / "clip_224x224"
+    images = {d.name: sorted(p.name for p in d.glob("*.jpg")) for d in sorted(root.iterdir())}
+    assert images == {"w_p1": ["00001.jpg", "00002.jpg", "00003.jpg", "00004.jpg"],
+                      "w_p2": ["00001.jpg", "00002.jpg", "00003.jpg", "00004.jpg"]}

@@ -161,7 +161,11 @@ def preprocess_video(video: Path, clip_dir: Path, cfg: TrackConfig, frame_cap: i
     chosen = set(cap_indices(res.n_frames, frame_cap).tolist())
     staged: list[tuple[Path, Path, ClipOutcome]] = []
     for folder, person, records in clips:
-        faces = [r for r in records if r.face_found and r.frame in chosen]
+        if len(clips) == 1:  # one person: the cap spread over the video's frames, as before people were tracked
+            faces = [r for r in records if r.face_found and r.frame in chosen]
+        else:  # several: over each person's own face frames (one on screen briefly kept none of the video-wide picks)
+            found = [r for r in records if r.face_found]
+            faces = [found[i] for i in cap_indices(len(found), frame_cap)]
         width = max(5, len(str(len(faces))))
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
