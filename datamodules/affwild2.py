@@ -212,6 +212,17 @@ class AffWild2Source:
             records.append(ClipRecord(clip, str(path), None, self._split(clip, files[clip]), None, video_of(clip),
                                       self._audio(clip)))
         self._files = files
+        if not self.n_folds:  # the official split: both people of a video must be on one side
+            sides: dict[str, dict[str, str]] = {}
+            for r in records:
+                sides.setdefault(r.subject or r.clip_id, {})[r.clip_id] = r.split or ""
+            split = {v: c for v, c in sides.items() if len(set(c.values())) > 1}
+            if split:
+                video, clips = next(iter(split.items()))
+                raise ValueError(f"AffWild2Source {self.root}: the people of video {video!r} are on both sides of the "
+                                 f"split ({', '.join(f'{c}: {s}' for c, s in sorted(clips.items()))}; {len(split)} "
+                                 "videos in all): one person's frames would train and test; fix the annotation "
+                                 "folders, or draw folds over whole videos (n_folds)")
         return drawn_folds(records, self.n_folds, self.fold_seed, f"AffWild2Source {self.root}")
 
     # --------------------------------------------------------------------------------------------------- labels

@@ -396,3 +396,16 @@ def test_tracks_never_fall_back_to_the_shared_video_audio_from_videos(tmp_path: 
     reasons = dict(src.missing)
     assert "a _left/_right track needs its own cropped frames" in reasons["v9_left"]
     assert "no video" in reasons["v8"] and "for its audio" in [r for c, r in src.missing if c == "v8"][-1]
+
+
+def test_the_two_people_of_a_video_on_both_sides_of_the_official_split_are_refused(abaw: Path,
+                                                                                    tmp_path: Path) -> None:
+    """video02_left in Train_Set and video02_right in Validation_Set: one video's frames would train and test."""
+    root = tmp_path / "split"
+    shutil.copytree(abaw, root)
+    (root / "EXPR_Set" / "Validation_Set" / "video02_left.txt").rename(root / "EXPR_Set" / "Train_Set" /
+                                                                       "video02_left.txt")
+    with pytest.raises(ValueError, match=r"video 'video02' are on both sides of the split \(video02_left: train, "
+                                         r"video02_right: val"):
+        AffWild2Source(root, "EXPR").clips()
+    assert len(AffWild2Source(root, "EXPR", n_folds=2).clips()) == 4  # folds over whole videos keep them together
