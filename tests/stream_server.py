@@ -20,10 +20,13 @@ It exits when the stream is sent (after closing the connection), or when killed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 HOLD_S = 600.0  # how long a stalled or silent connection is held open (the test kills the server long before)
 
@@ -58,6 +61,29 @@ def serve_video(conn: socket.socket, video: str, stall_after: int | None, drop_k
                 packet.stream = ost
                 out.mux(packet)
                 sent += 1
+
+
+@contextlib.contextmanager
+def serve(video: Path | str, *flags: str) -> Iterator[str]:
+    """For the tests: start this script on loopback serving ``video``; yield its ``tcp://127.0.0.1:PORT`` URL; kill
+    it afterwards."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, __file__, str(video), *flags], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("ready "), f"stream server did not start (said {line!r})"
+        yield f"tcp://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def closed_port() -> int:
+    """For the tests: a loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,17 +6,14 @@ remuxed to MPEG-TS over TCP, paced in real time).
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from stream_server import closed_port, serve
 
 from datamodules.frames import ClipReadError
 from fer_zoo.video.face_track import InputError, open_video
@@ -30,28 +27,7 @@ from fer_zoo.video.inputs import (
     redact,
 )
 
-SERVER = Path(__file__).with_name("stream_server.py")
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="v4l2 camera devices are Linux's")
-
-
-@contextlib.contextmanager
-def serve(video: Path, *flags: str) -> Iterator[str]:
-    """Start ``stream_server.py`` on loopback; yield its ``tcp://127.0.0.1:PORT`` URL; kill it afterwards."""
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(video), *flags], stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        assert line.startswith("ready "), f"stream server did not start (said {line!r})"
-        yield f"tcp://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def url_spec(url: str) -> InputSpec:

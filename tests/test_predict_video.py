@@ -3,24 +3,21 @@ every frame (VFR included), a folder as one tidy table, live streams on loopback
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from stream_server import closed_port, serve
 
 from fer_zoo.video.run_info import PredictError, resolve_run
 
 REPO = Path(__file__).resolve().parents[1]
-SERVER = Path(__file__).with_name("stream_server.py")
 CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
 POSE_META = {"extractor": "pose", "config": {"backend": "mediapipe", "min_detection_confidence": 0.5,
                                              "model_complexity": 1}, "frame_cap": 64, "dim": 132, "version": "1"}
@@ -506,18 +503,6 @@ def test_two_people_get_their_own_rows_and_panels(trained_run: Path, face_videos
 # ------------------------------------------------------------------------------------------------ live input
 
 
-@contextlib.contextmanager
-def _serve(video: Path) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(video)], stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        assert line.startswith("ready "), f"stream server did not start (said {line!r})"
-        yield f"tcp://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.mark.slow
 def test_a_stream_on_loopback_is_answered_live_second_by_second(trained_run: Path, face_videos: Path,
                                                                 tmp_path: Path,
@@ -525,7 +510,7 @@ def test_a_stream_on_loopback_is_answered_live_second_by_second(trained_run: Pat
     from fer_zoo.video.predict import main
 
     out = tmp_path / "live"
-    with _serve(face_videos / "single_face.mp4") as url:
+    with serve(face_videos / "single_face.mp4") as url:
         assert main([url, "--ckpt", str(trained_run), "--out", str(out)]) == 0
     printed = [ln for ln in capsys.readouterr().out.splitlines() if "person 1:" in ln]
     assert len(printed) == 3 and all("latency" in ln for ln in printed)  # seconds 0, 1, 2 of a 2.4 s stream
@@ -539,12 +524,6 @@ def test_a_stream_on_loopback_is_answered_live_second_by_second(trained_run: Pat
     assert lat["seconds"] == 3 and 0 <= lat["median"] < 30
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("source, expect", [("/dev/video9", "no such device"), ("9", "no such device"),
                                             (None, "connection refused")])
 def test_a_camera_that_does_not_exist_or_a_dead_url_is_one_line_and_exit_2(
@@ -552,7 +531,7 @@ def test_a_camera_that_does_not_exist_or_a_dead_url_is_one_line_and_exit_2(
     from fer_zoo.video.predict import main
 
     if source is None:
-        source = f"tcp://127.0.0.1:{_closed_port()}"
+        source = f"tcp://127.0.0.1:{closed_port()}"
     elif not sys.platform.startswith("linux"):
         pytest.skip("v4l2 camera devices are Linux's")
     st = {"margin": 0.25, "size": 224, "min_confidence": 0.5, "detector": "short", "jpeg_quality": 95, "snap": 0.08,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from video_data import COMPOSITE_SHIFT, two_person_composite
 
 from fer_zoo.video.face_track import TrackConfig
 from fer_zoo.video.tracking import (
@@ -435,33 +436,7 @@ def test_colour_histogram_tells_different_colours_apart_and_ignores_the_border()
 
 # ------------------------------------------------------------------------------------------------ real footage
 
-SHIFT = 240  # columns of WolfgangLanger_Pexels.mp4 cut away on the left; it starts at x = 640 in the composite
-
-
-def _composite(face_videos: Path, out: Path) -> Path:
-    """single_face.mp4 (left, 640 px) and WolfgangLanger_Pexels.mp4 without its left 240 columns (right) side by
-    side, 72 frames at 30 fps, H.264."""
-    import av
-
-    from fer_zoo.video.face_track import open_video
-
-    def frames(name: str) -> list[np.ndarray]:
-        with open_video(face_videos / name) as (_, it):
-            return [rgb for i, _, rgb in it if i < 72]
-
-    a, b = frames("single_face.mp4"), frames("WolfgangLanger_Pexels.mp4")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(out), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = 640 + 640 - SHIFT, 360, "yuv420p"
-        s.options = {"crf": "18", "preset": "veryfast", "x264-params": "threads=1:sync-lookahead=0:rc-lookahead=0"}
-        for x, y in zip(a, b):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.hstack([x, y[:, SHIFT:]])),
-                                                         format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return out
+SHIFT = COMPOSITE_SHIFT  # columns of WolfgangLanger_Pexels.mp4 cut away on the left; it starts at x = 640
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -476,7 +451,7 @@ def test_two_people_in_a_real_composite_give_two_tracks_with_the_right_boxes(fac
     from fer_zoo.video.face_track import FaceDetector, open_video, track_video
     from fer_zoo.video.preprocess import main
 
-    video = _composite(face_videos, tmp_path / "in" / "two.mp4")
+    video = two_person_composite(face_videos, tmp_path / "in" / "two.mp4")
     cfg = TrackConfig()
     det = FaceDetector(cfg)
     try:
