@@ -46,7 +46,6 @@ from datamodules.feature_datamodule import (
     DroppedClip,
     FeatureDataModule,
     _dist_world,
-    _seed_rng,
     split_clips,
 )
 from datamodules.feature_stats import ColumnStats
@@ -56,6 +55,7 @@ from datamodules.labels import ABAW_EXPR
 from datamodules.provenance import check_sources
 from datamodules.records import ClipRecord
 from datamodules.windows import plan_windows
+from datamodules.worker_rng import WorkerSeededDataset
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,11 @@ def read_rows(store: FeatureStore, clip_id: str, rows: np.ndarray,
     return x, v
 
 
-class DenseWindows(Dataset):
+class DenseWindows(WorkerSeededDataset):
     """Training windows: item ``i`` is window ``k`` of clip ``c`` (``self.windows[i] = (c, k)``), ``window``
     consecutive frames from ``min(k * stride + offset, max(0, N - window))`` with ``offset`` drawn in
-    ``[0, stride)`` each time the item is read (the generator belongs to the worker, seeded as the clip task's
-    :class:`~datamodules.feature_datamodule.FeatureDataset`; a seeded run repeats exactly). A clip shorter than
+    ``[0, stride)`` each time the item is read (the worker's generator, :class:`WorkerSeededDataset`; a seeded run
+    repeats exactly). A clip shorter than
     ``window`` is one window, padded with invalid, unlabeled frames.
 
     Item: ``features`` {m: float32 [W, D_m]}, ``valid`` {m: bool [W]}, ``targets`` (see :func:`frame_targets`, masked
@@ -172,23 +172,9 @@ class DenseWindows(Dataset):
                 hi = min(g.n_frames, k * self.stride + self.stride + self.window - 1)
                 if trainable[lo:hi].any():
                     self.windows.append((c, k))
-        self.rank = 0
-        self._gen: np.random.Generator | None = None
-        self._gen_key: tuple[int, int] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_gen": None, "_gen_key": None}
 
     def __len__(self) -> int:
         return len(self.windows)
-
-    def _generator(self) -> np.random.Generator:
-        info = torch.utils.data.get_worker_info()
-        key = (-1 if info is None else info.id, torch.initial_seed())
-        if self._gen is None or self._gen_key != key:
-            self._gen = _seed_rng(self.seed, self.rank, key[0] + 1, key[1])
-            self._gen_key = key
-        return self._gen
 
     def start(self, i: int, offset: int = 0) -> int:
         """First frame of window ``i`` drawn with ``offset``."""
@@ -198,7 +184,7 @@ class DenseWindows(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         c, _ = self.windows[i]
         g = self.grids[c]
-        start = self.start(i, int(self._generator().integers(self.stride)))
+        start = self.start(i, int(self.generator().integers(self.stride)))
         stop = min(g.n_frames, start + self.window)
         pad = np.full(self.window - (stop - start), -1, np.int64)
         features, valid = {}, {}

@@ -32,6 +32,7 @@ from datamodules.labels import LabelVocabulary, get_vocabulary
 from datamodules.provenance import check_sources
 from datamodules.records import ClipRecord
 from datamodules.sampling import SHORT_CLIPS, segment_indices
+from datamodules.worker_rng import WorkerSeededDataset, seed_rng
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,6 @@ def _grouped_holdout(ids: Sequence[str], labels: Sequence[int], fraction: float,
     return [c for c in ids if c not in held], [c for c in ids if c in held]
 
 
-def _seed_rng(*words: int) -> np.random.Generator:
-    """A generator from a tuple of integers (SeedSequence: no Python ``hash``, so equal in every process)."""
-    return np.random.default_rng([w & 0xFFFFFFFFFFFFFFFF for w in words])
-
-
 def split_clips(records: Sequence[ClipRecord], labels: dict[str, int], folds: Sequence[int], fold: int | None,
                 test_fraction: float, val_fraction: float, seed: int, source_name: str) -> dict[str, list[str]]:
     """Clip ids of ``train``/``val``/``test`` for a source's protocol: its folds, its fixed split, or a seeded
@@ -161,7 +157,7 @@ def split_clips(records: Sequence[ClipRecord], labels: dict[str, int], folds: Se
         else:  # no protocol (image folders): a seeded stratified test split
             ids = [r.clip_id for r in records]
             pool, test = stratified_holdout(ids, [labels[c] for c in ids], test_fraction,
-                                            _seed_rng(seed, 0), groups(ids))
+                                            seed_rng(seed, 0), groups(ids))
             explicit_val = []
     if explicit_val:
         log.info("%s: using the source's %d clips with split='val' for validation (val_fraction unused)",
@@ -169,7 +165,7 @@ def split_clips(records: Sequence[ClipRecord], labels: dict[str, int], folds: Se
         train, val = pool, explicit_val
     else:
         train, val = stratified_holdout(pool, [labels[c] for c in pool], val_fraction,
-                                        _seed_rng(seed, 1, fold or 0), groups(pool))
+                                        seed_rng(seed, 1, fold or 0), groups(pool))
     return {"train": train, "val": val, "test": test}
 
 
@@ -261,14 +257,12 @@ class DistributedWeightedSampler(DistributedSampler):
 # --------------------------------------------------------------------------------------------------------- dataset
 
 
-class FeatureDataset(Dataset):
+class FeatureDataset(WorkerSeededDataset):
     """Clips of one split: TSN-sampled slices of every selected store, read from the memory maps on demand.
 
-    Training draws the random frame offsets from a generator that belongs to the worker: it is (re)seeded from
-    ``seed``, the rank, the worker id and ``torch.initial_seed()``. Torch gives each worker a new initial seed for
-    every epoch (non-persistent workers); persistent workers and the main process keep one generator whose stream
-    continues, so every epoch sees other frames, and a seeded run (``seed_everything``) repeats exactly.
-    The same offsets are used for every modality of a clip, so the modalities stay aligned in time.
+    Training draws the random frame offsets from the worker's generator (:class:`WorkerSeededDataset`: every epoch
+    sees other frames, and a seeded run repeats exactly). The same offsets are used for every modality of a clip, so
+    the modalities stay aligned in time.
 
     ``short_clips`` ("stretch" or "pad") says what a clip shorter than ``num_frames`` becomes (see
     :func:`datamodules.sampling.segment_indices`): stretched, a photo is a still video of ``num_frames`` valid
@@ -303,27 +297,13 @@ class FeatureDataset(Dataset):
         self.seed = int(seed)
         self.short_clips = short_clips
         self.frame_jitter = float(frame_jitter)
-        self.rank = 0
-        self._gen: np.random.Generator | None = None
-        self._gen_key: tuple[int, int] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_gen": None, "_gen_key": None}
 
     def __len__(self) -> int:
         return len(self.clip_ids)
 
-    def _generator(self) -> np.random.Generator:
-        info = torch.utils.data.get_worker_info()
-        key = (-1 if info is None else info.id, torch.initial_seed())
-        if self._gen is None or self._gen_key != key:
-            self._gen = _seed_rng(self.seed, self.rank, key[0] + 1, key[1])
-            self._gen_key = key
-        return self._gen
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         cid = self.clip_ids[i]
-        sub_seed = int(self._generator().integers(2**63)) if self.train else None
+        sub_seed = int(self.generator().integers(2**63)) if self.train else None
         features: dict[str, torch.Tensor] = {}
         valid: dict[str, torch.Tensor] = {}
         sampled: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # by clip length: modalities usually share one
