@@ -185,20 +185,27 @@ def test_select_probe_keeps_the_std_columns_only_where_they_help(signal: str, st
 
 
 def test_select_probe_out_of_fold_logits_come_from_fits_without_the_clip_and_the_final_fit_uses_all() -> None:
+    """The probe averages the logits of every C within one standard error of the best cross-validated UAR: its
+    out-of-fold logits are that average over fits that never saw the clip, its weights that average over fits on
+    every row."""
     from fer_zoo.training.probe import cv_folds, select_probe, stats_columns
 
     rng = np.random.default_rng(1)
     x, y = _clips(rng, 90, "mean")
     folds = cv_folds([str(i) for i in range(len(y))], y, {})
-    sel = select_probe(x, y, 3, folds, block_dims=[20], cs=(0.1, 1.0))
+    sel = select_probe(x, y, 3, folds, block_dims=[20], cs=(0.03, 0.1, 0.3, 1.0))
+    cv = {float(c): u for c, u in sel.cv_uar[sel.stats].items()}
+    assert sel.averaged == [c for c in sorted(cv) if cv[c] >= max(cv.values()) - sel.se]
+    assert sel.C in sel.averaged and 0 < sel.se < 0.1
     cols = stats_columns([20], sel.stats)
-    for tr, te in folds:  # each fold's logits are those of a plain fit on the other folds at the chosen C
-        fold = fit_probe(x[tr], y[tr], x[:0], y[:0], 3, cs=(sel.C,), block_dims=[20], columns=cols)
+    for tr, te in folds:  # each fold's logits: the mean over the averaged Cs of plain fits on the other folds
+        z = np.mean([fit_probe(x[tr], y[tr], x[:0], y[:0], 3, cs=(c,), block_dims=[20], columns=cols)
+                     .decision(x[te]) for c in sel.averaged], axis=0)
         # the same optimum up to L-BFGS's stopping tolerance (the selection's fit is warm-started from a smaller C)
-        np.testing.assert_allclose(sel.oof[te], fold.decision(x[te]), rtol=0, atol=0.05)
-        assert np.abs(fold.decision(x[te])).max() > 2  # logits of that scale: the tolerance is not vacuous
-    full = fit_probe(x, y, x[:0], y[:0], 3, cs=(sel.C,), block_dims=[20], columns=cols)
-    np.testing.assert_allclose(sel.probe.coef, full.coef)
+        np.testing.assert_allclose(sel.oof[te], z, rtol=0, atol=0.05)
+        assert np.abs(z).max() > 2  # logits of that scale: the tolerance is not vacuous
+    full = [fit_probe(x, y, x[:0], y[:0], 3, cs=(c,), block_dims=[20], columns=cols) for c in sel.averaged]
+    np.testing.assert_allclose(sel.probe.coef, np.mean([f.coef for f in full], axis=0))
     np.testing.assert_allclose(sel.probe.mean, x[:, cols].mean(axis=0))
 
 
