@@ -85,7 +85,7 @@ install-test-tools:
 	  echo "espeak-ng is not installed (needs root + apt): the spoken-audio tests will skip"
 
 test: install install-openpifpaf install-test-tools
-	FER_ZOO_REQUIRE_OPENPIFPAF=1 $(PY) -m pytest -q
+	FER_ZOO_REQUIRE_OPENPIFPAF=1 $(PY) -m pytest -q --durations=20
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
