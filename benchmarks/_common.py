@@ -18,6 +18,29 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
+#: The person in a shared photo's file name (``<person>_<n>[letter].jpg``), as the person-grouped folds use it.
+PHOTO_SUBJECT = r"^(.+)_\d+[a-z]*$"
+
+
+def photo_subject(name: str) -> str:
+    """The person of a shared photo's file name (:data:`PHOTO_SUBJECT`; the stem when it does not match)."""
+    import re
+
+    stem = Path(name).stem
+    m = re.match(PHOTO_SUBJECT, stem)
+    return m.group(1) if m else stem
+
+
+def write_photo_labels(legend: Path, out: Path) -> Path:
+    """``preprocess --labels`` CSV (``video,label,subject``) of every photo in the shared ``legend.csv``."""
+    import csv
+
+    with open(legend, newline="") as f, open(out, "w", newline="") as o:
+        w = csv.writer(o)
+        w.writerow(["video", "label", "subject"])
+        for row in csv.DictReader(f):
+            w.writerow([row["image"], row["emotion"].strip().lower(), photo_subject(row["image"])])
+    return out
 
 
 def evict_from_page_cache(paths: Sequence[Path]) -> None:

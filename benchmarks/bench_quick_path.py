@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _common import REPO, machine_info, print_machine, table, write_results  # noqa: E402
+from _common import REPO, machine_info, print_machine, table, write_photo_labels, write_results  # noqa: E402
 
 SHARED = Path(os.environ.get("FER_ZOO_SHARED_DATA", REPO.parent / "shared" / "data"))
 PHOTOS = SHARED / "faces-static"
 VIDEOS = SHARED / "face-videos"
-SUBJECT = r"^(.+)_\d+[a-z]*$"
 SETS = [["fer2013"], ["facemesh"], ["resnet"], ["fer2013", "facemesh"], ["resnet", "facemesh"],
         ["resnet", "fer2013", "facemesh"]]
 EXTRACT = {"resnet": {"name": "resnet18", "config": {"weights": "IMAGENET1K_V1"}, "fallback": {"name": "mobilenet_v2"}},
@@ -62,12 +60,7 @@ def ensure_stores(crops: Path, stores: Path, log: Path) -> Path:
     if not manifest.is_file():
         crops.mkdir(parents=True, exist_ok=True)
         labels = crops.parent / f"{crops.name}-labels.csv"
-        with open(PHOTOS / "legend.csv", newline="") as f, open(labels, "w", newline="") as out:
-            w = csv.writer(out)
-            w.writerow(["video", "label", "subject"])
-            for row in csv.DictReader(f):
-                m = re.match(SUBJECT, Path(row["image"]).stem)
-                w.writerow([row["image"], row["emotion"].strip().lower(), m.group(1) if m else Path(row["image"]).stem])
+        write_photo_labels(PHOTOS / "legend.csv", labels)
         print("cropping the shared photos (preprocess) ...", flush=True)
         _run(["preprocess", str(PHOTOS / "images"), "--out", str(crops), "--labels", str(labels)], log, (0, 4))
     missing = [m for m in EXTRACT if not list((stores / m).glob("*/meta.json"))]

@@ -41,12 +41,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine_info, print_machine, table, target_line, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    PHOTO_SUBJECT,
+    REPO,
+    machine_info,
+    print_machine,
+    table,
+    target_line,
+    write_photo_labels,
+    write_results,
+)
 
 DATA = REPO.parent / "shared" / "data"
 PHOTOS = DATA / "faces-static"
 VIDEOS = DATA / "face-videos"
-SUBJECT = r"^(.+)_\d+[a-z]*$"
 VARIANTS = {"pad": ["--data.short_clips", "pad"], "stretch": ["--data.short_clips", "stretch"]}
 
 
@@ -58,15 +66,12 @@ def _source_args(prefix: str, crops: Path | None = None) -> list[str]:
                 str(crops / "manifest.csv"), f"--{prefix}.init_args.vocabulary", "faces8"]
     return [f"--{prefix}.class_path", "datamodules.sources.ImageFolderSource",
             f"--{prefix}.init_args.root", str(PHOTOS / "images"), f"--{prefix}.init_args.legend",
-            str(PHOTOS / "legend.csv"), f"--{prefix}.init_args.subject_pattern", SUBJECT]
+            str(PHOTOS / "legend.csv"), f"--{prefix}.init_args.subject_pattern", PHOTO_SUBJECT]
 
 
 def ensure_crops(crops: Path, log: Path) -> None:
     """``python -m fer_zoo preprocess`` of every shared photo into ``crops`` (labels and subjects from legend.csv,
     subject as ImageFolderSource's ``subject_pattern`` reads it); photos already done are skipped."""
-    import csv
-    import re
-
     if (crops / "manifest.csv").is_file() and (crops / "clips.csv").is_file():
         from fer_zoo.video.face_track import TrackConfig
 
@@ -76,12 +81,7 @@ def ensure_crops(crops: Path, log: Path) -> None:
         return
     crops.mkdir(parents=True, exist_ok=True)
     labels = crops.parent / f"{crops.name}_labels.csv"
-    with open(PHOTOS / "legend.csv", newline="") as f, open(labels, "w", newline="") as out:
-        w = csv.writer(out)
-        w.writerow(["video", "label", "subject"])
-        for row in csv.DictReader(f):
-            m = re.match(SUBJECT, Path(row["image"]).stem)
-            w.writerow([row["image"], row["emotion"].strip().lower(), m.group(1) if m else Path(row["image"]).stem])
+    write_photo_labels(PHOTOS / "legend.csv", labels)
     print(f"face crops of {PHOTOS / 'images'} -> {crops} (preprocess, default settings) ...", flush=True)
     t0 = time.perf_counter()
     _run(["preprocess", str(PHOTOS / "images"), "--out", str(crops), "--labels", str(labels)], log, ok=(0, 4))

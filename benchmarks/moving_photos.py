@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from _common import photo_subject
 
-SUBJECT = r"^(.+)_\d+[a-z]*$"
 CLASSES = ("anger", "disgust", "happiness", "neutral", "sadness", "surprise")
 
 
@@ -61,8 +60,7 @@ def select_photos(photos: Path, legend: Path, classes: tuple[str, ...] = CLASSES
         if len(names) > per_class:
             names = [names[int(i)] for i in np.linspace(0, len(names) - 1, per_class).round()]
         for name in names:
-            m = re.match(SUBJECT, Path(name).stem)
-            out.append((name, label, m.group(1) if m else Path(name).stem))
+            out.append((name, label, photo_subject(name)))
     return out
 
 
