@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", nargs="+", default=None, help="modality sets as a+b (default: facemesh resnet fer2013 "
                    "resnet+facemesh)")
     p.add_argument("--folds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
-    p.add_argument("--seeds", nargs="+", type=int, default=[1])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--root", type=Path, default=REPO / "features" / "moving-photos")
     p.add_argument("--runs", type=Path, default=None, help="where the runs go (default: a temporary folder)")
     args = p.parse_args(argv)
