@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -437,21 +436,21 @@ def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def first_run(sample_store_root: Path, runs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The 2 sets x 2 seeds grid, run once for the module (output captured by hand: capsys is per test)."""
-    cwd, mode = Path.cwd(), os.environ.get("WANDB_MODE")
-    os.chdir(REPO)
-    os.environ["WANDB_MODE"] = "offline"
     config = _config(tmp_path_factory.mktemp("cfg") / "ablation.yaml", sample_store_root, runs, SETS)
+    rc, out = run_grid(config)
+    return {"rc": rc, "out": out, "config": config, "dir": runs / NAME, "stores": sample_store_root}
+
+
+def run_grid(config: Path) -> tuple[int, str]:
+    """``ablate.main`` on ``config`` from the repository root with W&B offline, for a module-scoped fixture (no
+    ``monkeypatch`` fixture there): its exit status and everything it printed."""
     buf = io.StringIO()
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        mp.setenv("WANDB_MODE", "offline")
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             rc = ablate.main(["--config", str(config)])
-    finally:
-        os.chdir(cwd)
-        if mode is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = mode
-    return {"rc": rc, "out": buf.getvalue(), "config": config, "dir": runs / NAME, "stores": sample_store_root}
+    return rc, buf.getvalue()
 
 
 @pytest.mark.slow

@@ -17,9 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from test_ablate import run_grid
 from test_dense_e2e import _frames, build_abaw
-
-from fer_zoo.ablation import grid as ablate
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -49,24 +48,9 @@ def grid(face_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
                       "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"],
         "modality_sets": SETS, "seeds": [1], "wandb": True, "env": {"OMP_NUM_THREADS": "1"},
     }))
-    cwd, mode = Path.cwd(), os.environ.get("WANDB_MODE")
-    os.chdir(REPO)
-    os.environ["WANDB_MODE"] = "offline"
     t0 = time.perf_counter()
-    try:
-        import contextlib
-        import io
-
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            rc = ablate.main(["--config", str(config)])
-    finally:
-        os.chdir(cwd)
-        if mode is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = mode
-    return {"rc": rc, "out": buf.getvalue(), "dir": work / "runs" / "abaw_t", "extract_s": extract_s,
+    rc, out = run_grid(config)
+    return {"rc": rc, "out": out, "dir": work / "runs" / "abaw_t", "extract_s": extract_s,
             "ablate_s": time.perf_counter() - t0}
 
 
