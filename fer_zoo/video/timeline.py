@@ -38,10 +38,9 @@ def plot_people(points: dict[int, list[dict[str, Any]]], layout: Any, duration: 
     or None without an answer); ``layout``: a :class:`fer_zoo.perframe.outputs.OutputLayout`. Per person: class
     probabilities (and a top-class strip), valence/arousal in [-1, 1], action-unit activations, each in its own
     panel; hatched where the person's face is not seen. Persons in id order, at most :data:`MAX_PEOPLE`."""
-    seconds = points
     groups = [(kind, list(names)) for kind, names in (("classes", layout.classes), ("values", layout.values),
                                                        ("activations", layout.activations)) if names]
-    people = sorted(seconds)[:MAX_PEOPLE]
+    people = sorted(points)[:MAX_PEOPLE]
     xmax = max(duration, 1.0)
     n = max(1, len(people))
     ratios = [r for kind, _ in groups for r in ([5, 1] if kind == "classes" else [4])]
@@ -59,7 +58,7 @@ def plot_people(points: dict[int, list[dict[str, Any]]], layout: Any, duration: 
                 ax.set_yticks([])
             break
         pid = people[i]
-        rows = seconds[pid]
+        rows = points[pid]
         t0 = np.array([r["t0"] for r in rows], np.float64)
         t1 = np.array([r["t1"] for r in rows], np.float64)
         mid = (t0 + t1) / 2
@@ -110,8 +109,8 @@ def plot_people(points: dict[int, list[dict[str, Any]]], layout: Any, duration: 
     handles = [h for hs in legends.values() for h in hs] + [Patch(label="person not on screen", **NO_FACE_STYLE)]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=8)
     fig.suptitle(title, fontsize=13, fontweight="bold")
-    if subtitle or len(seconds) > MAX_PEOPLE:
-        extra = f"; {len(seconds) - MAX_PEOPLE} more people in the CSV" if len(seconds) > MAX_PEOPLE else ""
+    if subtitle or len(points) > MAX_PEOPLE:
+        extra = f"; {len(points) - MAX_PEOPLE} more people in the CSV" if len(points) > MAX_PEOPLE else ""
         axes[0].set_title(subtitle + extra, fontsize=9, color="0.3")
     return save_figure(fig, path)
 
